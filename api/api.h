@@ -1,0 +1,1 @@
+/* api/api.h — being written. */

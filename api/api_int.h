@@ -1,0 +1,1 @@
+/* api/api_int.h — being written. */

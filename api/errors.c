@@ -1,0 +1,2 @@
+/* api/errors.c — being written. */
+typedef int mp__placeholder_t;

@@ -1,0 +1,2 @@
+/* api/upload.c — being written. */
+typedef int mp__placeholder_t;

@@ -1,0 +1,2 @@
+/* cli/modelpress.c — being written. */
+int main(void) { return 77; }

@@ -1,0 +1,204 @@
+/* modelpress.h — the public interface of libmodelpress, the compression core.
+ *
+ * libmodelpress loads trained networks (safetensors today), applies a recipe of compression
+ * steps (prune, quantize, …) and writes the compressed model plus a report of what was lost.
+ * The same engine runs inside modelpressd's worker threads and behind the `modelpress` command.
+ *
+ * Conventions, kept by every function here:
+ * - Functions return int: 0 on success or a negative MP_E* code. Results go out through
+ *   pointer parameters. Where a function takes an mp_errctx_t *, a human-readable detail
+ *   (which tensor, which byte offset, which recipe field) is written there on failure; the
+ *   pointer may be NULL when the caller does not want it.
+ * - Whoever allocates frees; every *_free(NULL) is a no-op. A function that takes ownership of
+ *   an argument says so in its name (_take).
+ * - Nothing here logs, aborts on bad input or keeps global mutable state apart from the kernel
+ *   table chosen once at first use; distinct objects may be used from distinct threads.
+ */
+#ifndef MODELPRESS_H
+#define MODELPRESS_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MP_VERSION_STRING "0.1.0"
+
+/* ---- errors ------------------------------------------------------------------------------ */
+
+/* X(name, value, message): the one list of error codes. */
+#define MP_ERRNO_MAP(X)                                                                            \
+    X(OK, 0, "success")                                                                            \
+    X(EINVAL, -1, "invalid argument")                                                              \
+    X(ENOMEM, -2, "out of memory")                                                                 \
+    X(EIO, -3, "input/output error")                                                               \
+    X(EFORMAT, -4, "malformed model file")                                                         \
+    X(EUNSUPPORTED, -5, "unsupported feature")                                                     \
+    X(ERECIPE, -6, "invalid recipe")                                                               \
+    X(ECANCELED, -7, "canceled")                                                                   \
+    X(ENOENT, -8, "not found")                                                                     \
+    X(ETOOBIG, -9, "too large")                                                                    \
+    X(ENOSPC, -10, "no space left on device")                                                      \
+    X(EINTERNAL, -11, "internal error")
+
+typedef enum {
+#define MP_X_ENUM(name, value, msg) MP_##name = (value),
+    MP_ERRNO_MAP(MP_X_ENUM)
+#undef MP_X_ENUM
+} mp_errno_t;
+
+/* Static strings; unknown codes give "unknown error" / "EUNKNOWN". */
+const char *mp_strerror(int err);
+const char *mp_err_name(int err);
+
+/* Where a failing function writes what went wrong, for a person to read. */
+typedef struct mp_errctx {
+    int code;
+    char msg[512];
+} mp_errctx_t;
+
+/* ---- tensors and models ------------------------------------------------------------------ */
+
+typedef enum {
+    MP_DT_F32 = 0,
+    MP_DT_F16,
+    MP_DT_BF16,
+    MP_DT_F64,
+    MP_DT_I8,
+    MP_DT_U8,
+    MP_DT_I16,
+    MP_DT_U16,
+    MP_DT_I32,
+    MP_DT_U32,
+    MP_DT_I64,
+    MP_DT_U64,
+    MP_DT_BOOL,
+    MP_DT_COUNT
+} mp_dtype_t;
+
+/* Element size in bytes (0 for an out-of-range value), the safetensors spelling ("F32", …),
+ * and the reverse lookup (-1 if the name is unknown). */
+size_t mp_dtype_size(mp_dtype_t dt);
+const char *mp_dtype_name(mp_dtype_t dt);
+int mp_dtype_from_name(const char *name);
+int mp_dtype_is_float(mp_dtype_t dt);
+
+#define MP_MAX_DIMS 8
+
+typedef struct mp_tensor {
+    char *name;                  /* owned by the model, NUL-terminated, no NUL inside */
+    mp_dtype_t dtype;
+    int n_dims;                  /* 0 for a scalar */
+    int64_t shape[MP_MAX_DIMS];
+    const void *data;            /* n_bytes bytes; may point into a mapped file (read-only) */
+    size_t n_bytes;              /* == product(shape) * mp_dtype_size(dtype), checked */
+    void *owned;                 /* non-NULL when the model must free the data (== data) */
+} mp_tensor_t;
+
+/* A named collection of tensors plus string metadata, in file order. */
+typedef struct mp_model {
+    mp_tensor_t *tensors;
+    size_t n_tensors;
+    size_t cap_tensors;
+    char **meta_keys;            /* safetensors __metadata__, in file order */
+    char **meta_values;
+    size_t n_meta;
+    void *map;                   /* the mapped file the borrowed tensors point into, or NULL */
+    size_t map_bytes;
+} mp_model_t;
+
+/* Element count of a tensor (product of its shape; 1 for a scalar). */
+int64_t mp_tensor_elements(const mp_tensor_t *t);
+
+/* An empty model; NULL when out of memory. */
+mp_model_t *mp_model_new(void);
+void mp_model_free(mp_model_t *m);
+
+/* Append a tensor. _add copies data; _add_take takes ownership of data (malloc'd) even on
+ * failure; _add_ref borrows it (the caller keeps it alive as long as the model, as with the
+ * tensors of an input model passed through to an output model unchanged).
+ * Refuses a duplicate name, an empty name or a byte count that disagrees with the shape. */
+int mp_model_add(mp_model_t *m, const char *name, mp_dtype_t dt, int n_dims, const int64_t *shape,
+                 const void *data, size_t n_bytes, mp_errctx_t *err);
+int mp_model_add_take(mp_model_t *m, const char *name, mp_dtype_t dt, int n_dims,
+                      const int64_t *shape, void *data, size_t n_bytes, mp_errctx_t *err);
+int mp_model_add_ref(mp_model_t *m, const char *name, mp_dtype_t dt, int n_dims,
+                     const int64_t *shape, const void *data, size_t n_bytes, mp_errctx_t *err);
+
+/* Set (or replace) one metadata entry. */
+int mp_model_set_meta(mp_model_t *m, const char *key, const char *value);
+/* Borrowed value, or NULL. */
+const char *mp_model_get_meta(const mp_model_t *m, const char *key);
+/* Borrowed tensor, or NULL. */
+const mp_tensor_t *mp_model_find(const mp_model_t *m, const char *name);
+
+/* ---- safetensors --------------------------------------------------------------------------- */
+
+/* Hard limits on what a file may ask of us before anything is allocated. */
+#define MP_ST_MAX_HEADER_BYTES (100u * 1000u * 1000u)
+
+/* Parse a safetensors image held in memory. The tensors borrow buf, which must outlive the
+ * model. Every field is validated against n_bytes before use; errors name the tensor and the
+ * byte offset. MP_EFORMAT for a malformed file. */
+int mp_safetensors_parse(const void *buf, size_t n_bytes, mp_model_t **out, mp_errctx_t *err);
+
+/* Map a file read-only and parse it; the model owns the mapping. */
+int mp_safetensors_load(const char *path, mp_model_t **out, mp_errctx_t *err);
+
+/* Write a model: header keys sorted, tensor data 8-byte aligned by header padding and laid out
+ * in sorted-name order, __metadata__ kept. Writes to path directly (callers that need
+ * atomicity write to a temporary name and rename). */
+int mp_safetensors_save(const mp_model_t *m, const char *path, mp_errctx_t *err);
+
+/* Load any model format modelpress reads, chosen by content (safetensors for now). */
+int mp_model_load(const char *path, mp_model_t **out, mp_errctx_t *err);
+
+/* ---- recipes and the pipeline -------------------------------------------------------------- */
+
+typedef struct mp_recipe mp_recipe_t;
+
+/* Parse and validate a recipe (JSON text of len bytes). An unknown step or a bad field is
+ * MP_ERECIPE with a message naming the step and field, e.g.
+ * "steps[1].quantize.bits: must be an integer from 2 to 8, got 33". */
+int mp_recipe_parse(const char *json, size_t len, mp_recipe_t **out, mp_errctx_t *err);
+void mp_recipe_free(mp_recipe_t *r);
+
+/* Check a parsed recipe against a model before any work is queued: MP_ERECIPE when its select
+ * matches no tensor, or a step cannot apply to what it selects. */
+int mp_recipe_check_model(const mp_recipe_t *r, const mp_model_t *m, mp_errctx_t *err);
+
+/* Called from the thread running the pipeline; progress is 0..1, stage a static string such as
+ * "prune" or "quantize". Must be cheap. */
+typedef void (*mp_progress_cb)(void *ud, double progress, const char *stage);
+
+typedef struct mp_run_opts {
+    mp_progress_cb progress_cb;  /* may be NULL */
+    void *ud;
+    const atomic_int *cancel;    /* may be NULL; nonzero asks the run to stop (MP_ECANCELED) */
+} mp_run_opts_t;
+
+/* Run every step of the recipe on the selected tensors of in. On success *out is a new model
+ * (tensors not touched borrow from in, so in must outlive *out) and *report_json a malloc'd
+ * JSON document with the per-tensor and total figures (see DESIGN.md, Reports). */
+int mp_pipeline_run(const mp_model_t *in, const mp_recipe_t *r, const mp_run_opts_t *opts,
+                    mp_model_t **out, char **report_json, mp_errctx_t *err);
+
+/* Restore plain F32 tensors under their original names from a compressed model (quantized
+ * weights dequantized, companions such as *_scale removed). Tensors that were never
+ * compressed are borrowed from in. */
+int mp_model_unpack(const mp_model_t *in, mp_model_t **out, mp_errctx_t *err);
+
+/* ---- kernels ------------------------------------------------------------------------------- */
+
+/* Name of the instruction set the kernels run with: "ref", "avx2" or "avx512". Chosen once from
+ * the CPU, or forced with MODELPRESS_ISA=ref|avx2|avx512 (falling back to the best available
+ * if the forced one is not supported). */
+const char *mp_kern_isa(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MODELPRESS_H */

@@ -1,0 +1,50 @@
+/* mp_int.h — internals shared by the files of libmodelpress (never installed).
+ *
+ * Error helpers: mp__err_set() fills an mp_errctx_t (which may be NULL) and returns the code,
+ * so a failure is one line: `return mp__err_set(err, MP_EFORMAT, "tensor %s: ...", name);`.
+ * MP_RETURN_IF and MP_GOTO_IF do the same inside a condition, the latter for functions with a
+ * single exit behind `out:` that must release what they hold.
+ */
+#ifndef MP_INT_H
+#define MP_INT_H
+
+#include "modelpress.h"
+
+#include <stdarg.h>
+
+#if defined(__GNUC__)
+#define MP__PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define MP__PRINTF(a, b)
+#endif
+
+/* Fill err (if not NULL) with code and a formatted message; returns code. */
+int mp__err_set(mp_errctx_t *err, int code, const char *fmt, ...) MP__PRINTF(3, 4);
+
+#define MP_RETURN_IF(cond, code, ...)                                                              \
+    do {                                                                                           \
+        if (cond) {                                                                                \
+            return mp__err_set(err, (code), __VA_ARGS__);                                          \
+        }                                                                                          \
+    } while (0)
+
+/* Sets rc and jumps to out; the function declares `int rc` and an `out:` label. */
+#define MP_GOTO_IF(cond, code, ...)                                                                \
+    do {                                                                                           \
+        if (cond) {                                                                                \
+            rc = mp__err_set(err, (code), __VA_ARGS__);                                            \
+            goto out;                                                                              \
+        }                                                                                          \
+    } while (0)
+
+/* Overflow-checked size arithmetic: 0 on success, -1 if the result does not fit. */
+static inline int mp__mul_size(size_t a, size_t b, size_t *r)
+{
+    return __builtin_mul_overflow(a, b, r) ? -1 : 0;
+}
+static inline int mp__add_size(size_t a, size_t b, size_t *r)
+{
+    return __builtin_add_overflow(a, b, r) ? -1 : 0;
+}
+
+#endif /* MP_INT_H */

@@ -1,0 +1,1 @@
+/* core/recipe_int.h — being written. */

@@ -1,0 +1,2 @@
+/* daemon/config.c — being written. */
+typedef int mp__placeholder_t;

@@ -1,0 +1,1 @@
+/* daemon/dmn_int.h — being written. */

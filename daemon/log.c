@@ -1,0 +1,2 @@
+/* daemon/log.c — being written. */
+typedef int mp__placeholder_t;

@@ -1,0 +1,2 @@
+/* daemon/main.c — being written. */
+int main(void) { return 77; }

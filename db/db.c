@@ -1,0 +1,2 @@
+/* db/db.c — being written. */
+typedef int mp__placeholder_t;

@@ -1,0 +1,1 @@
+/* db/db.h — being written. */

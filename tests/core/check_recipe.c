@@ -1,0 +1,2 @@
+/* tests/core/check_recipe.c — being written. */
+int main(void) { return 77; }

@@ -1,0 +1,2 @@
+/* tests/core/check_safetensors.c — being written. */
+int main(void) { return 77; }
