@@ -1,1 +1,111 @@
-/* api/api_int.h — being written. */
+/* api_int.h — internals shared by the files of api/: the api object, one request's state, the
+ * upload store and the error table. Loop thread only.
+ */
+#ifndef MP_API_INT_H
+#define MP_API_INT_H
+
+#include <jansson.h>
+#include <limits.h>
+#include <nettle/sha2.h>
+#include <stdarg.h>
+
+#include "api/api.h"
+#include "core/modelpress.h"
+
+#define API_RECIPE_MAX_BYTES (64 * 1024)
+#define API_PATH_MAX 4096
+
+struct api {
+    char *state_dir;
+    char *web_dir;
+    uint64_t upload_max_bytes;
+    db_t *db;
+    api_hooks_t hooks;
+    api_stats_t stats;
+    int draining;
+    uint64_t next_req_id;
+};
+
+/* ---- the upload store (store.c) ---- */
+
+/* One file arriving: written to state_dir/tmp/, hashed as it arrives. */
+typedef struct api_upload {
+    int fd;                      /* -1 when closed */
+    char tmp_path[API_PATH_MAX]; /* "" when there is no temp file */
+    struct sha256_ctx sha;
+    uint64_t bytes;
+    char hex[65];                /* set by api__upload_finish */
+} api_upload_t;
+
+/* All return 0 or a negative errno. */
+int api__store_init(const char *state_dir, char *errbuf, size_t errlen);
+int api__upload_open(const api_t *api, api_upload_t *up);
+int api__upload_write(api_upload_t *up, const void *data, size_t n);
+/* fsync and close the file, compute the digest. */
+int api__upload_finish(api_upload_t *up);
+/* Move the finished upload to its content address (or drop it if that blob exists already),
+ * fsync the directory; blob_path receives the final path. */
+int api__upload_commit(const api_t *api, api_upload_t *up, char *blob_path, size_t n);
+/* Close and delete whatever is left of an upload; safe to call twice. */
+void api__upload_abort(api_upload_t *up);
+
+/* ---- errors and replies (errors.c) ---- */
+
+/* The one table from error code to HTTP status; unknown codes are 500. */
+unsigned int api__status_for(const char *code);
+/* The api error code for a core error (MP_ERECIPE -> "invalid_recipe", …). */
+const char *api__code_for_mp(int mp_err);
+/* The api error code for a failed file operation (ENOSPC -> "insufficient_storage"). */
+const char *api__code_for_errno(int neg_errno);
+
+/* Queue {"error":{"code","message"}} with the code's status. */
+struct api_req;
+enum MHD_Result api__send_error(struct api_req *req, struct MHD_Connection *conn,
+                                const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Queue a JSON body (body is stolen); extra_header/value may be NULL. req (may be NULL)
+ * records the status and size for the request log. */
+enum MHD_Result api__send_json(struct api_req *req, struct MHD_Connection *conn, unsigned int status, json_t *body,
+                               const char *extra_header, const char *extra_value);
+
+/* ---- one request ---- */
+
+typedef enum { REQ_OTHER = 0, REQ_POST_JOBS } api_req_kind_t;
+
+typedef struct api_req {
+    api_t *api;
+    api_req_kind_t kind;
+    uint64_t id;
+    double t_start;
+    unsigned int status;         /* what was answered, for the log */
+    char method[8];
+    char path[128];
+    uint64_t body_bytes;
+    uint64_t out_bytes;
+    /* POST /jobs */
+    struct MHD_PostProcessor *pp;
+    int raw;                     /* application/octet-stream body */
+    api_upload_t model;
+    int have_model;
+    char *model_name;
+    char *recipe;                /* NUL-terminated */
+    size_t recipe_len;
+    int have_recipe;
+    char err_code[32];           /* set when the body is refused part way: answered at the end */
+    char err_msg[512];
+} api_req_t;
+
+/* POST /jobs, called for every piece of the body and once more at its end (upload.c). */
+enum MHD_Result api__post_jobs(api_req_t *req, struct MHD_Connection *conn,
+                               const char *upload_data, size_t *upload_data_size);
+/* First call of POST /jobs: checks that can refuse before the body is read. */
+enum MHD_Result api__post_jobs_begin(api_req_t *req, struct MHD_Connection *conn);
+void api__req_release(api_req_t *req);
+
+/* The JSON of a job as the API shows it (new reference). */
+json_t *api__job_json(const db_job_t *job);
+
+/* Monotonic seconds. */
+double api__now(void);
+
+#endif /* MP_API_INT_H */

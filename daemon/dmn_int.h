@@ -1,1 +1,84 @@
-/* daemon/dmn_int.h — being written. */
+/* dmn_int.h — the parts of modelpressd: configuration, logging, the HTTP server on the libuv
+ * loop, and the worker pool.
+ *
+ * Threads (DESIGN.md, Threads): the loop thread owns libuv, libmicrohttpd (driven through its
+ * epoll fd and a timer armed from MHD_get_timeout) and the SQLite connection; worker threads run
+ * mp_pipeline_run() and hand progress and results back through a mutex-guarded queue and
+ * uv_async_send(). Workers never touch SQLite or MHD.
+ */
+#ifndef MP_DMN_INT_H
+#define MP_DMN_INT_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "api/api.h"
+#include "db/db.h"
+
+/* ---- configuration (config.c) ---- */
+
+typedef struct dmn_config {
+    char *config_file;
+    char *listen;              /* HOST:PORT, or [V6]:PORT */
+    char *state_dir;
+    char *web_dir;
+    int64_t workers;           /* 0: one per core */
+    int64_t upload_max;        /* bytes */
+    int64_t connection_timeout; /* seconds */
+    int64_t max_connections;
+    int64_t per_ip_connections;
+    int64_t stop_timeout;      /* seconds SIGTERM waits for workers to hand back jobs */
+    char *log_level;
+} dmn_config_t;
+
+/* Fill cfg from defaults < config file < MODELPRESS_* environment < flags. Returns 0, 1 when
+ * the command line asked for --help or --version (printed; exit 0), or -1 with the reason
+ * printed to stderr (exit 2). */
+int dmn_config_load(dmn_config_t *cfg, int argc, char **argv);
+void dmn_config_cleanup(dmn_config_t *cfg);
+
+/* ---- logging (log.c) ---- */
+
+enum { LOG_ERR_ = 3, LOG_WARN_ = 4, LOG_INFO_ = 6, LOG_DEBUG_ = 7 };
+/* Set the threshold from "error", "warning", "info" or "debug"; -1 if unknown. */
+int dmn_log_set_level(const char *name);
+int dmn_log_enabled(int level);
+void dmn_log_at(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#define log_at(level, ...)                                                                         \
+    do {                                                                                           \
+        if (dmn_log_enabled(level)) {                                                              \
+            dmn_log_at(level, __VA_ARGS__);                                                        \
+        }                                                                                          \
+    } while (0)
+
+/* ---- HTTP on the loop (http.c) ---- */
+
+typedef struct dmn_http dmn_http_t;
+/* Bind and start serving; prints nothing. bound_url receives http://HOST:PORT/. */
+int dmn_http_start(uv_loop_t *loop, const dmn_config_t *cfg, api_t *api, dmn_http_t **out,
+                   char *bound_url, size_t url_len);
+/* Stop accepting connections; those open go on. */
+void dmn_http_quiesce(dmn_http_t *h);
+/* Stop serving and close the handles; *h is freed from the close callbacks. */
+void dmn_http_stop(dmn_http_t *h);
+
+/* ---- the worker pool (workers.c) ---- */
+
+typedef struct dmn_pool dmn_pool_t;
+/* Start n worker threads; the pool claims queued jobs from db on the loop thread. */
+int dmn_pool_start(uv_loop_t *loop, db_t *db, const char *state_dir, int n, dmn_pool_t **out);
+/* Claim queued jobs for idle workers. */
+void dmn_pool_schedule(dmn_pool_t *p);
+/* Ask a running job to stop; 0 if it was running here. */
+int dmn_pool_cancel(dmn_pool_t *p, const char *job_id);
+/* SIGTERM: running jobs are asked to stop and go back to the queue; done_cb runs on the loop
+ * thread once every worker is idle. */
+void dmn_pool_drain(dmn_pool_t *p, void (*done_cb)(void *ud), void *ud);
+/* Jobs running now. */
+int dmn_pool_busy(const dmn_pool_t *p);
+/* Join the threads and free (after drain). */
+void dmn_pool_free(dmn_pool_t *p);
+
+#endif /* MP_DMN_INT_H */

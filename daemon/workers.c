@@ -1,2 +1,508 @@
-/* daemon/workers.c — being written. */
-typedef int mp__placeholder_t;
+/* workers.c — the worker pool: threads that run compression jobs.
+ *
+ * The loop thread claims queued jobs from SQLite (dmn_pool_schedule) and hands each to an idle
+ * worker under the pool's mutex. A worker loads the model, runs mp_pipeline_run() with a
+ * progress callback and a cancel flag, writes results/<job-id>/model.safetensors and
+ * report.json (each to a temporary name, fsynced, renamed), and reports back through an event
+ * queue guarded by the same mutex plus uv_async_send(). Only the loop thread touches the
+ * database: it records progress and the outcome when it drains the queue. Workers never touch
+ * SQLite or libmicrohttpd.
+ */
+#include "daemon/dmn_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/modelpress.h"
+
+#define PATH_BYTES 4096
+/* Progress is sent at most this often per job (and on every change of stage). */
+#define PROGRESS_INTERVAL_S 0.25
+
+typedef enum { EV_PROGRESS, EV_DONE } ev_kind_t;
+
+typedef struct ev {
+    struct ev *next;
+    ev_kind_t kind;
+    int worker;
+    char job_id[33];
+    double progress;
+    char stage[32];
+    int rc;
+    char *message;  /* EV_DONE, failure */
+    char *report;   /* EV_DONE, success: the report JSON text */
+    int64_t result_bytes;
+} ev_t;
+
+typedef struct worker {
+    dmn_pool_t *pool;
+    int index;
+    pthread_t thread;
+    int started;
+    /* Handed over under pool->mu. */
+    int assigned;
+    char job_id[33];
+    char model_path[PATH_BYTES];
+    char *recipe;
+    /* Set by the loop, read by the worker's pipeline. */
+    atomic_int cancel;
+    /* Loop thread only. */
+    int busy;
+    int requeue; /* canceled by a drain: back to the queue, not canceled */
+    /* Worker thread only. */
+    double last_progress;
+    char last_stage[32];
+} worker_t;
+
+struct dmn_pool {
+    uv_loop_t *loop;
+    db_t *db;
+    char *state_dir;
+    int n;
+    worker_t *w;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    ev_t *head, *tail;
+    uv_async_t async;
+    int stopping;
+    int draining;
+    void (*drain_cb)(void *ud);
+    void *drain_ud;
+};
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void push_event(dmn_pool_t *p, ev_t *e)
+{
+    pthread_mutex_lock(&p->mu);
+    if (p->tail != NULL) {
+        p->tail->next = e;
+    } else {
+        p->head = e;
+    }
+    p->tail = e;
+    pthread_mutex_unlock(&p->mu);
+    uv_async_send(&p->async);
+}
+
+static void progress_cb(void *ud, double progress, const char *stage)
+{
+    worker_t *w = ud;
+    double t = now_s();
+    int new_stage = strncmp(stage != NULL ? stage : "", w->last_stage, sizeof w->last_stage) != 0;
+    if (!new_stage && t - w->last_progress < PROGRESS_INTERVAL_S) {
+        return;
+    }
+    ev_t *e = calloc(1, sizeof *e);
+    if (e == NULL) {
+        return; /* progress is best effort */
+    }
+    w->last_progress = t;
+    snprintf(w->last_stage, sizeof w->last_stage, "%s", stage != NULL ? stage : "");
+    e->kind = EV_PROGRESS;
+    e->worker = w->index;
+    memcpy(e->job_id, w->job_id, sizeof e->job_id);
+    e->progress = progress;
+    snprintf(e->stage, sizeof e->stage, "%s", w->last_stage);
+    push_event(w->pool, e);
+}
+
+static int set_err(mp_errctx_t *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int set_err(mp_errctx_t *err, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+    va_end(ap);
+    err->code = code;
+    return code;
+}
+
+static int fsync_path(const char *path, int dir)
+{
+    int fd = open(path, (dir ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC);
+    if (fd < 0) {
+        return -errno;
+    }
+    int rc = fsync(fd) == 0 ? 0 : -errno;
+    close(fd);
+    return rc;
+}
+
+static int write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    if (f == NULL) {
+        return -errno;
+    }
+    size_t n = strlen(text);
+    int rc = fwrite(text, 1, n, f) == n ? 0 : -errno;
+    if (fflush(f) != 0 && rc == 0) {
+        rc = -errno;
+    }
+    if (rc == 0 && fsync(fileno(f)) != 0) {
+        rc = -errno;
+    }
+    if (fclose(f) != 0 && rc == 0) {
+        rc = -errno;
+    }
+    return rc;
+}
+
+/* Write the outputs of a job durably; returns 0 or an MP_E code with err filled. */
+static int save_results(worker_t *w, const mp_model_t *out, const char *report,
+                        int64_t *result_bytes, mp_errctx_t *err)
+{
+    char dir[PATH_BYTES], tmp[PATH_BYTES + 64], final[PATH_BYTES + 64];
+    int rc;
+    if (api_result_dir(w->pool->state_dir, w->job_id, dir, sizeof dir) != 0) {
+        return set_err(err, MP_EIO, "result path too long");
+    }
+    if (mkdir(dir, 0750) != 0 && errno != EEXIST) {
+        return set_err(err, errno == ENOSPC ? MP_ENOSPC : MP_EIO,
+                                  "cannot create %s: %s", dir, strerror(errno));
+    }
+    snprintf(tmp, sizeof tmp, "%s/model.safetensors.tmp", dir);
+    snprintf(final, sizeof final, "%s/model.safetensors", dir);
+    if ((rc = mp_safetensors_save(out, tmp, err)) != 0) {
+        unlink(tmp);
+        return rc;
+    }
+    struct stat st;
+    if ((rc = fsync_path(tmp, 0)) != 0 || stat(tmp, &st) != 0 || rename(tmp, final) != 0) {
+        int e = rc != 0 ? -rc : errno;
+        unlink(tmp);
+        return set_err(err, e == ENOSPC ? MP_ENOSPC : MP_EIO,
+                                  "cannot write the result: %s", strerror(e));
+    }
+    *result_bytes = st.st_size;
+    snprintf(tmp, sizeof tmp, "%s/report.json.tmp", dir);
+    snprintf(final, sizeof final, "%s/report.json", dir);
+    if ((rc = write_text(tmp, report)) != 0 || rename(tmp, final) != 0) {
+        int e = rc != 0 ? -rc : errno;
+        unlink(tmp);
+        return set_err(err, e == ENOSPC ? MP_ENOSPC : MP_EIO,
+                                  "cannot write the report: %s", strerror(e));
+    }
+    fsync_path(dir, 1);
+    return 0;
+}
+
+static void run_job(worker_t *w, ev_t *done)
+{
+    mp_model_t *in = NULL, *out = NULL;
+    mp_recipe_t *recipe = NULL;
+    char *report = NULL;
+    mp_errctx_t err = {0};
+    mp_run_opts_t opts = {progress_cb, w, &w->cancel};
+    int rc;
+
+    w->last_progress = 0;
+    w->last_stage[0] = '\0';
+    progress_cb(w, 0.0, "load");
+    if ((rc = mp_model_load(w->model_path, &in, &err)) != 0 ||
+        (rc = mp_recipe_parse(w->recipe, strlen(w->recipe), &recipe, &err)) != 0 ||
+        (rc = mp_pipeline_run(in, recipe, &opts, &out, &report, &err)) != 0) {
+        goto out;
+    }
+    progress_cb(w, 1.0, "write");
+    if ((rc = save_results(w, out, report, &done->result_bytes, &err)) != 0) {
+        goto out;
+    }
+    done->report = report;
+    report = NULL;
+out:
+    done->rc = rc;
+    if (rc != 0) {
+        done->message = strdup(err.msg[0] != '\0' ? err.msg : mp_strerror(rc));
+    }
+    free(report);
+    mp_model_free(out);
+    mp_model_free(in);
+    mp_recipe_free(recipe);
+}
+
+static void *worker_main(void *arg)
+{
+    worker_t *w = arg;
+    dmn_pool_t *p = w->pool;
+    for (;;) {
+        pthread_mutex_lock(&p->mu);
+        while (!w->assigned && !p->stopping) {
+            pthread_cond_wait(&p->cv, &p->mu);
+        }
+        if (!w->assigned) {
+            pthread_mutex_unlock(&p->mu);
+            return NULL;
+        }
+        pthread_mutex_unlock(&p->mu);
+
+        ev_t *done = calloc(1, sizeof *done);
+        if (done == NULL) {
+            /* Without memory for the event the loop would never hear back: wait and retry. */
+            sleep(1);
+            continue;
+        }
+        run_job(w, done);
+        done->kind = EV_DONE;
+        done->worker = w->index;
+        memcpy(done->job_id, w->job_id, sizeof done->job_id);
+        pthread_mutex_lock(&p->mu);
+        w->assigned = 0;
+        free(w->recipe);
+        w->recipe = NULL;
+        pthread_mutex_unlock(&p->mu);
+        push_event(p, done);
+    }
+}
+
+/* ---- loop thread ---- */
+
+/* The report without its per-tensor list: the totals a job row keeps. */
+static char *metrics_from_report(const char *report)
+{
+    json_t *j = json_loads(report, 0, NULL);
+    if (j == NULL) {
+        return NULL;
+    }
+    json_object_del(j, "tensors");
+    char *text = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    return text;
+}
+
+static void finish_job(dmn_pool_t *p, worker_t *w, ev_t *e)
+{
+    int rc = 0;
+    if (e->rc == 0) {
+        char *metrics = metrics_from_report(e->report);
+        if (db_tensor_metrics_put(p->db, e->job_id, e->report) != 0) {
+            log_at(LOG_WARN_, "job=%s per-tensor metrics not stored: %s", e->job_id,
+                   db_errmsg(p->db));
+        }
+        rc = db_job_finish(p->db, e->job_id, DB_JOB_SUCCEEDED, NULL, NULL, metrics,
+                           e->result_bytes);
+        log_at(LOG_INFO_, "job=%s succeeded result_bytes=%lld", e->job_id,
+               (long long)e->result_bytes);
+        free(metrics);
+    } else if (e->rc == MP_ECANCELED && w->requeue) {
+        api_result_remove(p->state_dir, e->job_id);
+        rc = db_job_requeue(p->db, e->job_id);
+        log_at(LOG_INFO_, "job=%s handed back to the queue (shutting down)", e->job_id);
+    } else if (e->rc == MP_ECANCELED) {
+        api_result_remove(p->state_dir, e->job_id);
+        rc = db_job_finish(p->db, e->job_id, DB_JOB_CANCELED, "ECANCELED", "canceled by request",
+                           NULL, 0);
+        log_at(LOG_INFO_, "job=%s canceled", e->job_id);
+    } else {
+        api_result_remove(p->state_dir, e->job_id);
+        rc = db_job_finish(p->db, e->job_id, DB_JOB_FAILED, mp_err_name(e->rc),
+                           e->message != NULL ? e->message : mp_strerror(e->rc), NULL, 0);
+        log_at(LOG_INFO_, "job=%s failed %s: %s", e->job_id, mp_err_name(e->rc),
+               e->message != NULL ? e->message : "");
+    }
+    if (rc != 0) {
+        log_at(LOG_ERR_, "job=%s outcome not recorded: %s", e->job_id, db_errmsg(p->db));
+    }
+    w->busy = 0;
+    w->requeue = 0;
+}
+
+static void async_cb(uv_async_t *handle)
+{
+    dmn_pool_t *p = handle->data;
+    pthread_mutex_lock(&p->mu);
+    ev_t *e = p->head;
+    p->head = p->tail = NULL;
+    pthread_mutex_unlock(&p->mu);
+    while (e != NULL) {
+        ev_t *next = e->next;
+        worker_t *w = &p->w[e->worker];
+        if (e->kind == EV_PROGRESS) {
+            db_job_set_progress(p->db, e->job_id, e->progress, e->stage);
+        } else {
+            finish_job(p, w, e);
+        }
+        free(e->message);
+        free(e->report);
+        free(e);
+        e = next;
+    }
+    if (p->draining) {
+        if (dmn_pool_busy(p) == 0 && p->drain_cb != NULL) {
+            void (*cb)(void *) = p->drain_cb;
+            p->drain_cb = NULL;
+            cb(p->drain_ud);
+        }
+        return;
+    }
+    dmn_pool_schedule(p);
+}
+
+int dmn_pool_start(uv_loop_t *loop, db_t *db, const char *state_dir, int n, dmn_pool_t **out)
+{
+    dmn_pool_t *p = calloc(1, sizeof *p);
+    *out = NULL;
+    if (p == NULL || (p->w = calloc((size_t)n, sizeof *p->w)) == NULL ||
+        (p->state_dir = strdup(state_dir)) == NULL) {
+        if (p != NULL) {
+            free(p->w);
+        }
+        free(p);
+        return -1;
+    }
+    p->loop = loop;
+    p->db = db;
+    p->n = n;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    uv_async_init(loop, &p->async, async_cb);
+    p->async.data = p;
+    for (int i = 0; i < n; i++) {
+        worker_t *w = &p->w[i];
+        w->pool = p;
+        w->index = i;
+        atomic_init(&w->cancel, 0);
+        if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+            log_at(LOG_ERR_, "cannot start worker thread %d", i);
+            p->n = i;
+            break;
+        }
+        w->started = 1;
+    }
+    *out = p;
+    return p->n > 0 ? 0 : -1;
+}
+
+void dmn_pool_schedule(dmn_pool_t *p)
+{
+    if (p->draining) {
+        return;
+    }
+    for (int i = 0; i < p->n; i++) {
+        worker_t *w = &p->w[i];
+        if (w->busy) {
+            continue;
+        }
+        db_job_t job = {0};
+        int rc = db_job_claim_next(p->db, &job);
+        if (rc == DB_ENOTFOUND) {
+            return;
+        }
+        if (rc != 0) {
+            log_at(LOG_ERR_, "cannot claim a job: %s", db_errmsg(p->db));
+            return;
+        }
+        char path[PATH_BYTES];
+        char *recipe = job.recipe != NULL ? strdup(job.recipe) : NULL;
+        if (api_blob_path(p->state_dir, job.model_blob, path, sizeof path) != 0 ||
+            recipe == NULL) {
+            free(recipe);
+            db_job_finish(p->db, job.id, DB_JOB_FAILED, "EINTERNAL",
+                          "cannot hand the job to a worker", NULL, 0);
+            db_job_clear(&job);
+            continue;
+        }
+        log_at(LOG_INFO_, "job=%s started worker=%d attempt=%d model=%s", job.id, i,
+               job.attempts, job.model_name != NULL ? job.model_name : job.model_blob);
+        w->busy = 1;
+        w->requeue = 0;
+        atomic_store(&w->cancel, 0);
+        pthread_mutex_lock(&p->mu);
+        memcpy(w->job_id, job.id, sizeof w->job_id);
+        memcpy(w->model_path, path, sizeof w->model_path);
+        w->recipe = recipe;
+        w->assigned = 1;
+        pthread_cond_broadcast(&p->cv);
+        pthread_mutex_unlock(&p->mu);
+        db_job_clear(&job);
+    }
+}
+
+int dmn_pool_cancel(dmn_pool_t *p, const char *job_id)
+{
+    for (int i = 0; i < p->n; i++) {
+        worker_t *w = &p->w[i];
+        if (w->busy && strcmp(w->job_id, job_id) == 0) {
+            atomic_store(&w->cancel, 1);
+            return 0;
+        }
+    }
+    return -1;
+}
+
+int dmn_pool_busy(const dmn_pool_t *p)
+{
+    int n = 0;
+    for (int i = 0; i < p->n; i++) {
+        n += p->w[i].busy;
+    }
+    return n;
+}
+
+void dmn_pool_drain(dmn_pool_t *p, void (*done_cb)(void *ud), void *ud)
+{
+    p->draining = 1;
+    p->drain_cb = done_cb;
+    p->drain_ud = ud;
+    for (int i = 0; i < p->n; i++) {
+        if (p->w[i].busy) {
+            p->w[i].requeue = 1;
+            atomic_store(&p->w[i].cancel, 1);
+        }
+    }
+    if (dmn_pool_busy(p) == 0) {
+        p->drain_cb = NULL;
+        done_cb(ud);
+    }
+}
+
+static void async_close_cb(uv_handle_t *h)
+{
+    dmn_pool_t *p = h->data;
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->cv);
+    while (p->head != NULL) {
+        ev_t *next = p->head->next;
+        free(p->head->message);
+        free(p->head->report);
+        free(p->head);
+        p->head = next;
+    }
+    free(p->state_dir);
+    free(p->w);
+    free(p);
+}
+
+void dmn_pool_free(dmn_pool_t *p)
+{
+    if (p == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&p->mu);
+    p->stopping = 1;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    for (int i = 0; i < p->n; i++) {
+        if (p->w[i].started) {
+            pthread_join(p->w[i].thread, NULL);
+        }
+        free(p->w[i].recipe);
+    }
+    uv_close((uv_handle_t *)&p->async, async_close_cb);
+}

@@ -1,2 +1,0 @@
-/* api/multipart.c — being written. */
-typedef int mp__placeholder_t;
