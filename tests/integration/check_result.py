@@ -22,8 +22,9 @@ What it asserts, for each 2-D F32 weight L.weight of the original ([rows, cols],
 - the report (DESIGN.md, Reports) lists L.weight with the original shape, elements n, sparsity
   equal to the zeros the file holds, bytes_before = 4n, bytes_after = the bytes of L.weight and
   its companions in the file, rel_error and sqnr_db matching ||deq - orig|| / ||orig||;
-  the totals' bytes_before and bytes_after are the tensor data bytes of the two files and
-  compression_ratio is their quotient.
+  the report's bytes_before and bytes_after (top level) are the tensor data bytes of the two
+  files, compression_ratio is their quotient, and stages are prune then quantize, the last one
+  at the result's size.
 """
 
 import argparse
@@ -59,12 +60,6 @@ def close(a, b, rtol):
 
 def llround(x):
     return int(math.floor(x + 0.5))
-
-
-def report_totals(report):
-    """The totals object: report["totals"] if present, else the report itself."""
-    t = report.get("totals")
-    return t if isinstance(t, dict) else report
 
 
 def tensor_bytes(header, name):
@@ -199,18 +194,21 @@ def main():
     check(0.24 <= size_r / size_o <= 0.30, "result is %d bytes, %.4f of the original's %d, "
           "expected 0.24-0.30" % (size_r, size_r / size_o, size_o))
 
-    totals = report_totals(report)
+    # The totals sit at the top level of the report, beside "tensors".
     data_o = sum(tensor_bytes(orig_header, n) for n in orig_header)
     data_r = sum(tensor_bytes(res_header, n) for n in res_header)
-    check(totals.get("bytes_before") == data_o, "report totals: bytes_before %r, the original "
-          "holds %d bytes of tensor data" % (totals.get("bytes_before"), data_o))
-    check(totals.get("bytes_after") == data_r, "report totals: bytes_after %r, the result holds "
-          "%d bytes of tensor data" % (totals.get("bytes_after"), data_r))
-    check(close(totals.get("compression_ratio"), data_o / data_r, 1e-6),
-          "report totals: compression_ratio %r, expected %d/%d = %r"
-          % (totals.get("compression_ratio"), data_o, data_r, data_o / data_r))
-    check(isinstance(totals.get("stages"), list) and len(totals["stages"]) == 2,
-          "report totals: stages %r, expected one entry per step (2)" % (totals.get("stages"),))
+    check(report.get("bytes_before") == data_o, "report: bytes_before %r, the original holds %d "
+          "bytes of tensor data" % (report.get("bytes_before"), data_o))
+    check(report.get("bytes_after") == data_r, "report: bytes_after %r, the result holds %d "
+          "bytes of tensor data" % (report.get("bytes_after"), data_r))
+    check(close(report.get("compression_ratio"), data_o / data_r, 1e-6),
+          "report: compression_ratio %r, expected %d/%d = %r"
+          % (report.get("compression_ratio"), data_o, data_r, data_o / data_r))
+    stages = report.get("stages")
+    check(isinstance(stages, list) and [st.get("step") for st in stages] == ["prune", "quantize"]
+          and stages[-1].get("bytes") == data_r,
+          "report: stages %r, expected prune then quantize, the last at %d bytes"
+          % (stages, data_r))
     print("file %d -> %d bytes (%.4f); tensor data %d -> %d bytes (ratio %.4f)"
           % (size_o, size_r, size_r / size_o, data_o, data_r, data_o / data_r))
 

@@ -151,10 +151,7 @@ printf '%s\n' "$RECIPE" >"$T/recipe.json"
     mp_fail "modelpress compress exited $?: $(cat "$T/cli.err")"
 "$MP_PYTHON" - "$T/report.json" "$T/cli.json" <<'EOF' || mp_fail "modelpress compress --json and the daemon disagree"
 import json, sys
-def totals(path):
-    r = json.load(open(path))
-    return r["totals"] if isinstance(r.get("totals"), dict) else r
-d, c = totals(sys.argv[1]), totals(sys.argv[2])
+d, c = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
 for k in ("bytes_before", "bytes_after"):
     print("%s: daemon %r, command %r" % (k, d.get(k), c.get(k)))
     assert isinstance(d.get(k), int) and d.get(k) == c.get(k), k
