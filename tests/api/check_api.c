@@ -1,2 +1,723 @@
-/* tests/api/check_api.c — being written. */
-int main(void) { return 77; }
+/* check_api.c — the HTTP API against the real modelpressd on 127.0.0.1:0.
+ *
+ * Each test starts the daemon built in this tree ($MODELPRESSD) with a fresh state folder and a
+ * small upload cap, reads the bound address from its first stdout line, and talks plain
+ * HTTP/1.1 over a socket, so what is tested is exactly what a client sees: statuses, JSON error
+ * bodies, files left (or not) in the state folder, rows kept across a crash and a restart.
+ * Models are written by the core's own safetensors writer.
+ */
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/modelpress.h"
+
+#define UPLOAD_MAX (64 * 1024 * 1024)
+
+static char state_dir[256];
+static pid_t daemon_pid = -1;
+static int daemon_port;
+
+/* ---- the daemon ---- */
+
+static void start_daemon_in(const char *dir, int workers)
+{
+    const char *bin = getenv("MODELPRESSD");
+    ck_assert_msg(bin != NULL, "MODELPRESSD is not set (run through make check)");
+    int out[2];
+    ck_assert_int_eq(pipe(out), 0);
+    char w[16], cap[32];
+    snprintf(w, sizeof w, "%d", workers);
+    snprintf(cap, sizeof cap, "%d", UPLOAD_MAX);
+    daemon_pid = fork();
+    ck_assert_int_ge(daemon_pid, 0);
+    if (daemon_pid == 0) {
+        dup2(out[1], 1);
+        close(out[0]);
+        close(out[1]);
+        char log[300];
+        snprintf(log, sizeof log, "%s.log", dir);
+        freopen(log, "a", stderr);
+        execl(bin, bin, "--listen", "127.0.0.1:0", "--state-dir", dir, "--workers", w,
+              "--upload-max", cap, "--connection-timeout", "3", (char *)NULL);
+        _exit(127);
+    }
+    close(out[1]);
+    char line[256] = "";
+    size_t n = 0;
+    struct pollfd pfd = {out[0], POLLIN, 0};
+    while (n < sizeof line - 1 && poll(&pfd, 1, 10000) > 0) {
+        ssize_t r = read(out[0], line + n, 1);
+        if (r <= 0 || line[n] == '\n') {
+            break;
+        }
+        n++;
+    }
+    line[n] = '\0';
+    close(out[0]);
+    const char *p = strstr(line, "http://127.0.0.1:");
+    ck_assert_msg(p != NULL, "daemon did not announce its address: '%s'", line);
+    daemon_port = atoi(p + strlen("http://127.0.0.1:"));
+    ck_assert_int_gt(daemon_port, 0);
+}
+
+static int stop_daemon(int sig)
+{
+    int status = -1;
+    if (daemon_pid > 0) {
+        kill(daemon_pid, sig);
+        for (int i = 0; i < 200; i++) {
+            if (waitpid(daemon_pid, &status, WNOHANG) == daemon_pid) {
+                daemon_pid = -1;
+                return status;
+            }
+            usleep(50000);
+        }
+        kill(daemon_pid, SIGKILL);
+        waitpid(daemon_pid, &status, 0);
+        daemon_pid = -1;
+        return -2; /* did not stop in 10 s */
+    }
+    return status;
+}
+
+static void setup(void)
+{
+    snprintf(state_dir, sizeof state_dir, "/tmp/mp-api-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(state_dir));
+    start_daemon_in(state_dir, 1);
+}
+
+static void teardown(void)
+{
+    stop_daemon(SIGKILL);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s.log'", state_dir, state_dir);
+    if (system(cmd) != 0) {
+        fprintf(stderr, "could not remove %s\n", state_dir);
+    }
+}
+
+/* ---- a plain HTTP/1.1 client ---- */
+
+typedef struct resp {
+    int status;       /* 0 when the connection closed without an answer */
+    char *head;
+    char *body;
+    size_t body_len;
+    json_t *json;
+} resp_t;
+
+static void resp_free(resp_t *r)
+{
+    free(r->head);
+    free(r->body);
+    json_decref(r->json);
+    memset(r, 0, sizeof *r);
+}
+
+static int connect_daemon(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)daemon_port);
+    a.sin_addr.s_addr = htonl(0x7f000001);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    return fd;
+}
+
+static int send_all(int fd, const void *data, size_t n)
+{
+    const char *p = data;
+    while (n > 0) {
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        if (w <= 0) {
+            return -1;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Read a whole response (Connection: close) and parse it. */
+static resp_t read_resp(int fd)
+{
+    resp_t r = {0};
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    for (;;) {
+        if (n + 4096 > cap) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+        }
+        struct pollfd pfd = {fd, POLLIN, 0};
+        if (poll(&pfd, 1, 20000) <= 0) {
+            break;
+        }
+        ssize_t got = recv(fd, buf + n, cap - n - 1, 0);
+        if (got <= 0) {
+            break;
+        }
+        n += (size_t)got;
+    }
+    buf[n] = '\0';
+    char *sep = strstr(buf, "\r\n\r\n");
+    if (n >= 12 && sep != NULL) {
+        r.status = atoi(buf + 9);
+        r.head = strndup(buf, (size_t)(sep - buf));
+        r.body_len = n - (size_t)(sep + 4 - buf);
+        r.body = malloc(r.body_len + 1);
+        memcpy(r.body, sep + 4, r.body_len);
+        r.body[r.body_len] = '\0';
+        r.json = json_loadb(r.body, r.body_len, 0, NULL);
+    }
+    free(buf);
+    return r;
+}
+
+static resp_t request(const char *method, const char *path, const char *extra_headers,
+                      const void *body, size_t body_len)
+{
+    int fd = connect_daemon();
+    char head[4096];
+    int hn = snprintf(head, sizeof head,
+                      "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n%s"
+                      "Content-Length: %zu\r\n\r\n",
+                      method, path, extra_headers != NULL ? extra_headers : "", body_len);
+    send_all(fd, head, (size_t)hn);
+    if (body_len > 0) {
+        send_all(fd, body, body_len);
+    }
+    resp_t r = read_resp(fd);
+    close(fd);
+    return r;
+}
+
+static resp_t get(const char *path)
+{
+    return request("GET", path, NULL, NULL, 0);
+}
+
+/* multipart/form-data with a model file and a recipe field. */
+static resp_t post_job(const void *model, size_t model_len, const char *recipe)
+{
+    const char *b = "mpboundary7d3f";
+    char pre[1024], mid[256], post[64];
+    int pn = snprintf(pre, sizeof pre,
+                      "--%s\r\nContent-Disposition: form-data; name=\"recipe\"\r\n\r\n%s\r\n"
+                      "--%s\r\nContent-Disposition: form-data; name=\"model\"; "
+                      "filename=\"net.safetensors\"\r\nContent-Type: application/octet-stream"
+                      "\r\n\r\n",
+                      b, recipe, b);
+    int qn = snprintf(post, sizeof post, "\r\n--%s--\r\n", b);
+    size_t total = (size_t)pn + model_len + (size_t)qn;
+    char *body = malloc(total);
+    memcpy(body, pre, (size_t)pn);
+    memcpy(body + pn, model, model_len);
+    memcpy(body + pn + model_len, post, (size_t)qn);
+    snprintf(mid, sizeof mid, "Content-Type: multipart/form-data; boundary=%s\r\n", b);
+    resp_t r = request("POST", "/jobs", mid, body, total);
+    free(body);
+    return r;
+}
+
+static const char *err_message(const resp_t *r)
+{
+    json_t *m = json_object_get(json_object_get(r->json, "error"), "message");
+    return json_is_string(m) ? json_string_value(m) : "";
+}
+
+static const char *err_code(const resp_t *r)
+{
+    json_t *m = json_object_get(json_object_get(r->json, "error"), "code");
+    return json_is_string(m) ? json_string_value(m) : "";
+}
+
+/* ---- models ---- */
+
+/* A safetensors image of n_layers [rows, cols] F32 weights plus a bias each, values from a
+ * fixed sequence. *len receives its size; free() the result. */
+static void *make_model(int n_layers, int rows, int cols, size_t *len)
+{
+    mp_model_t *m = mp_model_new();
+    char name[64];
+    uint32_t s = 12345;
+    for (int l = 0; l < n_layers; l++) {
+        size_t n = (size_t)rows * (size_t)cols;
+        float *w = malloc(n * sizeof *w);
+        for (size_t i = 0; i < n; i++) {
+            s = s * 1664525u + 1013904223u;
+            w[i] = ((float)(s >> 8) / 16777216.0f - 0.5f) * 0.2f;
+        }
+        int64_t shape[2] = {rows, cols};
+        snprintf(name, sizeof name, "layers.%d.weight", l);
+        ck_assert_int_eq(mp_model_add_take(m, name, MP_DT_F32, 2, shape, w, n * 4, NULL), 0);
+        float *bias = calloc((size_t)rows, sizeof *bias);
+        snprintf(name, sizeof name, "layers.%d.bias", l);
+        ck_assert_int_eq(
+            mp_model_add_take(m, name, MP_DT_F32, 1, shape, bias, (size_t)rows * 4, NULL), 0);
+    }
+    char path[] = "/tmp/mp-api-model-XXXXXX";
+    int fd = mkstemp(path);
+    close(fd);
+    ck_assert_int_eq(mp_safetensors_save(m, path, NULL), 0);
+    mp_model_free(m);
+    FILE *f = fopen(path, "rb");
+    fseek(f, 0, SEEK_END);
+    *len = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    void *buf = malloc(*len);
+    ck_assert_uint_eq(fread(buf, 1, *len, f), *len);
+    fclose(f);
+    unlink(path);
+    return buf;
+}
+
+static int count_files(const char *sub)
+{
+    char path[400];
+    snprintf(path, sizeof path, "%s/%s", state_dir, sub);
+    DIR *d = opendir(path);
+    int n = 0;
+    struct dirent *e;
+    while (d != NULL && (e = readdir(d)) != NULL) {
+        n += e->d_name[0] != '.';
+    }
+    if (d != NULL) {
+        closedir(d);
+    }
+    return n;
+}
+
+static char *job_id_of(const resp_t *r)
+{
+    json_t *id = json_object_get(r->json, "id");
+    ck_assert_msg(json_is_string(id), "no job id in: %s", r->body);
+    return strdup(json_string_value(id));
+}
+
+/* Poll GET /jobs/{id} until the state is not queued/running (at most ~60 s); returns it. */
+static char *wait_done(const char *id, resp_t *last)
+{
+    char path[128];
+    snprintf(path, sizeof path, "/jobs/%s", id);
+    for (int i = 0; i < 1200; i++) {
+        resp_t r = get(path);
+        const char *st = json_string_value(json_object_get(r.json, "state"));
+        if (st != NULL && strcmp(st, "queued") != 0 && strcmp(st, "running") != 0) {
+            char *s = strdup(st);
+            *last = r;
+            return s;
+        }
+        resp_free(&r);
+        usleep(50000);
+    }
+    ck_abort_msg("job %s did not finish in 60 s", id);
+    return NULL;
+}
+
+/* ---- tests ---- */
+
+START_TEST(test_healthz_and_routes)
+{
+    resp_t r = get("/healthz");
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(json_string_value(json_object_get(r.json, "status")), "ok");
+    resp_free(&r);
+    r = get("/no/such/route");
+    ck_assert_int_eq(r.status, 404);
+    ck_assert_str_eq(err_code(&r), "not_found");
+    resp_free(&r);
+    r = request("PUT", "/jobs", NULL, NULL, 0);
+    ck_assert_int_eq(r.status, 405);
+    ck_assert_ptr_nonnull(strstr(r.head, "Allow: GET, POST"));
+    resp_free(&r);
+    r = get("/jobs/0123456789abcdef0123456789abcdef");
+    ck_assert_int_eq(r.status, 404);
+    resp_free(&r);
+    r = get("/jobs/../../etc/passwd");
+    ck_assert_int_eq(r.status, 404);
+    resp_free(&r);
+    r = get("/jobs?state=sleeping");
+    ck_assert_int_eq(r.status, 400);
+    ck_assert_ptr_nonnull(strstr(err_message(&r), "sleeping"));
+    resp_free(&r);
+    r = get("/");
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_ptr_nonnull(strstr(r.body, "modelpress"));
+    resp_free(&r);
+}
+END_TEST
+
+START_TEST(test_job_lifecycle)
+{
+    size_t len;
+    void *model = make_model(3, 64, 48, &len);
+    resp_t r = post_job(model, len,
+                        "{\"steps\":[{\"prune\":{\"sparsity\":0.5}},{\"quantize\":{\"bits\":8}}]}");
+    ck_assert_msg(r.status == 202, "POST /jobs answered %d: %s", r.status, r.body);
+    ck_assert_ptr_nonnull(strstr(r.head, "Location: /jobs/"));
+    char *id = job_id_of(&r);
+    ck_assert_uint_eq(strlen(id), 32);
+    resp_free(&r);
+
+    char *state = wait_done(id, &r);
+    ck_assert_msg(strcmp(state, "succeeded") == 0, "job ended %s: %s", state, r.body);
+    json_t *metrics = json_object_get(r.json, "metrics");
+    /* 3 layers of 64x48 F32 weights + 64 F32 biases. */
+    json_int_t before = json_integer_value(json_object_get(metrics, "bytes_before"));
+    json_int_t after = json_integer_value(json_object_get(metrics, "bytes_after"));
+    ck_assert_int_eq(before, 3 * (64 * 48 * 4 + 64 * 4));
+    ck_assert_int_eq(after, 3 * (64 * 48 + 64 * 4 + 64 * 4));
+    ck_assert_double_eq_tol(json_real_value(json_object_get(r.json, "progress")), 1.0, 1e-9);
+    resp_free(&r);
+
+    char path[128];
+    snprintf(path, sizeof path, "/jobs/%s/result", id);
+    r = get(path);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_ptr_nonnull(strstr(r.head, "filename=\"net.compressed.safetensors\""));
+    mp_model_t *out = NULL;
+    ck_assert_int_eq(mp_safetensors_parse(r.body, r.body_len, &out, NULL), 0);
+    const mp_tensor_t *w = mp_model_find(out, "layers.1.weight");
+    ck_assert_ptr_nonnull(w);
+    ck_assert_int_eq(w->dtype, MP_DT_I8);
+    size_t zeros = 0;
+    for (size_t i = 0; i < w->n_bytes; i++) {
+        zeros += ((const int8_t *)w->data)[i] == 0;
+    }
+    ck_assert_uint_ge(zeros, 64 * 48 / 2); /* pruned half, plus any that round to 0 */
+    ck_assert_ptr_nonnull(mp_model_find(out, "layers.1.weight_scale"));
+    mp_model_free(out);
+    resp_free(&r);
+
+    snprintf(path, sizeof path, "/jobs/%s/report", id);
+    r = get(path);
+    ck_assert_int_eq(r.status, 200);
+    json_t *tensors = json_object_get(r.json, "tensors");
+    ck_assert_uint_eq(json_array_size(tensors), 3);
+    ck_assert_double_eq_tol(json_real_value(json_object_get(json_array_get(tensors, 0),
+                                                            "sparsity")),
+                            0.5, 0.02);
+    resp_free(&r);
+
+    r = get("/jobs?state=succeeded");
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_int_eq(json_integer_value(json_object_get(r.json, "total")), 1);
+    resp_free(&r);
+
+    /* The same model again is stored once. */
+    r = post_job(model, len, "{\"steps\":[{\"quantize\":{\"bits\":8}}]}");
+    ck_assert_int_eq(r.status, 202);
+    char *id2 = job_id_of(&r);
+    resp_free(&r);
+    free(wait_done(id2, &r));
+    resp_free(&r);
+    char blob_dir[300];
+    snprintf(blob_dir, sizeof blob_dir, "blobs/sha256");
+    ck_assert_int_eq(count_files(blob_dir), 1);
+
+    /* Delete a finished job: its files go, the shared blob stays for the other. */
+    snprintf(path, sizeof path, "/jobs/%s", id);
+    r = request("DELETE", path, NULL, NULL, 0);
+    ck_assert_int_eq(r.status, 200);
+    resp_free(&r);
+    r = get(path);
+    ck_assert_int_eq(r.status, 404);
+    resp_free(&r);
+    ck_assert_int_eq(count_files("results"), 1);
+    free(id);
+    free(id2);
+    free(state);
+    free(model);
+}
+END_TEST
+
+START_TEST(test_raw_upload)
+{
+    size_t len;
+    void *model = make_model(1, 32, 32, &len);
+    resp_t r = request("POST",
+                       "/jobs?name=raw.safetensors&recipe=%7B%22steps%22%3A%5B%7B%22quantize%22"
+                       "%3A%7B%22bits%22%3A8%7D%7D%5D%7D",
+                       "Content-Type: application/octet-stream\r\n", model, len);
+    ck_assert_msg(r.status == 202, "raw upload answered %d: %s", r.status, r.body);
+    ck_assert_str_eq(json_string_value(json_object_get(json_object_get(r.json, "model"), "name")),
+                     "raw.safetensors");
+    char *id = job_id_of(&r);
+    resp_free(&r);
+    char *state = wait_done(id, &r);
+    ck_assert_str_eq(state, "succeeded");
+    resp_free(&r);
+    /* Without a recipe: refused before the body is read. */
+    r = request("POST", "/jobs", "Content-Type: application/octet-stream\r\n", model, len);
+    ck_assert_int_eq(r.status, 400);
+    ck_assert_ptr_nonnull(strstr(err_message(&r), "recipe"));
+    resp_free(&r);
+    free(id);
+    free(state);
+    free(model);
+}
+END_TEST
+
+START_TEST(test_refusals)
+{
+    size_t len;
+    void *model = make_model(1, 16, 16, &len);
+    /* Item 9: a bad recipe names the step and field. */
+    resp_t r = post_job(model, len, "{\"steps\":[{\"quantize\":{\"bits\":33}}]}");
+    ck_assert_int_eq(r.status, 400);
+    ck_assert_str_eq(err_code(&r), "invalid_recipe");
+    ck_assert_ptr_nonnull(strstr(err_message(&r), "steps[0].quantize.bits"));
+    resp_free(&r);
+    r = post_job(model, len, "{\"steps\":[{\"prune\":{\"sparsity\":0.5}}],"
+                             "\"select\":{\"include\":[\"nothing*\"]}}");
+    ck_assert_int_eq(r.status, 400);
+    ck_assert_ptr_nonnull(strstr(err_message(&r), "select"));
+    resp_free(&r);
+    r = post_job(model, len, "not json");
+    ck_assert_int_eq(r.status, 400);
+    resp_free(&r);
+    /* A truncated model: 422 saying what is wrong. */
+    r = post_job(model, len - 7, "{\"steps\":[{\"quantize\":{\"bits\":8}}]}");
+    ck_assert_int_eq(r.status, 422);
+    ck_assert_str_eq(err_code(&r), "invalid_model");
+    ck_assert_str_ne(err_message(&r), "");
+    resp_free(&r);
+    /* Not a model at all. */
+    r = post_job("hello world, not a model", 24, "{\"steps\":[{\"quantize\":{\"bits\":8}}]}");
+    ck_assert_msg(r.status == 422 || r.status == 415, "got %d", r.status);
+    resp_free(&r);
+    /* Missing fields, wrong content type. */
+    r = post_job(model, 0, "{\"steps\":[{\"quantize\":{\"bits\":8}}]}");
+    ck_assert_int_eq(r.status, 400);
+    resp_free(&r);
+    r = request("POST", "/jobs", "Content-Type: text/plain\r\n", "x", 1);
+    ck_assert_int_eq(r.status, 415);
+    resp_free(&r);
+    /* Nothing refused left a file or a row. */
+    ck_assert_int_eq(count_files("tmp"), 0);
+    ck_assert_int_eq(count_files("blobs/sha256"), 0);
+    r = get("/jobs");
+    ck_assert_int_eq(json_integer_value(json_object_get(r.json, "total")), 0);
+    resp_free(&r);
+    free(model);
+}
+END_TEST
+
+/* Item 11: an announced body over the cap is refused before it is read. */
+START_TEST(test_upload_cap_announced)
+{
+    int fd = connect_daemon();
+    char head[512];
+    int n = snprintf(head, sizeof head,
+                     "POST /jobs HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; "
+                     "boundary=b\r\nContent-Length: %d\r\n\r\n",
+                     UPLOAD_MAX + 1);
+    send_all(fd, head, (size_t)n);
+    resp_t r = read_resp(fd); /* no body was sent: the answer cannot have waited for it */
+    close(fd);
+    ck_assert_int_eq(r.status, 413);
+    ck_assert_str_eq(err_code(&r), "payload_too_large");
+    resp_free(&r);
+}
+END_TEST
+
+/* Item 11: a chunked body that passes the cap closes the connection and leaves no file. */
+START_TEST(test_upload_cap_chunked)
+{
+    int fd = connect_daemon();
+    const char *head = "POST /jobs?recipe=%7B%22steps%22%3A%5B%7B%22quantize%22%3A%7B%22bits%22"
+                       "%3A8%7D%7D%5D%7D HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                       "application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n";
+    send_all(fd, head, strlen(head));
+    size_t chunk = 1 << 20;
+    char *buf = calloc(1, chunk);
+    char line[32];
+    int closed = 0;
+    for (int i = 0; i < UPLOAD_MAX / (int)chunk + 8 && !closed; i++) {
+        int ln = snprintf(line, sizeof line, "%zx\r\n", chunk);
+        closed = send_all(fd, line, (size_t)ln) != 0 || send_all(fd, buf, chunk) != 0 ||
+                 send_all(fd, "\r\n", 2) != 0;
+    }
+    resp_t r = read_resp(fd);
+    close(fd);
+    ck_assert_msg(closed || r.status == 0 || r.status == 413, "status %d", r.status);
+    free(buf);
+    resp_free(&r);
+    usleep(200000);
+    ck_assert_int_eq(count_files("tmp"), 0);
+    r = get("/jobs");
+    ck_assert_int_eq(json_integer_value(json_object_get(r.json, "total")), 0);
+    resp_free(&r);
+}
+END_TEST
+
+/* Item 13: a client that disconnects mid-upload leaves no temp file and no row. */
+START_TEST(test_disconnect_mid_upload)
+{
+    size_t len;
+    void *model = make_model(1, 256, 256, &len);
+    int fd = connect_daemon();
+    char head[512];
+    int n = snprintf(head, sizeof head,
+                     "POST /jobs?recipe=%%7B%%22steps%%22%%3A%%5B%%7B%%22quantize%%22%%3A%%7B"
+                     "%%22bits%%22%%3A8%%7D%%7D%%5D%%7D HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                     "application/octet-stream\r\nContent-Length: %zu\r\n\r\n",
+                     len);
+    send_all(fd, head, (size_t)n);
+    send_all(fd, model, len / 2);
+    usleep(300000);
+    ck_assert_int_eq(count_files("tmp"), 1); /* the upload is streaming to disk */
+    close(fd);
+    for (int i = 0; i < 50 && count_files("tmp") > 0; i++) {
+        usleep(100000);
+    }
+    ck_assert_int_eq(count_files("tmp"), 0);
+    resp_t r = get("/jobs");
+    ck_assert_int_eq(json_integer_value(json_object_get(r.json, "total")), 0);
+    resp_free(&r);
+    r = get("/healthz");
+    ck_assert_int_eq(r.status, 200);
+    resp_free(&r);
+    free(model);
+}
+END_TEST
+
+/* A queued job is canceled at once; a running one stops at its next check. */
+START_TEST(test_cancel)
+{
+    size_t big_len, len;
+    /* Big enough to keep the single worker busy for a while. */
+    void *big = make_model(48, 1024, 1024, &big_len);
+    void *small = make_model(1, 16, 16, &len);
+    const char *recipe = "{\"steps\":[{\"prune\":{\"sparsity\":0.9,\"scope\":\"global\"}},"
+                         "{\"quantize\":{\"bits\":8}}]}";
+    resp_t r = post_job(big, big_len, recipe);
+    ck_assert_int_eq(r.status, 202);
+    char *running = job_id_of(&r);
+    resp_free(&r);
+    r = post_job(small, len, recipe);
+    ck_assert_int_eq(r.status, 202);
+    char *queued = job_id_of(&r);
+    resp_free(&r);
+
+    char path[128];
+    snprintf(path, sizeof path, "/jobs/%s", queued);
+    r = request("DELETE", path, NULL, NULL, 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(json_string_value(json_object_get(r.json, "state")), "canceled");
+    resp_free(&r);
+
+    snprintf(path, sizeof path, "/jobs/%s", running);
+    for (int i = 0; i < 200; i++) {
+        r = get(path);
+        int is_running = strcmp(json_string_value(json_object_get(r.json, "state")), "running") == 0;
+        resp_free(&r);
+        if (is_running) {
+            break;
+        }
+        usleep(20000);
+    }
+    r = request("DELETE", path, NULL, NULL, 0);
+    ck_assert_msg(r.status == 202, "DELETE of a running job answered %d: %s", r.status, r.body);
+    resp_free(&r);
+    char *state = wait_done(running, &r);
+    ck_assert_str_eq(state, "canceled");
+    resp_free(&r);
+    ck_assert_int_eq(count_files("results"), 0);
+    free(state);
+    free(running);
+    free(queued);
+    free(big);
+    free(small);
+}
+END_TEST
+
+/* Item 15 (part) and 18: kill -9 with a job running, restart: the job runs again and succeeds;
+ * SIGTERM exits 0. */
+START_TEST(test_crash_and_restart)
+{
+    size_t len;
+    void *big = make_model(32, 1024, 1024, &len);
+    resp_t r = post_job(big, len, "{\"steps\":[{\"prune\":{\"sparsity\":0.5,\"scope\":\"global\"}},"
+                                  "{\"quantize\":{\"bits\":8}}]}");
+    ck_assert_int_eq(r.status, 202);
+    char *id = job_id_of(&r);
+    resp_free(&r);
+    char path[128];
+    snprintf(path, sizeof path, "/jobs/%s", id);
+    for (int i = 0; i < 200; i++) {
+        r = get(path);
+        int is_running = strcmp(json_string_value(json_object_get(r.json, "state")), "running") == 0;
+        resp_free(&r);
+        if (is_running) {
+            break;
+        }
+        usleep(20000);
+    }
+    stop_daemon(SIGKILL);
+    start_daemon_in(state_dir, 1);
+    char *state = wait_done(id, &r);
+    ck_assert_msg(strcmp(state, "succeeded") == 0, "after a restart the job ended %s: %s", state,
+                  r.body);
+    ck_assert_int_ge(json_integer_value(json_object_get(r.json, "attempts")), 1);
+    resp_free(&r);
+    int status = stop_daemon(SIGTERM);
+    ck_assert_msg(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                  "SIGTERM: status %d", status);
+    free(state);
+    free(id);
+    free(big);
+}
+END_TEST
+
+static Suite *api_suite(void)
+{
+    Suite *s = suite_create("api");
+    TCase *tc = tcase_create("routes");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_healthz_and_routes);
+    tcase_add_test(tc, test_job_lifecycle);
+    tcase_add_test(tc, test_raw_upload);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("refusals");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_refusals);
+    tcase_add_test(tc, test_upload_cap_announced);
+    tcase_add_test(tc, test_upload_cap_chunked);
+    tcase_add_test(tc, test_disconnect_mid_upload);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("jobs");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 180);
+    tcase_add_test(tc, test_cancel);
+    tcase_add_test(tc, test_crash_and_restart);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(api_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
