@@ -8,7 +8,8 @@
  *
  * Return codes: 0 success, DB_ENOTFOUND when the row does not exist, DB_ECONFLICT when the
  * row is not in a state that allows the change, DB_EIO for an SQLite failure (the message is
- * in db_errmsg()).
+ * in db_errmsg()), DB_EINVAL for an argument no row could hold (an unknown state or blob kind,
+ * report text that is not JSON). db_errmsg() describes every non-zero return.
  */
 #ifndef MP_DB_H
 #define MP_DB_H
@@ -19,6 +20,7 @@
 #define DB_ENOTFOUND (-1)
 #define DB_ECONFLICT (-2)
 #define DB_EIO (-3)
+#define DB_EINVAL (-4)
 
 typedef struct db db_t;
 
@@ -119,7 +121,8 @@ int db_tensor_metrics_put(db_t *db, const char *job_id, const char *report_json)
 int db_tensor_metrics_get(db_t *db, const char *job_id, char **json_out);
 
 /* Content-addressed blobs: record one (a no-op if present), and count the jobs that still
- * reference it (as model or dataset), so its file is removed only when that reaches 0. */
+ * reference it (as model or dataset), so its file is removed only when that reaches 0.
+ * db_blob_delete is DB_ECONFLICT while a job still references the blob. */
 int db_blob_put(db_t *db, const char *sha256_hex, int64_t bytes, const char *kind);
 int db_blob_refs(db_t *db, const char *sha256_hex, int64_t *n_refs);
 int db_blob_delete(db_t *db, const char *sha256_hex);
