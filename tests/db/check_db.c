@@ -849,6 +849,55 @@ START_TEST(test_metrics_bad_input)
 }
 END_TEST
 
+/* jansson's allocator that fails after chaos_left more allocations (jansson's test_chaos). */
+static int chaos_left;
+
+static void *chaos_malloc(size_t n)
+{
+    return chaos_left-- > 0 ? malloc(n) : NULL;
+}
+
+START_TEST(test_metrics_out_of_memory)
+{
+    char id[33], *want = NULL, *text = NULL;
+    int k, rc;
+    finished_job(id);
+    ck_assert_int_eq(db_tensor_metrics_get(db, id, &want), 0);
+    ck_assert_str_eq(want, "[]");
+    free(want);
+    /* Every allocation of a put fails in turn: refused cleanly, never half stored. */
+    json_set_alloc_funcs(chaos_malloc, free);
+    for (k = 0;; k++) {
+        chaos_left = k;
+        if ((rc = db_tensor_metrics_put(db, id, report_json)) == 0) {
+            break;
+        }
+        ck_assert_msg(rc == DB_EINVAL || rc == DB_EIO, "allocation %d: %d", k, rc);
+    }
+    json_set_alloc_funcs(malloc, free);
+    ck_assert_int_gt(k, 10);
+    ck_assert_int_eq(db_tensor_metrics_get(db, id, &want), 0);
+    /* And every allocation of a get. */
+    json_set_alloc_funcs(chaos_malloc, free);
+    for (k = 0;; k++) {
+        chaos_left = k;
+        if ((rc = db_tensor_metrics_get(db, id, &text)) == 0) {
+            break;
+        }
+        ck_assert_int_eq(rc, DB_EIO);
+        ck_assert_ptr_null(text);
+    }
+    json_set_alloc_funcs(malloc, free);
+    ck_assert_int_gt(k, 10);
+    ck_assert_str_eq(text, want);
+    json_t *arr = json_loads(want, 0, NULL);
+    ck_assert_uint_eq(json_array_size(arr), 3);
+    json_decref(arr);
+    free(text);
+    free(want);
+}
+END_TEST
+
 /* ---- blobs --------------------------------------------------------------------------------- */
 
 static int64_t refs_of(const char *sha)
@@ -963,6 +1012,7 @@ static Suite *db_suite(void)
     tc = tcase("tensor_metrics", open_memory);
     tcase_add_test(tc, test_metrics_round_trip);
     tcase_add_test(tc, test_metrics_bad_input);
+    tcase_add_test(tc, test_metrics_out_of_memory);
     suite_add_tcase(s, tc);
 
     tc = tcase("blobs", open_memory);
