@@ -22,6 +22,11 @@ size_t mp__prune_scratch_elems(const size_t *n, size_t n_arrays);
 int mp__prune_magnitude(float *const *w, const size_t *n, size_t n_arrays, double sparsity,
                         float *scratch, size_t *n_zeroed, mp_errctx_t *err);
 
+/* The selection behind it: the k-th smallest (0-based, k < n) of a[0..n), none of them NaN,
+ * reordering a. Quickselect for max_quick rounds, then median-of-medians pivots (O(n) worst
+ * case); tests pass max_quick = 0 to exercise that fallback on its own. */
+float mp__select_kth_f32(float *a, size_t n, size_t k, unsigned max_quick);
+
 /* ---- quantize ---- */
 
 /* Symmetric int8 quantization of a rows x cols matrix. per_channel: one scale per row
