@@ -170,6 +170,11 @@ void mp_recipe_free(mp_recipe_t *r);
  * matches no tensor, or a step cannot apply to what it selects. */
 int mp_recipe_check_model(const mp_recipe_t *r, const mp_model_t *m, mp_errctx_t *err);
 
+/* 1 if the recipe's select picks tensor t for compression, else 0. With r NULL, the default
+ * selection: float tensors (F32/F16/BF16/F64) of two or more dims. Tensors without elements are
+ * never selected. A selected tensor may still be refused by mp_recipe_check_model (not float). */
+int mp_recipe_selects(const mp_recipe_t *r, const mp_tensor_t *t);
+
 /* Called from the thread running the pipeline; progress is 0..1, stage a static string such as
  * "prune" or "quantize". Must be cheap. */
 typedef void (*mp_progress_cb)(void *ud, double progress, const char *stage);
