@@ -108,6 +108,7 @@ typedef struct mp_model {
     size_t n_meta;
     void *map;                   /* the mapped file the borrowed tensors point into, or NULL */
     size_t map_bytes;
+    void *name_index;            /* private to model.c: hash index of tensor names, or NULL */
 } mp_model_t;
 
 /* Element count of a tensor (product of its shape; 1 for a scalar). */

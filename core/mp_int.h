@@ -47,4 +47,10 @@ static inline int mp__add_size(size_t a, size_t b, size_t *r)
     return __builtin_add_overflow(a, b, r) ? -1 : 0;
 }
 
+/* Element and byte count of a shape (model.c): 0 on success; -1 for an invalid dtype or n_dims,
+ * a negative dim, an element count above INT64_MAX or a byte count that does not fit size_t.
+ * n_elements and n_bytes may be NULL. */
+int mp__shape_bytes(mp_dtype_t dt, int n_dims, const int64_t *shape, int64_t *n_elements,
+                    size_t *n_bytes);
+
 #endif /* MP_INT_H */
