@@ -41,7 +41,10 @@ int mp__quant_i8_sym(const char *name, const float *w, size_t rows, size_t cols,
 void mp__dequant_i8_sym(const int8_t *q, size_t rows, size_t cols, int per_channel,
                         const float *scales, float *w);
 
-/* ---- figures for the report ---- */
+/* ---- checks and figures for the report ---- */
+
+/* Index of the first NaN or infinite element of x[0..n), or n when all are finite. */
+size_t mp__first_nonfinite_f32(const float *x, size_t n);
 
 /* Relative error ||w - w'||_2 / ||w||_2 (0 when both are 0) and SQNR in dB
  * (10 log10(||w||^2 / ||w - w'||^2); +inf when exact, reported as null in JSON). Accumulated

@@ -158,20 +158,6 @@ float mp__select_kth_f32(float *a, size_t n, size_t k, unsigned max_quick)
     return a[k];
 }
 
-/* Index of the first element of x that is NaN or infinite; n when there is none. The kernel
- * makes the common all-finite case one fast pass: |x| < inf is false exactly for those. */
-static size_t first_nonfinite(const float *x, size_t n)
-{
-    size_t i = 0;
-    if (mp__kern()->count_below_f32(x, n, INFINITY) != n) {
-        while (isfinite(x[i])) {
-            i++;
-        }
-        return i;
-    }
-    return n;
-}
-
 int mp__prune_magnitude(float *const *w, const size_t *n, size_t n_arrays, double sparsity,
                         float *scratch, size_t *n_zeroed, mp_errctx_t *err)
 {
@@ -188,7 +174,7 @@ int mp__prune_magnitude(float *const *w, const size_t *n, size_t n_arrays, doubl
         MP_RETURN_IF(w[a] == NULL && n[a] > 0, MP_EINVAL, "prune: array %zu is NULL", a);
         MP_RETURN_IF(mp__add_size(total, n[a], &total), MP_EINVAL,
                      "prune: element count overflows");
-        size_t bad = first_nonfinite(w[a], n[a]);
+        size_t bad = mp__first_nonfinite_f32(w[a], n[a]);
         MP_RETURN_IF(bad < n[a], MP_EINVAL,
                      "prune: array %zu, element %zu is %s; only finite weights can be pruned", a,
                      bad, isnan(w[a][bad]) ? "NaN" : "infinite");
