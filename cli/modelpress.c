@@ -1,2 +1,612 @@
-/* cli/modelpress.c — being written. */
-int main(void) { return 77; }
+/* modelpress.c — the `modelpress` command: compress, inspect and unpack models offline.
+ *
+ * The same engine as the daemon's workers, run in this process. Contract kept for scripts
+ * (DESIGN.md, Command lines): with --json exactly one JSON document goes to stdout — for
+ * compress the very report the API serves — and everything meant for people (summaries,
+ * messages, the progress bar, drawn only when stderr is a terminal) goes to stderr. Exit status
+ * 0 on success, 1 when the job failed (unreadable model, failed run, failed write), 2 for bad
+ * usage or a bad recipe (the message names the field). Output files are written to
+ * OUT.tmp-XXXXXX, fsynced and renamed, so OUT is either the old file or the complete new one.
+ * SIGINT and SIGTERM during compress and unpack cancel the job between tensors (and before the
+ * rename), so no temporary file is left behind.
+ */
+#include "modelpress.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <libgen.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
+
+/* More than a recipe may be (mp_recipe_parse refuses 1 MiB + 1 with a message naming it). */
+#define RECIPE_READ_MAX ((size_t)(1u << 20) + 1)
+
+static atomic_int g_cancel;
+
+static const char USAGE[] =
+    "usage: modelpress <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  compress MODEL -r RECIPE.json -o OUT [--json]\n"
+    "                      apply a recipe (prune, quantize) and write the compressed model\n"
+    "  inspect MODEL [--json]\n"
+    "                      list tensors, dtypes, shapes, sizes and the default selection\n"
+    "  unpack IN -o OUT.safetensors\n"
+    "                      restore plain F32 tensors from a compressed model\n"
+    "\n"
+    "options:\n"
+    "  -r, --recipe FILE   the recipe (JSON); '-' reads it from stdin\n"
+    "  -o, --output FILE   where to write the result\n"
+    "      --json          print one JSON document on stdout (human output goes to stderr)\n"
+    "  -h, --help          this text\n"
+    "      --version       print the version\n"
+    "\n"
+    "A recipe: {\"steps\": [{\"prune\": {\"sparsity\": 0.5}}, {\"quantize\": {\"bits\": 8}}]}\n"
+    "Exit status: 0 success, 1 the job failed, 2 bad usage or bad recipe.\n";
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int usage_error(const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    fprintf(stderr, "modelpress: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n(see modelpress --help)\n");
+    va_end(ap);
+    return EXIT_USAGE;
+}
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    atomic_store(&g_cancel, 1);
+}
+
+/* From here on SIGINT/SIGTERM ask the job to stop instead of killing the process, so that a
+ * run stops between tensors and no temporary file is left behind. */
+static void catch_signals(void)
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+/* "1.5 MiB" */
+static void human_bytes(double b, char *buf, size_t cap)
+{
+    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    int u = 0;
+
+    while (b >= 1024.0 && u < 4) {
+        b /= 1024.0;
+        u++;
+    }
+    snprintf(buf, cap, u ? "%.1f %s" : "%.0f %s", b, units[u]);
+}
+
+static void shape_text(const json_t *shape, char *buf, size_t cap)
+{
+    size_t used = 0, i;
+    json_t *d;
+
+    buf[0] = '\0';
+    json_array_foreach(shape, i, d) {
+        int n = snprintf(buf + used, cap - used, "%s%" JSON_INTEGER_FORMAT, i ? "x" : "",
+                         json_integer_value(d));
+        if (n < 0 || (size_t)n >= cap - used) {
+            break;
+        }
+        used += (size_t)n;
+    }
+    if (i == 0) {
+        snprintf(buf, cap, "scalar");
+    }
+}
+
+/* ---- progress bar ------------------------------------------------------------------------- */
+
+typedef struct bar {
+    int last;                    /* last percentage drawn, -1 before the first */
+} bar_t;
+
+static void bar_cb(void *ud, double progress, const char *stage)
+{
+    bar_t *b = ud;
+    const int pct = (int)(progress * 100.0 + 0.5);
+    char fill[31];
+    const int n = pct * 30 / 100;
+
+    if (pct == b->last) {
+        return;
+    }
+    b->last = pct;
+    memset(fill, '#', (size_t)n);
+    memset(fill + n, '.', (size_t)(30 - n));
+    fill[30] = '\0';
+    fprintf(stderr, "\r%-9s [%s] %3d%%", stage, fill, pct);
+    fflush(stderr);
+}
+
+static void bar_clear(const bar_t *b)
+{
+    if (b->last >= 0) {
+        fprintf(stderr, "\r%50s\r", "");
+    }
+}
+
+/* ---- files -------------------------------------------------------------------------------- */
+
+/* Read at most RECIPE_READ_MAX bytes of path ("-": stdin) into a malloc'd buffer. */
+static int read_recipe(const char *path, char **out, size_t *len)
+{
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    char *buf = NULL;
+    size_t n = 0;
+    int rc = -1;
+
+    if (f == NULL) {
+        goto out;
+    }
+    buf = malloc(RECIPE_READ_MAX);
+    if (buf == NULL) {
+        goto out;
+    }
+    n = fread(buf, 1, RECIPE_READ_MAX, f);
+    if (ferror(f)) {
+        goto out;
+    }
+    *out = buf;
+    *len = n;
+    buf = NULL;
+    rc = 0;
+out:
+    if (f != NULL && f != stdin) {
+        fclose(f);
+    }
+    free(buf);
+    return rc;
+}
+
+static int fsync_path(const char *path, int flags)
+{
+    int fd = open(path, flags | O_CLOEXEC);
+    int rc;
+
+    if (fd < 0) {
+        return -1;
+    }
+    rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
+/* Save m to path through path.tmp-XXXXXX: write, fsync, rename, fsync the folder. */
+static int save_atomic(const mp_model_t *m, const char *path, mp_errctx_t *err)
+{
+    const size_t len = strlen(path);
+    char *tmp = malloc(len + sizeof ".tmp-XXXXXX");
+    char *dir_copy = strdup(path);
+    mode_t mask;
+    int fd = -1, rc = 0;
+
+    if (tmp == NULL || dir_copy == NULL) {
+        rc = err->code = MP_ENOMEM;
+        snprintf(err->msg, sizeof err->msg, "out of memory");
+        goto out;
+    }
+    memcpy(tmp, path, len);
+    memcpy(tmp + len, ".tmp-XXXXXX", sizeof ".tmp-XXXXXX");
+    fd = mkstemp(tmp);
+    if (fd < 0) {
+        rc = err->code = MP_EIO;
+        snprintf(err->msg, sizeof err->msg, "%s: cannot create a temporary file: %s", path,
+                 strerror(errno));
+        free(tmp);
+        tmp = NULL; /* nothing to remove */
+        goto out;
+    }
+    /* mkstemp makes 0600; give the result the permissions any new file would get */
+    mask = umask(0);
+    umask(mask);
+    (void)fchmod(fd, 0666 & ~mask);
+    close(fd);
+
+    if ((rc = mp_safetensors_save(m, tmp, err)) < 0) {
+        goto out;
+    }
+    if (atomic_load(&g_cancel)) {
+        rc = err->code = MP_ECANCELED;
+        snprintf(err->msg, sizeof err->msg, "%s: canceled before it was complete", path);
+        goto out;
+    }
+    if (fsync_path(tmp, O_RDONLY) < 0 || rename(tmp, path) < 0) {
+        rc = err->code = errno == ENOSPC ? MP_ENOSPC : MP_EIO;
+        snprintf(err->msg, sizeof err->msg, "%s: %s", path, strerror(errno));
+        goto out;
+    }
+    free(tmp);
+    tmp = NULL;
+    /* the rename is durable only once the folder is */
+    (void)fsync_path(dirname(dir_copy), O_RDONLY | O_DIRECTORY);
+out:
+    if (tmp != NULL) {
+        unlink(tmp);
+        free(tmp);
+    }
+    free(dir_copy);
+    return rc;
+}
+
+/* ---- compress ----------------------------------------------------------------------------- */
+
+static void print_summary(const char *model_path, const char *out_path, const char *report_text)
+{
+    json_t *rep = json_loads(report_text, 0, NULL);
+    json_t *t, *stage;
+    size_t i;
+    char before[32], after[32], shape[64];
+    int pruned = 0;
+
+    if (rep == NULL) {
+        return;
+    }
+    fprintf(stderr, "modelpress: %s: compressed %" JSON_INTEGER_FORMAT " of %" JSON_INTEGER_FORMAT
+            " tensors in %.0f ms (kernels: %s)\n",
+            model_path, json_integer_value(json_object_get(rep, "n_compressed")),
+            json_integer_value(json_object_get(rep, "n_tensors")),
+            json_number_value(json_object_get(rep, "duration_ms")),
+            json_string_value(json_object_get(rep, "isa")));
+    fprintf(stderr, "  %-32s %-14s %8s %7s %10s %10s %9s %8s\n", "tensor", "shape", "sparsity",
+            "bits/w", "before", "after", "rel_err", "SQNR dB");
+    json_array_foreach(json_object_get(rep, "tensors"), i, t) {
+        const json_t *sq = json_object_get(t, "sqnr_db");
+        char sqnr[16];
+        shape_text(json_object_get(t, "shape"), shape, sizeof shape);
+        human_bytes(json_number_value(json_object_get(t, "bytes_before")), before, sizeof before);
+        human_bytes(json_number_value(json_object_get(t, "bytes_after")), after, sizeof after);
+        snprintf(sqnr, sizeof sqnr, json_is_null(sq) ? "exact" : "%.1f", json_number_value(sq));
+        fprintf(stderr, "  %-32s %-14s %7.1f%% %7.2f %10s %10s %9.2e %8s\n",
+                json_string_value(json_object_get(t, "name")), shape,
+                100.0 * json_number_value(json_object_get(t, "sparsity")),
+                json_number_value(json_object_get(t, "bits_per_weight")), before, after,
+                json_number_value(json_object_get(t, "rel_error")), sqnr);
+    }
+    json_array_foreach(json_object_get(rep, "stages"), i, stage) {
+        pruned |= strcmp(json_string_value(json_object_get(stage, "step")), "prune") == 0;
+    }
+    human_bytes(json_number_value(json_object_get(rep, "bytes_before")), before, sizeof before);
+    human_bytes(json_number_value(json_object_get(rep, "bytes_after")), after, sizeof after);
+    fprintf(stderr, "  total: %s -> %s (%.2fx), written to %s\n", before, after,
+            json_number_value(json_object_get(rep, "compression_ratio")), out_path);
+    if (pruned) {
+        fprintf(stderr, "  note: safetensors stores pruned zeros densely, so pruning alone does "
+                        "not shrink the file;\n        sparse storage comes with the .mpz "
+                        "container\n");
+    }
+    json_decref(rep);
+}
+
+static int cmd_compress(int argc, char **argv)
+{
+    static const struct option longopts[] = {{"recipe", required_argument, NULL, 'r'},
+                                             {"output", required_argument, NULL, 'o'},
+                                             {"dataset", required_argument, NULL, 'd'},
+                                             {"json", no_argument, NULL, 'j'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {NULL, 0, NULL, 0}};
+    const char *recipe_path = NULL, *out_path = NULL;
+    mp_errctx_t err = {0};
+    mp_model_t *in = NULL, *out = NULL;
+    mp_recipe_t *recipe = NULL;
+    char *recipe_text = NULL, *report = NULL;
+    size_t recipe_len = 0;
+    bar_t bar = {.last = -1};
+    mp_run_opts_t opts = {.cancel = &g_cancel};
+    int c, json = 0, rc, status = EXIT_FAILED;
+
+    while ((c = getopt_long(argc, argv, "r:o:h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'r':
+            recipe_path = optarg;
+            break;
+        case 'o':
+            out_path = optarg;
+            break;
+        case 'j':
+            json = 1;
+            break;
+        case 'd':
+            return usage_error("--dataset %s: evaluation is not available in this version",
+                               optarg);
+        case 'h':
+            fputs(USAGE, stdout);
+            return EXIT_OK;
+        default:
+            return usage_error("%s: bad option", "compress");
+        }
+    }
+    if (optind != argc - 1) {
+        return usage_error("%s: give exactly one MODEL", "compress");
+    }
+    if (recipe_path == NULL || out_path == NULL) {
+        return usage_error("%s: needs -r RECIPE.json and -o OUT", "compress");
+    }
+
+    if (read_recipe(recipe_path, &recipe_text, &recipe_len) < 0) {
+        fprintf(stderr, "modelpress: %s: %s\n", recipe_path, strerror(errno));
+        status = EXIT_USAGE;
+        goto out;
+    }
+    if ((rc = mp_recipe_parse(recipe_text, recipe_len, &recipe, &err)) < 0) {
+        fprintf(stderr, "modelpress: %s: %s\n", recipe_path, err.msg);
+        status = rc == MP_ERECIPE ? EXIT_USAGE : EXIT_FAILED;
+        goto out;
+    }
+    if (mp_model_load(argv[optind], &in, &err) < 0) {
+        fprintf(stderr, "modelpress: %s: %s\n", argv[optind], err.msg);
+        goto out;
+    }
+    if ((rc = mp_recipe_check_model(recipe, in, &err)) < 0) {
+        fprintf(stderr, "modelpress: %s: %s\n", recipe_path, err.msg);
+        status = rc == MP_ERECIPE ? EXIT_USAGE : EXIT_FAILED;
+        goto out;
+    }
+    catch_signals();
+    if (isatty(STDERR_FILENO)) {
+        opts.progress_cb = bar_cb;
+        opts.ud = &bar;
+    }
+    rc = mp_pipeline_run(in, recipe, &opts, &out, &report, &err);
+    bar_clear(&bar);
+    if (rc < 0) {
+        fprintf(stderr, "modelpress: %s: %s\n", argv[optind], err.msg);
+        goto out;
+    }
+    if (save_atomic(out, out_path, &err) < 0) {
+        fprintf(stderr, "modelpress: %s\n", err.msg);
+        goto out;
+    }
+    if (json) {
+        printf("%s\n", report);
+    } else {
+        print_summary(argv[optind], out_path, report);
+    }
+    status = fflush(stdout) == 0 ? EXIT_OK : EXIT_FAILED;
+out:
+    free(report);
+    mp_model_free(out);
+    mp_model_free(in);
+    mp_recipe_free(recipe);
+    free(recipe_text);
+    return status;
+}
+
+/* ---- inspect ------------------------------------------------------------------------------ */
+
+static json_t *inspect_json(const mp_model_t *m)
+{
+    json_t *root = json_object(), *tensors = json_array(), *meta = json_object();
+    json_int_t params = 0, sel_params = 0, n_sel = 0, bytes = 0;
+    int bad = root == NULL || tensors == NULL || meta == NULL;
+
+    for (size_t i = 0; i < m->n_tensors && !bad; i++) {
+        const mp_tensor_t *t = &m->tensors[i];
+        const int sel = mp_recipe_selects(NULL, t);
+        json_t *e = json_object(), *shape = json_array();
+        for (int d = 0; d < t->n_dims; d++) {
+            bad |= json_array_append_new(shape, json_integer(t->shape[d]));
+        }
+        bad |= json_object_set_new(e, "name", json_string(t->name));
+        bad |= json_object_set_new(e, "dtype", json_string(mp_dtype_name(t->dtype)));
+        bad |= json_object_set_new(e, "shape", shape);
+        bad |= json_object_set_new(e, "elements", json_integer(mp_tensor_elements(t)));
+        bad |= json_object_set_new(e, "bytes", json_integer((json_int_t)t->n_bytes));
+        bad |= json_object_set_new(e, "selected", json_boolean(sel));
+        bad |= json_array_append_new(tensors, e);
+        params += mp_tensor_elements(t);
+        bytes += (json_int_t)t->n_bytes;
+        sel_params += sel ? mp_tensor_elements(t) : 0;
+        n_sel += sel;
+    }
+    for (size_t i = 0; i < m->n_meta && !bad; i++) {
+        bad |= json_object_set_new(meta, m->meta_keys[i], json_string(m->meta_values[i]));
+    }
+    bad |= json_object_set_new(root, "n_tensors", json_integer((json_int_t)m->n_tensors));
+    bad |= json_object_set_new(root, "parameters", json_integer(params));
+    bad |= json_object_set_new(root, "bytes", json_integer(bytes));
+    bad |= json_object_set_new(root, "n_selected", json_integer(n_sel));
+    bad |= json_object_set_new(root, "selected_parameters", json_integer(sel_params));
+    bad |= json_object_set_new(root, "compressed_by_modelpress",
+                               json_boolean(mp_model_get_meta(m, "modelpress") != NULL));
+    bad |= json_object_set(root, "tensors", tensors);
+    bad |= json_object_set(root, "metadata", meta);
+    json_decref(tensors);
+    json_decref(meta);
+    if (bad) {
+        json_decref(root);
+        return NULL;
+    }
+    return root;
+}
+
+static void print_inspect(const char *path, const json_t *info)
+{
+    json_t *t;
+    size_t i;
+    char bytes[32], shape[64];
+
+    fprintf(stderr, "%s: %" JSON_INTEGER_FORMAT " tensors\n", path,
+            json_integer_value(json_object_get(info, "n_tensors")));
+    fprintf(stderr, "  %-40s %-5s %-16s %12s %10s  %s\n", "tensor", "dtype", "shape",
+            "parameters", "bytes", "default selection");
+    json_array_foreach(json_object_get(info, "tensors"), i, t) {
+        shape_text(json_object_get(t, "shape"), shape, sizeof shape);
+        human_bytes(json_number_value(json_object_get(t, "bytes")), bytes, sizeof bytes);
+        fprintf(stderr, "  %-40s %-5s %-16s %12" JSON_INTEGER_FORMAT " %10s  %s\n",
+                json_string_value(json_object_get(t, "name")),
+                json_string_value(json_object_get(t, "dtype")), shape,
+                json_integer_value(json_object_get(t, "elements")), bytes,
+                json_is_true(json_object_get(t, "selected")) ? "compress" : "keep");
+    }
+    human_bytes(json_number_value(json_object_get(info, "bytes")), bytes, sizeof bytes);
+    fprintf(stderr,
+            "  total: %" JSON_INTEGER_FORMAT " parameters, %s; the default selection compresses "
+            "%" JSON_INTEGER_FORMAT " tensors (%" JSON_INTEGER_FORMAT " parameters)\n",
+            json_integer_value(json_object_get(info, "parameters")), bytes,
+            json_integer_value(json_object_get(info, "n_selected")),
+            json_integer_value(json_object_get(info, "selected_parameters")));
+    if (json_is_true(json_object_get(info, "compressed_by_modelpress"))) {
+        fprintf(stderr, "  compressed by modelpress: `modelpress unpack` restores F32 tensors\n");
+    }
+}
+
+static int cmd_inspect(int argc, char **argv)
+{
+    static const struct option longopts[] = {{"json", no_argument, NULL, 'j'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {NULL, 0, NULL, 0}};
+    mp_errctx_t err = {0};
+    mp_model_t *m = NULL;
+    json_t *info = NULL;
+    char *text = NULL;
+    int c, json = 0, status = EXIT_FAILED;
+
+    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'j':
+            json = 1;
+            break;
+        case 'h':
+            fputs(USAGE, stdout);
+            return EXIT_OK;
+        default:
+            return usage_error("%s: bad option", "inspect");
+        }
+    }
+    if (optind != argc - 1) {
+        return usage_error("%s: give exactly one MODEL", "inspect");
+    }
+    if (mp_model_load(argv[optind], &m, &err) < 0) {
+        fprintf(stderr, "modelpress: %s: %s\n", argv[optind], err.msg);
+        goto out;
+    }
+    info = inspect_json(m);
+    if (info == NULL) {
+        fprintf(stderr, "modelpress: %s: out of memory, or a name that is not UTF-8\n",
+                argv[optind]);
+        goto out;
+    }
+    if (json) {
+        text = json_dumps(info, JSON_COMPACT);
+        if (text == NULL) {
+            fprintf(stderr, "modelpress: out of memory\n");
+            goto out;
+        }
+        printf("%s\n", text);
+    } else {
+        print_inspect(argv[optind], info);
+    }
+    status = fflush(stdout) == 0 ? EXIT_OK : EXIT_FAILED;
+out:
+    free(text);
+    json_decref(info);
+    mp_model_free(m);
+    return status;
+}
+
+/* ---- unpack ------------------------------------------------------------------------------- */
+
+static int ends_with(const char *s, const char *suffix)
+{
+    const size_t n = strlen(s), k = strlen(suffix);
+
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+static int cmd_unpack(int argc, char **argv)
+{
+    static const struct option longopts[] = {{"output", required_argument, NULL, 'o'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {NULL, 0, NULL, 0}};
+    const char *out_path = NULL;
+    mp_errctx_t err = {0};
+    mp_model_t *in = NULL, *out = NULL;
+    int c, status = EXIT_FAILED;
+
+    while ((c = getopt_long(argc, argv, "o:h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'o':
+            out_path = optarg;
+            break;
+        case 'h':
+            fputs(USAGE, stdout);
+            return EXIT_OK;
+        default:
+            return usage_error("%s: bad option", "unpack");
+        }
+    }
+    if (optind != argc - 1 || out_path == NULL) {
+        return usage_error("%s: give one IN and -o OUT.safetensors", "unpack");
+    }
+    if (ends_with(out_path, ".onnx")) {
+        return usage_error("%s: ONNX output is not available in this version", out_path);
+    }
+    if (mp_model_load(argv[optind], &in, &err) < 0 || mp_model_unpack(in, &out, &err) < 0) {
+        fprintf(stderr, "modelpress: %s: %s\n", argv[optind], err.msg);
+        goto out;
+    }
+    catch_signals();
+    if (save_atomic(out, out_path, &err) < 0) {
+        fprintf(stderr, "modelpress: %s\n", err.msg);
+        goto out;
+    }
+    fprintf(stderr, "modelpress: %s: %zu tensors restored to %s\n", argv[optind], out->n_tensors,
+            out_path);
+    status = EXIT_OK;
+out:
+    mp_model_free(out);
+    mp_model_free(in);
+    return status;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fputs(USAGE, stderr);
+        return EXIT_USAGE;
+    }
+    /* each command parses its own options from its name on */
+    if (strcmp(argv[1], "compress") == 0) {
+        return cmd_compress(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "inspect") == 0) {
+        return cmd_inspect(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "unpack") == 0) {
+        return cmd_unpack(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        fputs(USAGE, stdout);
+        return EXIT_OK;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("modelpress %s\n", MP_VERSION_STRING);
+        return EXIT_OK;
+    }
+    return usage_error("unknown command '%s'", argv[1]);
+}
