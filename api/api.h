@@ -31,17 +31,17 @@ typedef struct api_hooks {
 } api_hooks_t;
 
 typedef struct api_config {
-    const char *state_dir;      /* required; created if missing */
-    const char *web_dir;        /* the dashboard's static files */
-    uint64_t upload_max_bytes;  /* larger bodies get 413 (before reading, when announced) */
+    const char *state_dir;     /* required; created if missing */
+    const char *web_dir;       /* the dashboard's static files */
+    uint64_t upload_max_bytes; /* larger bodies get 413 (before reading, when announced) */
 } api_config_t;
 
 typedef struct api api_t;
 
 /* Create the api over an open db: makes state_dir's folders and removes uploads a crash left in
  * tmp/. On failure returns -1 with the reason in errbuf. */
-int api_new(const api_config_t *cfg, db_t *db, const api_hooks_t *hooks, api_t **out,
-            char *errbuf, size_t errlen);
+int api_new(const api_config_t *cfg, db_t *db, const api_hooks_t *hooks, api_t **out, char *errbuf,
+            size_t errlen);
 void api_free(api_t *api);
 
 /* libmicrohttpd callbacks; cls is the api_t. */

@@ -34,7 +34,7 @@ typedef struct api_upload {
     char tmp_path[API_PATH_MAX]; /* "" when there is no temp file */
     struct sha256_ctx sha;
     uint64_t bytes;
-    char hex[65];                /* set by api__upload_finish */
+    char hex[65]; /* set by api__upload_finish */
 } api_upload_t;
 
 /* All return 0 or a negative errno. */
@@ -60,13 +60,13 @@ const char *api__code_for_errno(int neg_errno);
 
 /* Queue {"error":{"code","message"}} with the code's status. */
 struct api_req;
-enum MHD_Result api__send_error(struct api_req *req, struct MHD_Connection *conn,
-                                const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+enum MHD_Result api__send_error(struct api_req *req, struct MHD_Connection *conn, const char *code,
+                                const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 /* Queue a JSON body (body is stolen); extra_header/value may be NULL. req (may be NULL)
  * records the status and size for the request log. */
-enum MHD_Result api__send_json(struct api_req *req, struct MHD_Connection *conn, unsigned int status, json_t *body,
-                               const char *extra_header, const char *extra_value);
+enum MHD_Result api__send_json(struct api_req *req, struct MHD_Connection *conn,
+                               unsigned int status, json_t *body, const char *extra_header,
+                               const char *extra_value);
 
 /* ---- one request ---- */
 
@@ -77,27 +77,27 @@ typedef struct api_req {
     api_req_kind_t kind;
     uint64_t id;
     double t_start;
-    unsigned int status;         /* what was answered, for the log */
+    unsigned int status; /* what was answered, for the log */
     char method[8];
     char path[128];
     uint64_t body_bytes;
     uint64_t out_bytes;
     /* POST /jobs */
     struct MHD_PostProcessor *pp;
-    int raw;                     /* application/octet-stream body */
+    int raw; /* application/octet-stream body */
     api_upload_t model;
     int have_model;
     char *model_name;
-    char *recipe;                /* NUL-terminated */
+    char *recipe; /* NUL-terminated */
     size_t recipe_len;
     int have_recipe;
-    char err_code[32];           /* set when the body is refused part way: answered at the end */
+    char err_code[32]; /* set when the body is refused part way: answered at the end */
     char err_msg[512];
 } api_req_t;
 
 /* POST /jobs, called for every piece of the body and once more at its end (upload.c). */
-enum MHD_Result api__post_jobs(api_req_t *req, struct MHD_Connection *conn,
-                               const char *upload_data, size_t *upload_data_size);
+enum MHD_Result api__post_jobs(api_req_t *req, struct MHD_Connection *conn, const char *upload_data,
+                               size_t *upload_data_size);
 /* First call of POST /jobs: checks that can refuse before the body is read. */
 enum MHD_Result api__post_jobs_begin(api_req_t *req, struct MHD_Connection *conn);
 void api__req_release(api_req_t *req);

@@ -65,8 +65,8 @@ const char *api__code_for_errno(int neg_errno)
     return (neg_errno == -ENOSPC || neg_errno == -EDQUOT) ? "insufficient_storage" : "internal";
 }
 
-enum MHD_Result api__send_json(api_req_t *req, struct MHD_Connection *conn, unsigned int status, json_t *body,
-                               const char *extra_header, const char *extra_value)
+enum MHD_Result api__send_json(api_req_t *req, struct MHD_Connection *conn, unsigned int status,
+                               json_t *body, const char *extra_header, const char *extra_value)
 {
     char *text = json_dumps(body, JSON_COMPACT);
     json_decref(body);
@@ -102,8 +102,8 @@ enum MHD_Result api__send_json(api_req_t *req, struct MHD_Connection *conn, unsi
     return r;
 }
 
-enum MHD_Result api__send_error(api_req_t *req, struct MHD_Connection *conn, const char *code, const char *fmt,
-                                ...)
+enum MHD_Result api__send_error(api_req_t *req, struct MHD_Connection *conn, const char *code,
+                                const char *fmt, ...)
 {
     char msg[1024];
     va_list ap;

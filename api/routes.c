@@ -24,8 +24,8 @@ double api__now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-int api_new(const api_config_t *cfg, db_t *db, const api_hooks_t *hooks, api_t **out,
-            char *errbuf, size_t errlen)
+int api_new(const api_config_t *cfg, db_t *db, const api_hooks_t *hooks, api_t **out, char *errbuf,
+            size_t errlen)
 {
     *out = NULL;
     if (api__store_init(cfg->state_dir, errbuf, errlen) != 0) {
@@ -118,17 +118,16 @@ json_t *api__job_json(const db_job_t *job)
         json_object_set_new(links, "result", json_string(result));
         json_object_set_new(links, "report", json_string(report));
     }
-    return json_pack("{s:s,s:s,s:s,s:{s:s?,s:I,s:s},s:o,s:f,s:s?,s:o,s:o,s:o,s:o,s:i,s:o,s:o,"
-                     "s:I,s:o}",
-                     "id", job->id, "state", db_job_state_name(job->state), "owner", job->owner,
-                     "model", "name", job->model_name, "bytes", (json_int_t)job->model_bytes,
-                     "sha256", job->model_blob, "recipe", stored_json(job->recipe), "progress",
-                     job->progress, "stage", job->stage[0] != '\0' ? job->stage : NULL,
-                     "created_at", time_json(job->created_at), "started_at",
-                     time_json(job->started_at), "finished_at", time_json(job->finished_at),
-                     "duration_s", duration, "attempts", job->attempts, "error", error,
-                     "metrics", stored_json(job->metrics), "result_bytes",
-                     (json_int_t)job->result_bytes, "links", links);
+    return json_pack(
+        "{s:s,s:s,s:s,s:{s:s?,s:I,s:s},s:o,s:f,s:s?,s:o,s:o,s:o,s:o,s:i,s:o,s:o,"
+        "s:I,s:o}",
+        "id", job->id, "state", db_job_state_name(job->state), "owner", job->owner, "model", "name",
+        job->model_name, "bytes", (json_int_t)job->model_bytes, "sha256", job->model_blob, "recipe",
+        stored_json(job->recipe), "progress", job->progress, "stage",
+        job->stage[0] != '\0' ? job->stage : NULL, "created_at", time_json(job->created_at),
+        "started_at", time_json(job->started_at), "finished_at", time_json(job->finished_at),
+        "duration_s", duration, "attempts", job->attempts, "error", error, "metrics",
+        stored_json(job->metrics), "result_bytes", (json_int_t)job->result_bytes, "links", links);
 }
 
 /* ---- routes ---- */
@@ -166,13 +165,11 @@ static enum MHD_Result get_healthz(api_req_t *req, struct MHD_Connection *conn)
     int64_t queued = 0, running = 0;
     if (db_job_count(req->api->db, DB_JOB_QUEUED, &queued) != 0 ||
         db_job_count(req->api->db, DB_JOB_RUNNING, &running) != 0) {
-        return api__send_error(req, conn, "internal", "database: %s",
-                               db_errmsg(req->api->db));
+        return api__send_error(req, conn, "internal", "database: %s", db_errmsg(req->api->db));
     }
     json_t *body = json_pack("{s:s,s:s,s:s,s:I,s:I,s:b}", "status", "ok", "version",
-                             MP_VERSION_STRING, "isa", mp_kern_isa(), "queued",
-                             (json_int_t)queued, "running", (json_int_t)running, "draining",
-                             req->api->draining);
+                             MP_VERSION_STRING, "isa", mp_kern_isa(), "queued", (json_int_t)queued,
+                             "running", (json_int_t)running, "draining", req->api->draining);
     return api__send_json(req, conn, MHD_HTTP_OK, body, NULL, NULL);
 }
 
@@ -214,10 +211,8 @@ static enum MHD_Result get_jobs(api_req_t *req, struct MHD_Connection *conn)
     db_job_t *jobs = NULL;
     size_t n = 0;
     int64_t total = 0;
-    if (db_job_list(req->api->db, state, owner, (int)limit, (int)offset, &jobs, &n, &total) !=
-        0) {
-        return api__send_error(req, conn, "internal", "database: %s",
-                               db_errmsg(req->api->db));
+    if (db_job_list(req->api->db, state, owner, (int)limit, (int)offset, &jobs, &n, &total) != 0) {
+        return api__send_error(req, conn, "internal", "database: %s", db_errmsg(req->api->db));
     }
     json_t *arr = json_array();
     for (size_t i = 0; i < n; i++) {
@@ -225,8 +220,8 @@ static enum MHD_Result get_jobs(api_req_t *req, struct MHD_Connection *conn)
         db_job_clear(&jobs[i]);
     }
     free(jobs);
-    json_t *body = json_pack("{s:o,s:I,s:i,s:i}", "jobs", arr, "total", (json_int_t)total,
-                             "limit", (int)limit, "offset", (int)offset);
+    json_t *body = json_pack("{s:o,s:I,s:i,s:i}", "jobs", arr, "total", (json_int_t)total, "limit",
+                             (int)limit, "offset", (int)offset);
     return api__send_json(req, conn, MHD_HTTP_OK, body, NULL, NULL);
 }
 
@@ -328,8 +323,7 @@ static enum MHD_Result job_route(api_req_t *req, struct MHD_Connection *conn, co
                     api_result_remove(api->state_dir, idbuf);
                     if (db_blob_refs(api->db, job.model_blob, &refs) == 0 && refs == 0) {
                         char path[API_PATH_MAX];
-                        if (api_blob_path(api->state_dir, job.model_blob, path, sizeof path) ==
-                            0) {
+                        if (api_blob_path(api->state_dir, job.model_blob, path, sizeof path) == 0) {
                             unlink(path);
                         }
                         db_blob_delete(api->db, job.model_blob);
@@ -379,8 +373,7 @@ static enum MHD_Result get_index(api_req_t *req, struct MHD_Connection *conn)
     snprintf(path, sizeof path, "%s/index.html", req->api->web_dir);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        return api__send_error(req, conn, "not_found", "the dashboard is not installed (%s)",
-                               path);
+        return api__send_error(req, conn, "not_found", "the dashboard is not installed (%s)", path);
     }
     close(fd);
     return send_file(req, conn, path, "text/html; charset=utf-8", NULL);
@@ -463,8 +456,7 @@ void api_completed_cb(void *cls, struct MHD_Connection *conn, void **req_cls,
                  (unsigned long long)req->body_bytes, (unsigned long long)req->out_bytes,
                  (api__now() - req->t_start) * 1000.0,
                  toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection closed early)");
-        api->hooks.log_cb(api->hooks.ud, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? 6 : 4,
-                          line);
+        api->hooks.log_cb(api->hooks.ud, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? 6 : 4, line);
     }
     api__req_release(req);
     *req_cls = NULL;

@@ -76,8 +76,8 @@ static int model_chunk(api_req_t *req, const char *data, size_t size)
 
 static enum MHD_Result form_field_cb(void *cls, enum MHD_ValueKind kind, const char *key,
                                      const char *filename, const char *content_type,
-                                     const char *transfer_encoding, const char *data,
-                                     uint64_t off, size_t size)
+                                     const char *transfer_encoding, const char *data, uint64_t off,
+                                     size_t size)
 {
     api_req_t *req = cls;
     if (req->err_code[0] != '\0') {
@@ -107,8 +107,8 @@ static enum MHD_Result form_field_cb(void *cls, enum MHD_ValueKind kind, const c
 
 static uint64_t content_length(struct MHD_Connection *conn, int *present)
 {
-    const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
+    const char *cl =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     *present = cl != NULL;
     return cl != NULL ? strtoull(cl, NULL, 10) : 0;
 }
@@ -125,11 +125,10 @@ enum MHD_Result api__post_jobs_begin(api_req_t *req, struct MHD_Connection *conn
     if (has_len && len > api->upload_max_bytes) {
         return api__send_error(req, conn, "payload_too_large",
                                "the upload is %llu bytes; this server takes at most %llu",
-                               (unsigned long long)len,
-                               (unsigned long long)api->upload_max_bytes);
+                               (unsigned long long)len, (unsigned long long)api->upload_max_bytes);
     }
-    const char *ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                 MHD_HTTP_HEADER_CONTENT_TYPE);
+    const char *ct =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
     if (ct != NULL && strncasecmp(ct, "multipart/form-data", 19) == 0) {
         req->pp = MHD_create_post_processor(conn, 64 * 1024, form_field_cb, req);
         if (req->pp == NULL) {
@@ -213,9 +212,9 @@ static enum MHD_Result finish_post(api_req_t *req, struct MHD_Connection *conn)
         goto out;
     }
     if ((rc = mp_model_load(req->model.tmp_path, &model, &err)) != 0) {
-        ret = api__send_error(req, conn, rc == MP_EUNSUPPORTED ? "unsupported_model"
-                                                               : "invalid_model",
-                              "%s", err.msg);
+        ret = api__send_error(req, conn,
+                              rc == MP_EUNSUPPORTED ? "unsupported_model" : "invalid_model", "%s",
+                              err.msg);
         goto out;
     }
     if ((rc = mp_recipe_check_model(recipe, model, &err)) != 0) {
@@ -267,8 +266,8 @@ out:
     return ret;
 }
 
-enum MHD_Result api__post_jobs(api_req_t *req, struct MHD_Connection *conn,
-                               const char *upload_data, size_t *upload_data_size)
+enum MHD_Result api__post_jobs(api_req_t *req, struct MHD_Connection *conn, const char *upload_data,
+                               size_t *upload_data_size)
 {
     size_t n = *upload_data_size;
     if (n == 0) {

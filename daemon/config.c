@@ -33,8 +33,7 @@ static const opt_t options[] = {
      "address to serve on, HOST:PORT or [V6]:PORT; port 0 picks a free one"},
     {"state-dir", OPT_STR, "./var", 0, 0, OFF(state_dir),
      "folder for the database, uploaded models and results"},
-    {"workers", OPT_INT, "0", 0, 256, OFF(workers),
-     "compression threads; 0 means one per core"},
+    {"workers", OPT_INT, "0", 0, 256, OFF(workers), "compression threads; 0 means one per core"},
     {"upload-max", OPT_BYTES, "4G", 1, INT64_C(1) << 44, OFF(upload_max),
      "largest upload accepted (bytes; K, M, G suffixes)"},
     {"web-dir", OPT_STR, "", 0, 0, OFF(web_dir),
@@ -71,11 +70,24 @@ static int parse_bytes(const char *s, int64_t *out)
     }
     double mult = 1;
     switch (toupper((unsigned char)*end)) {
-    case 'K': mult = 1024.0; end++; break;
-    case 'M': mult = 1024.0 * 1024; end++; break;
-    case 'G': mult = 1024.0 * 1024 * 1024; end++; break;
-    case 'T': mult = 1024.0 * 1024 * 1024 * 1024; end++; break;
-    default: break;
+    case 'K':
+        mult = 1024.0;
+        end++;
+        break;
+    case 'M':
+        mult = 1024.0 * 1024;
+        end++;
+        break;
+    case 'G':
+        mult = 1024.0 * 1024 * 1024;
+        end++;
+        break;
+    case 'T':
+        mult = 1024.0 * 1024 * 1024 * 1024;
+        end++;
+        break;
+    default:
+        break;
     }
     if (toupper((unsigned char)*end) == 'B' || toupper((unsigned char)*end) == 'I') {
         end++;
@@ -118,8 +130,8 @@ static int set_opt(dmn_config_t *cfg, const opt_t *o, const char *value, const c
         v = x;
     }
     if (v < o->min || v > o->max) {
-        fprintf(stderr, "modelpressd: %s: %s=%s is out of range (%lld to %lld)\n", where,
-                o->name, value, (long long)o->min, (long long)o->max);
+        fprintf(stderr, "modelpressd: %s: %s=%s is out of range (%lld to %lld)\n", where, o->name,
+                value, (long long)o->min, (long long)o->max);
         return -1;
     }
     *(int64_t *)field = v;

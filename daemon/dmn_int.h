@@ -21,15 +21,15 @@
 
 typedef struct dmn_config {
     char *config_file;
-    char *listen;              /* HOST:PORT, or [V6]:PORT */
+    char *listen; /* HOST:PORT, or [V6]:PORT */
     char *state_dir;
     char *web_dir;
-    int64_t workers;           /* 0: one per core */
-    int64_t upload_max;        /* bytes */
+    int64_t workers;            /* 0: one per core */
+    int64_t upload_max;         /* bytes */
     int64_t connection_timeout; /* seconds */
     int64_t max_connections;
     int64_t per_ip_connections;
-    int64_t stop_timeout;      /* seconds SIGTERM waits for workers to hand back jobs */
+    int64_t stop_timeout; /* seconds SIGTERM waits for workers to hand back jobs */
     char *log_level;
 } dmn_config_t;
 

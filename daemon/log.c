@@ -16,8 +16,8 @@ static int threshold = LOG_INFO_;
 static const struct {
     const char *name;
     int level;
-} levels[] = {{"error", LOG_ERR_}, {"warning", LOG_WARN_}, {"info", LOG_INFO_},
-              {"debug", LOG_DEBUG_}};
+} levels[] = {
+    {"error", LOG_ERR_}, {"warning", LOG_WARN_}, {"info", LOG_INFO_}, {"debug", LOG_DEBUG_}};
 
 int dmn_log_set_level(const char *name)
 {

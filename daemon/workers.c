@@ -38,8 +38,8 @@ typedef struct ev {
     double progress;
     char stage[32];
     int rc;
-    char *message;  /* EV_DONE, failure */
-    char *report;   /* EV_DONE, success: the report JSON text */
+    char *message; /* EV_DONE, failure */
+    char *report;  /* EV_DONE, success: the report JSON text */
     int64_t result_bytes;
 } ev_t;
 
@@ -174,8 +174,8 @@ static int save_results(worker_t *w, const mp_model_t *out, const char *report,
         return set_err(err, MP_EIO, "result path too long");
     }
     if (mkdir(dir, 0750) != 0 && errno != EEXIST) {
-        return set_err(err, errno == ENOSPC ? MP_ENOSPC : MP_EIO,
-                                  "cannot create %s: %s", dir, strerror(errno));
+        return set_err(err, errno == ENOSPC ? MP_ENOSPC : MP_EIO, "cannot create %s: %s", dir,
+                       strerror(errno));
     }
     snprintf(tmp, sizeof tmp, "%s/model.safetensors.tmp", dir);
     snprintf(final, sizeof final, "%s/model.safetensors", dir);
@@ -187,8 +187,8 @@ static int save_results(worker_t *w, const mp_model_t *out, const char *report,
     if ((rc = fsync_path(tmp, 0)) != 0 || stat(tmp, &st) != 0 || rename(tmp, final) != 0) {
         int e = rc != 0 ? -rc : errno;
         unlink(tmp);
-        return set_err(err, e == ENOSPC ? MP_ENOSPC : MP_EIO,
-                                  "cannot write the result: %s", strerror(e));
+        return set_err(err, e == ENOSPC ? MP_ENOSPC : MP_EIO, "cannot write the result: %s",
+                       strerror(e));
     }
     *result_bytes = st.st_size;
     snprintf(tmp, sizeof tmp, "%s/report.json.tmp", dir);
@@ -196,8 +196,8 @@ static int save_results(worker_t *w, const mp_model_t *out, const char *report,
     if ((rc = write_text(tmp, report)) != 0 || rename(tmp, final) != 0) {
         int e = rc != 0 ? -rc : errno;
         unlink(tmp);
-        return set_err(err, e == ENOSPC ? MP_ENOSPC : MP_EIO,
-                                  "cannot write the report: %s", strerror(e));
+        return set_err(err, e == ENOSPC ? MP_ENOSPC : MP_EIO, "cannot write the report: %s",
+                       strerror(e));
     }
     fsync_path(dir, 1);
     return 0;
@@ -295,8 +295,8 @@ static void finish_job(dmn_pool_t *p, worker_t *w, ev_t *e)
             log_at(LOG_WARN_, "job=%s per-tensor metrics not stored: %s", e->job_id,
                    db_errmsg(p->db));
         }
-        rc = db_job_finish(p->db, e->job_id, DB_JOB_SUCCEEDED, NULL, NULL, metrics,
-                           e->result_bytes);
+        rc =
+            db_job_finish(p->db, e->job_id, DB_JOB_SUCCEEDED, NULL, NULL, metrics, e->result_bytes);
         log_at(LOG_INFO_, "job=%s succeeded result_bytes=%lld", e->job_id,
                (long long)e->result_bytes);
         free(metrics);
@@ -410,16 +410,15 @@ void dmn_pool_schedule(dmn_pool_t *p)
         }
         char path[PATH_BYTES];
         char *recipe = job.recipe != NULL ? strdup(job.recipe) : NULL;
-        if (api_blob_path(p->state_dir, job.model_blob, path, sizeof path) != 0 ||
-            recipe == NULL) {
+        if (api_blob_path(p->state_dir, job.model_blob, path, sizeof path) != 0 || recipe == NULL) {
             free(recipe);
             db_job_finish(p->db, job.id, DB_JOB_FAILED, "EINTERNAL",
                           "cannot hand the job to a worker", NULL, 0);
             db_job_clear(&job);
             continue;
         }
-        log_at(LOG_INFO_, "job=%s started worker=%d attempt=%d model=%s", job.id, i,
-               job.attempts, job.model_name != NULL ? job.model_name : job.model_blob);
+        log_at(LOG_INFO_, "job=%s started worker=%d attempt=%d model=%s", job.id, i, job.attempts,
+               job.model_name != NULL ? job.model_name : job.model_blob);
         w->busy = 1;
         w->requeue = 0;
         atomic_store(&w->cancel, 0);

@@ -113,7 +113,7 @@ static void teardown(void)
 /* ---- a plain HTTP/1.1 client ---- */
 
 typedef struct resp {
-    int status;       /* 0 when the connection closed without an answer */
+    int status; /* 0 when the connection closed without an answer */
     char *head;
     char *body;
     size_t body_len;
@@ -410,9 +410,8 @@ START_TEST(test_job_lifecycle)
     ck_assert_int_eq(r.status, 200);
     json_t *tensors = json_object_get(r.json, "tensors");
     ck_assert_uint_eq(json_array_size(tensors), 3);
-    ck_assert_double_eq_tol(json_real_value(json_object_get(json_array_get(tensors, 0),
-                                                            "sparsity")),
-                            0.5, 0.02);
+    ck_assert_double_eq_tol(
+        json_real_value(json_object_get(json_array_get(tensors, 0), "sparsity")), 0.5, 0.02);
     resp_free(&r);
 
     r = get("/jobs?state=succeeded");
@@ -484,8 +483,9 @@ START_TEST(test_refusals)
     ck_assert_str_eq(err_code(&r), "invalid_recipe");
     ck_assert_ptr_nonnull(strstr(err_message(&r), "steps[0].quantize.bits"));
     resp_free(&r);
-    r = post_job(model, len, "{\"steps\":[{\"prune\":{\"sparsity\":0.5}}],"
-                             "\"select\":{\"include\":[\"nothing*\"]}}");
+    r = post_job(model, len,
+                 "{\"steps\":[{\"prune\":{\"sparsity\":0.5}}],"
+                 "\"select\":{\"include\":[\"nothing*\"]}}");
     ck_assert_int_eq(r.status, 400);
     ck_assert_ptr_nonnull(strstr(err_message(&r), "select"));
     resp_free(&r);
@@ -626,7 +626,8 @@ START_TEST(test_cancel)
     snprintf(path, sizeof path, "/jobs/%s", running);
     for (int i = 0; i < 200; i++) {
         r = get(path);
-        int is_running = strcmp(json_string_value(json_object_get(r.json, "state")), "running") == 0;
+        int is_running =
+            strcmp(json_string_value(json_object_get(r.json, "state")), "running") == 0;
         resp_free(&r);
         if (is_running) {
             break;
@@ -654,8 +655,9 @@ START_TEST(test_crash_and_restart)
 {
     size_t len;
     void *big = make_model(32, 1024, 1024, &len);
-    resp_t r = post_job(big, len, "{\"steps\":[{\"prune\":{\"sparsity\":0.5,\"scope\":\"global\"}},"
-                                  "{\"quantize\":{\"bits\":8}}]}");
+    resp_t r = post_job(big, len,
+                        "{\"steps\":[{\"prune\":{\"sparsity\":0.5,\"scope\":\"global\"}},"
+                        "{\"quantize\":{\"bits\":8}}]}");
     ck_assert_int_eq(r.status, 202);
     char *id = job_id_of(&r);
     resp_free(&r);
@@ -663,7 +665,8 @@ START_TEST(test_crash_and_restart)
     snprintf(path, sizeof path, "/jobs/%s", id);
     for (int i = 0; i < 200; i++) {
         r = get(path);
-        int is_running = strcmp(json_string_value(json_object_get(r.json, "state")), "running") == 0;
+        int is_running =
+            strcmp(json_string_value(json_object_get(r.json, "state")), "running") == 0;
         resp_free(&r);
         if (is_running) {
             break;
