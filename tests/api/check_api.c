@@ -24,7 +24,7 @@
 
 #include "core/modelpress.h"
 
-#define UPLOAD_MAX (64 * 1024 * 1024)
+#define UPLOAD_MAX (256 * 1024 * 1024)
 
 static char state_dir[256];
 static pid_t daemon_pid = -1;
