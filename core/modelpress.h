@@ -157,6 +157,20 @@ int mp_safetensors_save(const mp_model_t *m, const char *path, mp_errctx_t *err)
 /* Load any model format modelpress reads, chosen by content (safetensors for now). */
 int mp_model_load(const char *path, mp_model_t **out, mp_errctx_t *err);
 
+/* ---- the .mpz container (mpz.c, huffman.c) ----------------------------------------------- */
+
+/* .mpz packs a compressed model losslessly the way Deep Compression stores AlexNet: every
+ * 1-byte tensor (int8 codes, codebook indices) is stored as the positions of the entries that
+ * differ from its most frequent value (relative gaps) plus those entries, both canonical-Huffman
+ * coded; other tensors are stored as they are. Versioned and checksummed (docs/mpz.md). Reading
+ * gives back exactly the tensors (names, dtypes, shapes, bytes) and metadata that were written,
+ * so mp_model_unpack() applies to it like to a compressed safetensors file. */
+int mp_mpz_encode(const mp_model_t *m, uint8_t **buf, size_t *n_bytes, mp_errctx_t *err);
+int mp_mpz_save(const mp_model_t *m, const char *path, mp_errctx_t *err);
+/* Parse an .mpz image; the model owns its (decoded) data. Validated like any upload. */
+int mp_mpz_parse(const void *buf, size_t n_bytes, mp_model_t **out, mp_errctx_t *err);
+int mp_mpz_load(const char *path, mp_model_t **out, mp_errctx_t *err);
+
 /* ---- recipes and the pipeline -------------------------------------------------------------- */
 
 typedef struct mp_recipe mp_recipe_t;

@@ -1,0 +1,1 @@
+/* core/huffman_int.h — being written. */

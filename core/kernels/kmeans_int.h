@@ -1,0 +1,1 @@
+/* core/kernels/kmeans_int.h — being written. */

@@ -1,0 +1,1 @@
+/* core/kernels/nm_int.h — being written. */

@@ -1,0 +1,1 @@
+/* core/kernels/qbits_int.h — being written. */
