@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "core/modelpress.h"
 
@@ -284,6 +285,15 @@ int dmn_config_load(dmn_config_t *cfg, int argc, char **argv)
     if (dmn_log_set_level(cfg->log_level) != 0) {
         fprintf(stderr, "modelpressd: log-level=%s: must be error, warning, info or debug\n",
                 cfg->log_level);
+        return -1;
+    }
+    struct sockaddr_storage ss;
+    int is_v6;
+    if (dmn_parse_listen(cfg->listen, &ss, &is_v6) != 0) {
+        fprintf(stderr,
+                "modelpressd: listen=%s: expected HOST:PORT such as 127.0.0.1:8080 or "
+                "[::1]:8080\n",
+                cfg->listen);
         return -1;
     }
     if (cfg->state_dir[0] == '\0') {

@@ -56,6 +56,9 @@ void dmn_log_at(int level, const char *fmt, ...) __attribute__((format(printf, 2
 /* ---- HTTP on the loop (http.c) ---- */
 
 typedef struct dmn_http dmn_http_t;
+struct sockaddr_storage;
+/* "HOST:PORT" or "[V6]:PORT" (numeric port) into a socket address; -1 if it is not one. */
+int dmn_parse_listen(const char *listen, struct sockaddr_storage *ss, int *is_v6);
 /* Bind and start serving; prints nothing. bound_url receives http://HOST:PORT/. */
 int dmn_http_start(uv_loop_t *loop, const dmn_config_t *cfg, api_t *api, dmn_http_t **out,
                    char *bound_url, size_t url_len);

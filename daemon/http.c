@@ -44,8 +44,7 @@ static void timer_cb(uv_timer_t *handle)
     run_mhd(handle->data);
 }
 
-/* "HOST:PORT" or "[V6]:PORT" into a socket address. */
-static int parse_listen(const char *listen, struct sockaddr_storage *ss, int *is_v6)
+int dmn_parse_listen(const char *listen, struct sockaddr_storage *ss, int *is_v6)
 {
     char host[256];
     const char *port;
@@ -85,7 +84,7 @@ int dmn_http_start(uv_loop_t *loop, const dmn_config_t *cfg, api_t *api, dmn_htt
     struct sockaddr_storage ss;
     int is_v6 = 0;
     *out = NULL;
-    if (parse_listen(cfg->listen, &ss, &is_v6) != 0) {
+    if (dmn_parse_listen(cfg->listen, &ss, &is_v6) != 0) {
         log_at(LOG_ERR_, "listen=%s: expected HOST:PORT such as 127.0.0.1:8080 or [::1]:8080",
                cfg->listen);
         return -1;
