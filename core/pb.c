@@ -1,0 +1,2 @@
+/* core/pb.c — being written. */
+typedef int mp__placeholder_t;

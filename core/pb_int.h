@@ -1,0 +1,1 @@
+/* core/pb_int.h — being written. */
