@@ -34,6 +34,9 @@ typedef struct api_config {
     const char *state_dir;     /* required; created if missing */
     const char *web_dir;       /* the dashboard's static files */
     uint64_t upload_max_bytes; /* larger bodies get 413 (before reading, when announced) */
+    int auth;                  /* 1: every route but /healthz, /metrics and / needs a token */
+    int64_t quota_bytes;       /* per user: uploads + results kept (0: no limit) */
+    int64_t quota_jobs;        /* per user: jobs queued or running at once (0: no limit) */
 } api_config_t;
 
 typedef struct api api_t;
@@ -64,6 +67,15 @@ typedef struct api_stats {
     uint64_t bytes_out;
 } api_stats_t;
 const api_stats_t *api_stats(const api_t *api);
+
+/* A job ended (for /metrics): its final state and how long it ran. */
+void api_observe_job(api_t *api, db_job_state_t state, double run_seconds);
+
+/* Tokens: a new random token (NUL-terminated, API_TOKEN_CHARS characters) and the SHA-256 hex
+ * of a token, which is all the database keeps. */
+#define API_TOKEN_CHARS 52
+int api_token_new(char *buf, size_t n);
+void api_token_hash(const char *token, char hex[65]);
 
 /* Stop accepting new jobs (SIGTERM drain): POST /jobs answers 503 from now on. */
 void api_set_draining(api_t *api);

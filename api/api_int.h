@@ -15,10 +15,32 @@
 #define API_RECIPE_MAX_BYTES (64 * 1024)
 #define API_PATH_MAX 4096
 
+/* /metrics: requests by route and status, and finished jobs by state and run time. */
+#define API_MAX_STATUS_ROWS 128
+#define API_N_DURATION_BUCKETS 10
+
+typedef struct api_status_row {
+    const char *route;
+    unsigned int status;
+    uint64_t count;
+} api_status_row_t;
+
+typedef struct api_metrics {
+    api_status_row_t rows[API_MAX_STATUS_ROWS];
+    size_t n_rows;
+    uint64_t duration_buckets[DB_JOB_N_STATES][API_N_DURATION_BUCKETS + 1]; /* last: +Inf */
+    double duration_sum[DB_JOB_N_STATES];
+    uint64_t duration_count[DB_JOB_N_STATES];
+} api_metrics_t;
+
 struct api {
     char *state_dir;
     char *web_dir;
     uint64_t upload_max_bytes;
+    int auth;
+    int64_t quota_bytes;
+    int64_t quota_jobs;
+    api_metrics_t metrics;
     db_t *db;
     api_hooks_t hooks;
     api_stats_t stats;
@@ -80,6 +102,11 @@ typedef struct api_req {
     unsigned int status; /* what was answered, for the log */
     char method[8];
     char path[128];
+    const char *route;   /* the route's pattern, for /metrics: "/jobs/{id}" */
+    char user[64];       /* who is asking; "" when auth is off */
+    const char *owner;   /* user when auth is on, NULL (anyone) when it is off */
+    int64_t quota_bytes; /* this user's limits (0: none) */
+    int64_t quota_jobs;
     uint64_t body_bytes;
     uint64_t out_bytes;
     /* POST /jobs */
@@ -101,6 +128,22 @@ enum MHD_Result api__post_jobs(api_req_t *req, struct MHD_Connection *conn, cons
 /* First call of POST /jobs: checks that can refuse before the body is read. */
 enum MHD_Result api__post_jobs_begin(api_req_t *req, struct MHD_Connection *conn);
 void api__req_release(api_req_t *req);
+
+/* Who is asking (auth.c): with auth on and needs_auth, a valid bearer token fills req->user
+ * and req->owner; a token in the query string is always refused. 0 to go on, else an error is
+ * queued and MHD's result is in *ret. Also sets the request's quotas. */
+int api__authenticate(api_req_t *req, struct MHD_Connection *conn, int needs_auth,
+                      enum MHD_Result *ret);
+
+/* Quotas for POST /jobs: 0 when within them (counting extra_bytes more), else an error queued
+ * (429) and MHD's result in *ret. */
+int api__over_quota(api_req_t *req, struct MHD_Connection *conn, uint64_t extra_bytes,
+                    enum MHD_Result *ret);
+
+/* GET /metrics (metrics.c). */
+enum MHD_Result api__get_metrics(api_req_t *req, struct MHD_Connection *conn);
+/* Count one answered request (metrics.c). */
+void api__count_request(api_t *api, const char *route, unsigned int status);
 
 /* The JSON of a job as the API shows it (new reference). */
 json_t *api__job_json(const db_job_t *job);

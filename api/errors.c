@@ -16,6 +16,8 @@ static const struct {
     unsigned int status;
 } status_table[] = {
     {"bad_request", MHD_HTTP_BAD_REQUEST},
+    {"unauthorized", MHD_HTTP_UNAUTHORIZED},
+    {"quota_exceeded", MHD_HTTP_TOO_MANY_REQUESTS},
     {"invalid_recipe", MHD_HTTP_BAD_REQUEST},
     {"not_found", MHD_HTTP_NOT_FOUND},
     {"method_not_allowed", MHD_HTTP_METHOD_NOT_ALLOWED},

@@ -39,6 +39,9 @@ int api_new(const api_config_t *cfg, db_t *db, const api_hooks_t *hooks, api_t *
         return -1;
     }
     api->upload_max_bytes = cfg->upload_max_bytes;
+    api->auth = cfg->auth;
+    api->quota_bytes = cfg->quota_bytes;
+    api->quota_jobs = cfg->quota_jobs;
     api->db = db;
     if (hooks != NULL) {
         api->hooks = *hooks;
@@ -207,7 +210,10 @@ static enum MHD_Result get_jobs(api_req_t *req, struct MHD_Connection *conn)
     if (parse_uint_arg(conn, "offset", 0, 1L << 40, &offset) != 0) {
         return api__send_error(req, conn, "bad_request", "offset: must be an integer >= 0");
     }
-    const char *owner = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "owner");
+    /* With auth on, a user sees their own jobs only. */
+    const char *owner = req->owner != NULL
+                            ? req->owner
+                            : MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "owner");
     db_job_t *jobs = NULL;
     size_t n = 0;
     int64_t total = 0;
@@ -290,7 +296,7 @@ static enum MHD_Result job_route(api_req_t *req, struct MHD_Connection *conn, co
     }
     memcpy(idbuf, id, 32);
     idbuf[32] = '\0';
-    int rc = db_job_get(api->db, idbuf, NULL, &job);
+    int rc = db_job_get(api->db, idbuf, req->owner, &job);
     if (rc == DB_ENOTFOUND) {
         return not_found(req, conn, "no such job");
     }
@@ -379,9 +385,48 @@ static enum MHD_Result get_index(api_req_t *req, struct MHD_Connection *conn)
     return send_file(req, conn, path, "text/html; charset=utf-8", NULL);
 }
 
+/* The route's pattern, for /metrics and the log; public routes need no token. */
+static const char *route_name(const char *url, int *public)
+{
+    *public = 0;
+    if (strcmp(url, "/jobs") == 0 || strcmp(url, "/jobs/") == 0) {
+        return "/jobs";
+    }
+    if (strncmp(url, "/jobs/", 6) == 0) {
+        const char *sub = strchr(url + 6, '/');
+        if (sub == NULL) {
+            return "/jobs/{id}";
+        }
+        return strcmp(sub, "/result") == 0   ? "/jobs/{id}/result"
+               : strcmp(sub, "/report") == 0 ? "/jobs/{id}/report"
+                                             : "other";
+    }
+    *public = 1;
+    if (strcmp(url, "/healthz") == 0) {
+        return "/healthz";
+    }
+    if (strcmp(url, "/metrics") == 0) {
+        return "/metrics";
+    }
+    if (strcmp(url, "/") == 0 || strcmp(url, "/index.html") == 0) {
+        return "/";
+    }
+    return "other";
+}
+
 static enum MHD_Result route(api_req_t *req, struct MHD_Connection *conn, const char *url,
                              const char *method)
 {
+    int public;
+    enum MHD_Result ret;
+    req->route = route_name(url, &public);
+    if (api__authenticate(req, conn, !public, &ret) != 0) {
+        return ret;
+    }
+    if (strcmp(url, "/metrics") == 0) {
+        return strcmp(method, "GET") == 0 ? api__get_metrics(req, conn)
+                                          : method_not_allowed(req, conn, "GET");
+    }
     if (strcmp(url, "/jobs") == 0 || strcmp(url, "/jobs/") == 0) {
         if (strcmp(method, "GET") == 0) {
             return get_jobs(req, conn);
@@ -451,13 +496,16 @@ void api_completed_cb(void *cls, struct MHD_Connection *conn, void **req_cls,
     }
     if (api->hooks.log_cb != NULL) {
         char line[512];
-        snprintf(line, sizeof line, "req=%llu %s %s status=%u in=%llu out=%llu ms=%.1f%s",
-                 (unsigned long long)req->id, req->method, req->path, req->status,
+        snprintf(line, sizeof line,
+                 "req=%llu user=%s %s %s route=%s status=%u in=%llu out=%llu ms=%.1f%s",
+                 (unsigned long long)req->id, req->user[0] != '\0' ? req->user : "-", req->method,
+                 req->path, req->route != NULL ? req->route : "other", req->status,
                  (unsigned long long)req->body_bytes, (unsigned long long)req->out_bytes,
                  (api__now() - req->t_start) * 1000.0,
                  toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection closed early)");
         api->hooks.log_cb(api->hooks.ud, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? 6 : 4, line);
     }
+    api__count_request(api, req->route != NULL ? req->route : "other", req->status);
     api__req_release(req);
     *req_cls = NULL;
 }

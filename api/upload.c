@@ -122,6 +122,10 @@ enum MHD_Result api__post_jobs_begin(api_req_t *req, struct MHD_Connection *conn
         return api__send_error(req, conn, "unavailable",
                                "the service is shutting down; submit the job again shortly");
     }
+    enum MHD_Result ret;
+    if (api__over_quota(req, conn, has_len ? len : 0, &ret) != 0) {
+        return ret;
+    }
     if (has_len && len > api->upload_max_bytes) {
         return api__send_error(req, conn, "payload_too_large",
                                "the upload is %llu bytes; this server takes at most %llu",
@@ -223,6 +227,9 @@ static enum MHD_Result finish_post(api_req_t *req, struct MHD_Connection *conn)
     }
     mp_model_free(model); /* unmap before the file moves */
     model = NULL;
+    if (api__over_quota(req, conn, req->model.bytes, &ret) != 0) {
+        goto out;
+    }
     if ((rc = api__upload_commit(api, &req->model, blob_path, sizeof blob_path)) != 0) {
         ret = api__send_error(req, conn, api__code_for_errno(rc), "cannot store the upload: %s",
                               strerror(-rc));
@@ -233,6 +240,7 @@ static enum MHD_Result finish_post(api_req_t *req, struct MHD_Connection *conn)
         goto out;
     }
     snprintf(job.model_blob, sizeof job.model_blob, "%s", req->model.hex);
+    snprintf(job.owner, sizeof job.owner, "%s", req->user);
     job.model_name = req->model_name;
     job.model_bytes = (int64_t)req->model.bytes;
     job.recipe = req->recipe;
@@ -246,7 +254,7 @@ static enum MHD_Result finish_post(api_req_t *req, struct MHD_Connection *conn)
     job.recipe = NULL;
     db_job_t stored = {0};
     json_t *body;
-    if (db_job_get(api->db, job.id, NULL, &stored) == 0) {
+    if (db_job_get(api->db, job.id, req->owner, &stored) == 0) {
         body = api__job_json(&stored);
     } else {
         body = json_pack("{s:s,s:s}", "id", job.id, "state", "queued");

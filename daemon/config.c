@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include "core/modelpress.h"
@@ -48,6 +50,12 @@ static const opt_t options[] = {
     {"stop-timeout", OPT_INT, "20", 1, 3600, OFF(stop_timeout),
      "seconds SIGTERM waits for running jobs to be handed back"},
     {"log-level", OPT_STR, "info", 0, 0, OFF(log_level), "error, warning, info or debug"},
+    {"auth", OPT_STR, "auto", 0, 0, OFF(auth),
+     "bearer tokens: on, off, or auto (on unless listening on loopback only)"},
+    {"quota-bytes", OPT_BYTES, "0", 0, INT64_C(1) << 50, OFF(quota_bytes),
+     "per user: bytes of uploads and results kept (0: no limit; `token add` can override)"},
+    {"quota-jobs", OPT_INT, "0", 0, 1000000, OFF(quota_jobs),
+     "per user: jobs queued or running at once (0: no limit)"},
 };
 #define N_OPTIONS (sizeof options / sizeof options[0])
 
@@ -205,7 +213,11 @@ static void usage(FILE *out)
 {
     char env[64];
     fprintf(out, "Usage: modelpressd [--config FILE] [OPTION VALUE]...\n"
-                 "modelpress compression service: POST a model and a recipe to /jobs.\n\n"
+                 "       modelpressd token add NAME [--quota-bytes N] [--quota-jobs N] "
+                 "[OPTION VALUE]...\n"
+                 "       modelpressd token list|revoke NAME [OPTION VALUE]...\n"
+                 "modelpress compression service: POST a model and a recipe to /jobs.\n"
+                 "`token` manages the users of a shared server (in the state-dir's database).\n\n"
                  "  --config FILE   read options from FILE (name = value lines)\n");
     for (size_t i = 0; i < N_OPTIONS; i++) {
         env_name(options[i].name, env, sizeof env);
@@ -215,8 +227,12 @@ static void usage(FILE *out)
     fprintf(out, "  --help, --version\n");
 }
 
-int dmn_config_load(dmn_config_t *cfg, int argc, char **argv)
+int dmn_config_load(dmn_config_t *cfg, int argc, char **argv, char **positional, int *n_positional)
 {
+    int max_positional = n_positional != NULL ? *n_positional : 0;
+    if (n_positional != NULL) {
+        *n_positional = 0;
+    }
     memset(cfg, 0, sizeof *cfg);
     for (size_t i = 0; i < N_OPTIONS; i++) {
         if (set_opt(cfg, &options[i], options[i].def, "default") != 0) {
@@ -257,6 +273,10 @@ int dmn_config_load(dmn_config_t *cfg, int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strncmp(a, "--", 2) != 0) {
+            if (n_positional != NULL && *n_positional < max_positional) {
+                positional[(*n_positional)++] = argv[i];
+                continue;
+            }
             fprintf(stderr, "modelpressd: unexpected argument '%s' (see --help)\n", a);
             return -1;
         }
@@ -287,6 +307,11 @@ int dmn_config_load(dmn_config_t *cfg, int argc, char **argv)
                 cfg->log_level);
         return -1;
     }
+    if (strcmp(cfg->auth, "on") != 0 && strcmp(cfg->auth, "off") != 0 &&
+        strcmp(cfg->auth, "auto") != 0) {
+        fprintf(stderr, "modelpressd: auth=%s: must be on, off or auto\n", cfg->auth);
+        return -1;
+    }
     struct sockaddr_storage ss;
     int is_v6;
     if (dmn_parse_listen(cfg->listen, &ss, &is_v6) != 0) {
@@ -314,4 +339,25 @@ void dmn_config_cleanup(dmn_config_t *cfg)
     }
     free(cfg->config_file);
     cfg->config_file = NULL;
+}
+
+int dmn_config_auth_on(const dmn_config_t *cfg)
+{
+    if (strcmp(cfg->auth, "on") == 0) {
+        return 1;
+    }
+    if (strcmp(cfg->auth, "off") == 0) {
+        return 0;
+    }
+    /* auto: a single-user loopback setup needs no tokens; anything reachable from elsewhere
+     * does. */
+    struct sockaddr_storage ss;
+    int is_v6 = 0;
+    if (dmn_parse_listen(cfg->listen, &ss, &is_v6) != 0) {
+        return 1;
+    }
+    if (is_v6) {
+        return !IN6_IS_ADDR_LOOPBACK(&((struct sockaddr_in6 *)&ss)->sin6_addr);
+    }
+    return (ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr) >> 24) != 127;
 }

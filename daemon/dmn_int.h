@@ -31,12 +31,24 @@ typedef struct dmn_config {
     int64_t per_ip_connections;
     int64_t stop_timeout; /* seconds SIGTERM waits for workers to hand back jobs */
     char *log_level;
+    char *auth; /* on, off, auto */
+    int64_t quota_bytes;
+    int64_t quota_jobs;
 } dmn_config_t;
 
 /* Fill cfg from defaults < config file < MODELPRESS_* environment < flags. Returns 0, 1 when
  * the command line asked for --help or --version (printed; exit 0), or -1 with the reason
- * printed to stderr (exit 2). */
-int dmn_config_load(dmn_config_t *cfg, int argc, char **argv);
+ * printed to stderr (exit 2). Arguments that are not options go to positional (at most
+ * *n_positional of them; *n_positional receives the count); with n_positional NULL they are
+ * refused. */
+int dmn_config_load(dmn_config_t *cfg, int argc, char **argv, char **positional, int *n_positional);
+/* 1 when cfg asks for tokens: auth=on, or auto and the listen address is not loopback. */
+int dmn_config_auth_on(const dmn_config_t *cfg);
+
+/* ---- users (token.c) ---- */
+
+/* `modelpressd token add|list|revoke …`: exit status. */
+int dmn_token_main(int argc, char **argv);
 void dmn_config_cleanup(dmn_config_t *cfg);
 
 /* ---- logging (log.c) ---- */
@@ -70,8 +82,11 @@ void dmn_http_stop(dmn_http_t *h);
 /* ---- the worker pool (workers.c) ---- */
 
 typedef struct dmn_pool dmn_pool_t;
-/* Start n worker threads; the pool claims queued jobs from db on the loop thread. */
-int dmn_pool_start(uv_loop_t *loop, db_t *db, const char *state_dir, int n, dmn_pool_t **out);
+/* Start n worker threads; the pool claims queued jobs from db on the loop thread. done_cb
+ * (may be NULL) hears of every job that ends here, on the loop thread. */
+typedef void (*dmn_job_done_cb)(void *ud, db_job_state_t state, double run_seconds);
+int dmn_pool_start(uv_loop_t *loop, db_t *db, const char *state_dir, int n, dmn_job_done_cb done_cb,
+                   void *done_ud, dmn_pool_t **out);
 /* Claim queued jobs for idle workers. */
 void dmn_pool_schedule(dmn_pool_t *p);
 /* Ask a running job to stop; 0 if it was running here. */

@@ -51,6 +51,14 @@ static int on_job_cancel(void *ud, const char *job_id)
     return rc;
 }
 
+static void on_job_done(void *ud, db_job_state_t state, double run_seconds)
+{
+    dmn_t *d = ud;
+    if (d->api != NULL) {
+        api_observe_job(d->api, state, run_seconds);
+    }
+}
+
 static void on_request_log(void *ud, int level, const char *line)
 {
     log_at(level, "%s", line);
@@ -129,7 +137,10 @@ int main(int argc, char **argv)
 
     memset(&d, 0, sizeof d);
     signal(SIGPIPE, SIG_IGN);
-    rc = dmn_config_load(&d.cfg, argc, argv);
+    if (argc > 1 && strcmp(argv[1], "token") == 0) {
+        return dmn_token_main(argc - 1, argv + 1);
+    }
+    rc = dmn_config_load(&d.cfg, argc, argv, NULL, NULL);
     if (rc != 0) {
         dmn_config_cleanup(&d.cfg);
         return rc > 0 ? 0 : 2;
@@ -158,12 +169,14 @@ int main(int argc, char **argv)
                requeued);
     }
     d.loop = uv_default_loop();
-    if (dmn_pool_start(d.loop, d.db, d.cfg.state_dir, workers, &d.pool) != 0) {
+    if (dmn_pool_start(d.loop, d.db, d.cfg.state_dir, workers, on_job_done, &d, &d.pool) != 0) {
         log_at(LOG_ERR_, "cannot start the worker pool");
         goto out;
     }
     api_hooks_t hooks = {&d, on_job_queued, on_job_cancel, on_request_log};
-    api_config_t acfg = {d.cfg.state_dir, pick_web_dir(&d.cfg), (uint64_t)d.cfg.upload_max};
+    int auth = dmn_config_auth_on(&d.cfg);
+    api_config_t acfg = {d.cfg.state_dir,   pick_web_dir(&d.cfg), (uint64_t)d.cfg.upload_max, auth,
+                         d.cfg.quota_bytes, d.cfg.quota_jobs};
     if (api_new(&acfg, d.db, &hooks, &d.api, errbuf, sizeof errbuf) != 0) {
         log_at(LOG_ERR_, "%s", errbuf);
         goto out;
@@ -173,8 +186,8 @@ int main(int argc, char **argv)
     }
     printf("modelpressd listening on %s\n", url);
     fflush(stdout);
-    log_at(LOG_INFO_, "modelpressd %s listening on %s state-dir=%s workers=%d kernels=%s",
-           MP_VERSION_STRING, url, d.cfg.state_dir, workers, mp_kern_isa());
+    log_at(LOG_INFO_, "modelpressd %s listening on %s state-dir=%s workers=%d kernels=%s auth=%s",
+           MP_VERSION_STRING, url, d.cfg.state_dir, workers, mp_kern_isa(), auth ? "on" : "off");
     uv_signal_init(d.loop, &d.sigterm);
     uv_signal_init(d.loop, &d.sigint);
     d.sigterm.data = d.sigint.data = &d;

@@ -57,7 +57,8 @@ typedef struct worker {
     atomic_int cancel;
     /* Loop thread only. */
     int busy;
-    int requeue; /* canceled by a drain: back to the queue, not canceled */
+    int requeue;      /* canceled by a drain: back to the queue, not canceled */
+    double handed_at; /* monotonic seconds when the job was handed over */
     /* Worker thread only. */
     double last_progress;
     char last_stage[32];
@@ -77,6 +78,8 @@ struct dmn_pool {
     int draining;
     void (*drain_cb)(void *ud);
     void *drain_ud;
+    dmn_job_done_cb done_cb;
+    void *done_ud;
 };
 
 static double now_s(void)
@@ -319,6 +322,12 @@ static void finish_job(dmn_pool_t *p, worker_t *w, ev_t *e)
     if (rc != 0) {
         log_at(LOG_ERR_, "job=%s outcome not recorded: %s", e->job_id, db_errmsg(p->db));
     }
+    if (p->done_cb != NULL && !(e->rc == MP_ECANCELED && w->requeue)) {
+        db_job_state_t st = e->rc == 0              ? DB_JOB_SUCCEEDED
+                            : e->rc == MP_ECANCELED ? DB_JOB_CANCELED
+                                                    : DB_JOB_FAILED;
+        p->done_cb(p->done_ud, st, now_s() - w->handed_at);
+    }
     w->busy = 0;
     w->requeue = 0;
 }
@@ -354,7 +363,8 @@ static void async_cb(uv_async_t *handle)
     dmn_pool_schedule(p);
 }
 
-int dmn_pool_start(uv_loop_t *loop, db_t *db, const char *state_dir, int n, dmn_pool_t **out)
+int dmn_pool_start(uv_loop_t *loop, db_t *db, const char *state_dir, int n, dmn_job_done_cb done_cb,
+                   void *done_ud, dmn_pool_t **out)
 {
     dmn_pool_t *p = calloc(1, sizeof *p);
     *out = NULL;
@@ -368,6 +378,8 @@ int dmn_pool_start(uv_loop_t *loop, db_t *db, const char *state_dir, int n, dmn_
     }
     p->loop = loop;
     p->db = db;
+    p->done_cb = done_cb;
+    p->done_ud = done_ud;
     p->n = n;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
@@ -421,6 +433,7 @@ void dmn_pool_schedule(dmn_pool_t *p)
                job.model_name != NULL ? job.model_name : job.model_blob);
         w->busy = 1;
         w->requeue = 0;
+        w->handed_at = now_s();
         atomic_store(&w->cancel, 0);
         pthread_mutex_lock(&p->mu);
         memcpy(w->job_id, job.id, sizeof w->job_id);

@@ -87,6 +87,15 @@ static const char *const migrations[] = {
     " kind TEXT NOT NULL CHECK (kind IN ('model', 'dataset')),"
     " created_at REAL NOT NULL"
     ") STRICT, WITHOUT ROWID;",
+    /* 2: users of a shared server. Only the SHA-256 of a token is kept, so the database never
+     * holds what would let someone act as a user. Quotas NULL: the server's defaults. */
+    "CREATE TABLE users ("
+    " name TEXT PRIMARY KEY CHECK (length(name) BETWEEN 1 AND 63),"
+    " token_sha256 TEXT NOT NULL UNIQUE CHECK (length(token_sha256) = 64),"
+    " created_at REAL NOT NULL,"
+    " quota_bytes INTEGER,"
+    " quota_jobs INTEGER"
+    ") STRICT, WITHOUT ROWID;",
 };
 
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
@@ -138,6 +147,11 @@ enum stmt_id {
     ST_BLOB_REFS,
     ST_BLOB_EXISTS,
     ST_BLOB_DELETE,
+    ST_USER_ADD,
+    ST_USER_BY_TOKEN,
+    ST_USER_LIST,
+    ST_USER_DELETE,
+    ST_OWNER_USAGE,
     ST_N
 };
 
@@ -195,6 +209,18 @@ static const char *const stmt_sql[ST_N] = {
     /* Refuses while referenced, so a job inserted after the caller counted keeps its blob. */
     [ST_BLOB_DELETE] = "DELETE FROM blobs WHERE sha256 = ?1 AND NOT EXISTS"
                        " (SELECT 1 FROM jobs WHERE model_blob = ?1 OR dataset_blob = ?1)",
+    [ST_USER_ADD] = "INSERT INTO users (name, token_sha256, created_at, quota_bytes, quota_jobs)"
+                    " VALUES (?1, ?2, ?3, ?4, ?5)",
+    [ST_USER_BY_TOKEN] = "SELECT name, created_at, quota_bytes, quota_jobs FROM users"
+                         " WHERE token_sha256 = ?1",
+    [ST_USER_LIST] = "SELECT name, created_at, quota_bytes, quota_jobs FROM users ORDER BY name",
+    [ST_USER_DELETE] = "DELETE FROM users WHERE name = ?1",
+    /* What a user holds: every upload and result of their jobs (a model uploaded twice counts
+     * twice: it is stored once, but the quota is about what each person asks the server to
+     * keep), and the jobs waiting or running. */
+    [ST_OWNER_USAGE] = "SELECT coalesce(sum(model_bytes + result_bytes), 0),"
+                       " coalesce(sum(state IN ('queued', 'running')), 0)"
+                       " FROM jobs WHERE owner = ?1",
 };
 
 /* Report keys of one tensor (DESIGN.md, Reports), in ST_TM_GET's column order. */
@@ -1109,6 +1135,131 @@ int db_blob_delete(db_t *db, const char *sha256_hex)
         ret = set_err(db, DB_ECONFLICT, "blob %s is still used by a job", sha256_hex);
     } else if (ret == 0) {
         ret = set_err(db, DB_ENOTFOUND, "no blob %s", sha256_hex != NULL ? sha256_hex : "(null)");
+    }
+    stmt_done(st);
+    return ret;
+}
+
+/* ---- users --------------------------------------------------------------------------------- */
+
+static int check_user_name(db_t *db, const char *name)
+{
+    size_t n = name != NULL ? strlen(name) : 0;
+    if (n == 0 || n > 63) {
+        return set_err(db, DB_EINVAL, "a user name has 1 to 63 characters");
+    }
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_' || c == '.' || c == '@')) {
+            return set_err(db, DB_EINVAL,
+                           "user name '%s': letters, digits and - _ . @ only", name);
+        }
+    }
+    return 0;
+}
+
+static void read_user(sqlite3_stmt *st, db_user_t *u)
+{
+    memset(u, 0, sizeof *u);
+    col_fixed(st, 0, u->name, sizeof u->name);
+    u->created_at = sqlite3_column_double(st, 1);
+    u->quota_bytes = sqlite3_column_type(st, 2) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 2);
+    u->quota_jobs = sqlite3_column_type(st, 3) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 3);
+}
+
+int db_user_add(db_t *db, const char *name, const char *token_sha256_hex, int64_t quota_bytes,
+                int64_t quota_jobs)
+{
+    sqlite3_stmt *st = db->st[ST_USER_ADD];
+    int rc = SQLITE_OK, ret;
+    if ((ret = check_user_name(db, name)) != 0 || (ret = check_sha256(db, token_sha256_hex)) != 0) {
+        return ret;
+    }
+    bind_text(st, 1, name, &rc);
+    bind_text(st, 2, token_sha256_hex, &rc);
+    bind_double(st, 3, now(), &rc);
+    if (rc == SQLITE_OK) {
+        rc = quota_bytes < 0 ? sqlite3_bind_null(st, 4) : sqlite3_bind_int64(st, 4, quota_bytes);
+    }
+    if (rc == SQLITE_OK) {
+        rc = quota_jobs < 0 ? sqlite3_bind_null(st, 5) : sqlite3_bind_int64(st, 5, quota_jobs);
+    }
+    ret = step_write(db, st, rc);
+    if (ret != 0 && (db->last_rc & 0xff) == SQLITE_CONSTRAINT) {
+        ret = set_err(db, DB_ECONFLICT, "user '%s' exists already (revoke it first)", name);
+    }
+    return ret;
+}
+
+int db_user_by_token(db_t *db, const char *token_sha256_hex, db_user_t *out)
+{
+    sqlite3_stmt *st = db->st[ST_USER_BY_TOKEN];
+    int rc = SQLITE_OK, ret;
+    memset(out, 0, sizeof *out);
+    bind_text(st, 1, token_sha256_hex, &rc);
+    if ((ret = step_lookup(db, st, rc)) == 1) {
+        read_user(st, out);
+        ret = 0;
+    } else if (ret == 0) {
+        ret = set_err(db, DB_ENOTFOUND, "no user has this token");
+    }
+    stmt_done(st);
+    return ret;
+}
+
+int db_user_list(db_t *db, db_user_t **out, size_t *n)
+{
+    sqlite3_stmt *st = db->st[ST_USER_LIST];
+    size_t cap = 0;
+    int ret;
+    *out = NULL;
+    *n = 0;
+    while ((ret = step_lookup(db, st, SQLITE_OK)) == 1) {
+        if (*n == cap) {
+            cap = cap ? 2 * cap : 16;
+            db_user_t *p = realloc(*out, cap * sizeof *p);
+            if (p == NULL) {
+                ret = set_err(db, DB_EIO, "out of memory");
+                break;
+            }
+            *out = p;
+        }
+        read_user(st, &(*out)[(*n)++]);
+    }
+    stmt_done(st);
+    if (ret < 0) {
+        free(*out);
+        *out = NULL;
+        *n = 0;
+        return ret;
+    }
+    return 0;
+}
+
+int db_user_delete(db_t *db, const char *name)
+{
+    sqlite3_stmt *st = db->st[ST_USER_DELETE];
+    int rc = SQLITE_OK, ret;
+    bind_text(st, 1, name, &rc);
+    if ((ret = step_write(db, st, rc)) == 0 && sqlite3_changes(db->h) == 0) {
+        ret = set_err(db, DB_ENOTFOUND, "no user '%s'", name != NULL ? name : "(null)");
+    }
+    return ret;
+}
+
+int db_owner_usage(db_t *db, const char *owner, int64_t *bytes, int64_t *active_jobs)
+{
+    sqlite3_stmt *st = db->st[ST_OWNER_USAGE];
+    int rc = SQLITE_OK, ret;
+    *bytes = *active_jobs = 0;
+    bind_text(st, 1, owner, &rc);
+    if ((ret = step_lookup(db, st, rc)) == 1) {
+        *bytes = sqlite3_column_int64(st, 0);
+        *active_jobs = sqlite3_column_int64(st, 1);
+        ret = 0;
+    } else if (ret == 0) {
+        ret = set_err(db, DB_EIO, "an aggregate returned no row");
     }
     stmt_done(st);
     return ret;

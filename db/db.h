@@ -127,4 +127,28 @@ int db_blob_put(db_t *db, const char *sha256_hex, int64_t bytes, const char *kin
 int db_blob_refs(db_t *db, const char *sha256_hex, int64_t *n_refs);
 int db_blob_delete(db_t *db, const char *sha256_hex);
 
+/* ---- users of a shared server (schema version 2) ---- */
+
+typedef struct db_user {
+    char name[64];
+    double created_at;
+    int64_t quota_bytes; /* -1: the server's default */
+    int64_t quota_jobs;  /* -1: the server's default */
+} db_user_t;
+
+/* Add a user with the SHA-256 (hex) of their token. Names: 1 to 63 of letters, digits and
+ * - _ . @ (DB_EINVAL otherwise). DB_ECONFLICT if the name or the token exists. Quotas -1: the
+ * server's defaults. */
+int db_user_add(db_t *db, const char *name, const char *token_sha256_hex, int64_t quota_bytes,
+                int64_t quota_jobs);
+/* The user a token belongs to: DB_ENOTFOUND if none. */
+int db_user_by_token(db_t *db, const char *token_sha256_hex, db_user_t *out);
+/* Every user, by name; *out is malloc'd (free() it). */
+int db_user_list(db_t *db, db_user_t **out, size_t *n);
+/* Revoke: the user's token stops working at once; their jobs stay. DB_ENOTFOUND if none. */
+int db_user_delete(db_t *db, const char *name);
+/* What an owner holds: bytes of uploads plus results over their jobs, and jobs queued or
+ * running (for quotas). */
+int db_owner_usage(db_t *db, const char *owner, int64_t *bytes, int64_t *active_jobs);
+
 #endif /* MP_DB_H */

@@ -32,7 +32,8 @@ static int daemon_port;
 
 /* ---- the daemon ---- */
 
-static void start_daemon_in(const char *dir, int workers)
+/* Start the daemon on dir; extra (may be NULL) holds more arguments, NULL-terminated. */
+static void start_daemon_args(const char *dir, int workers, const char *const *extra)
 {
     const char *bin = getenv("MODELPRESSD");
     ck_assert_msg(bin != NULL, "MODELPRESSD is not set (run through make check)");
@@ -50,8 +51,15 @@ static void start_daemon_in(const char *dir, int workers)
         char log[300];
         snprintf(log, sizeof log, "%s.log", dir);
         freopen(log, "a", stderr);
-        execl(bin, bin, "--listen", "127.0.0.1:0", "--state-dir", dir, "--workers", w,
-              "--upload-max", cap, "--connection-timeout", "3", (char *)NULL);
+        const char *args[32] = {bin,   "--listen",     "127.0.0.1:0", "--state-dir",
+                                dir,   "--workers",    w,             "--upload-max",
+                                cap,   "--connection-timeout", "3"};
+        size_t n = 11;
+        for (size_t i = 0; extra != NULL && extra[i] != NULL && n < 31; i++) {
+            args[n++] = extra[i];
+        }
+        args[n] = NULL;
+        execv(bin, (char *const *)args);
         _exit(127);
     }
     close(out[1]);
@@ -71,6 +79,11 @@ static void start_daemon_in(const char *dir, int workers)
     ck_assert_msg(p != NULL, "daemon did not announce its address: '%s'", line);
     daemon_port = atoi(p + strlen("http://127.0.0.1:"));
     ck_assert_int_gt(daemon_port, 0);
+}
+
+static void start_daemon_in(const char *dir, int workers)
+{
+    start_daemon_args(dir, workers, NULL);
 }
 
 static int stop_daemon(int sig)
@@ -212,11 +225,21 @@ static resp_t get(const char *path)
     return request("GET", path, NULL, NULL, 0);
 }
 
-/* multipart/form-data with a model file and a recipe field. */
-static resp_t post_job(const void *model, size_t model_len, const char *recipe)
+/* The "Authorization: Bearer …\r\n" header line for a token. */
+static const char *bearer(const char *token)
+{
+    static char line[256];
+    snprintf(line, sizeof line, "Authorization: Bearer %s\r\n", token);
+    return line;
+}
+
+/* multipart/form-data with a model file and a recipe field, as the holder of token (NULL:
+ * no Authorization header). */
+static resp_t post_job_as(const char *token, const void *model, size_t model_len,
+                          const char *recipe)
 {
     const char *b = "mpboundary7d3f";
-    char pre[1024], mid[256], post[64];
+    char pre[1024], mid[512], post[64];
     int pn = snprintf(pre, sizeof pre,
                       "--%s\r\nContent-Disposition: form-data; name=\"recipe\"\r\n\r\n%s\r\n"
                       "--%s\r\nContent-Disposition: form-data; name=\"model\"; "
@@ -229,10 +252,16 @@ static resp_t post_job(const void *model, size_t model_len, const char *recipe)
     memcpy(body, pre, (size_t)pn);
     memcpy(body + pn, model, model_len);
     memcpy(body + pn + model_len, post, (size_t)qn);
-    snprintf(mid, sizeof mid, "Content-Type: multipart/form-data; boundary=%s\r\n", b);
+    snprintf(mid, sizeof mid, "Content-Type: multipart/form-data; boundary=%s\r\n%s", b,
+             token != NULL ? bearer(token) : "");
     resp_t r = request("POST", "/jobs", mid, body, total);
     free(body);
     return r;
+}
+
+static resp_t post_job(const void *model, size_t model_len, const char *recipe)
+{
+    return post_job_as(NULL, model, model_len, recipe);
 }
 
 static const char *err_message(const resp_t *r)
@@ -311,12 +340,14 @@ static char *job_id_of(const resp_t *r)
 }
 
 /* Poll GET /jobs/{id} until the state is not queued/running (at most ~60 s); returns it. */
-static char *wait_done(const char *id, resp_t *last)
+static resp_t get_as(const char *token, const char *path);
+
+static char *wait_done_as(const char *token, const char *id, resp_t *last)
 {
     char path[128];
     snprintf(path, sizeof path, "/jobs/%s", id);
     for (int i = 0; i < 1200; i++) {
-        resp_t r = get(path);
+        resp_t r = get_as(token, path);
         const char *st = json_string_value(json_object_get(r.json, "state"));
         if (st != NULL && strcmp(st, "queued") != 0 && strcmp(st, "running") != 0) {
             char *s = strdup(st);
@@ -328,6 +359,11 @@ static char *wait_done(const char *id, resp_t *last)
     }
     ck_abort_msg("job %s did not finish in 60 s", id);
     return NULL;
+}
+
+static char *wait_done(const char *id, resp_t *last)
+{
+    return wait_done_as(NULL, id, last);
 }
 
 /* ---- tests ---- */
@@ -689,6 +725,198 @@ START_TEST(test_crash_and_restart)
 }
 END_TEST
 
+
+/* ---- users, quotas, metrics ---- */
+
+/* `modelpressd token add NAME --state-dir DIR [extra…]`: the token it prints (malloc'd). */
+static char *token_add(const char *name, const char *extra)
+{
+    char cmd[1024], line[256] = "";
+    snprintf(cmd, sizeof cmd, "'%s' token add %s --state-dir '%s' %s 2>/dev/null",
+             getenv("MODELPRESSD"), name, state_dir, extra != NULL ? extra : "");
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    char *got = fgets(line, sizeof line, p);
+    ck_assert_int_eq(pclose(p), 0);
+    ck_assert_ptr_nonnull(got);
+    line[strcspn(line, "\n")] = '\0';
+    ck_assert_msg(strncmp(line, "mpt_", 4) == 0 && strlen(line) == 52, "token '%s'", line);
+    return strdup(line);
+}
+
+static int run_status(const char *fmt, const char *arg)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, fmt, getenv("MODELPRESSD"), arg, state_dir);
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static resp_t get_as(const char *token, const char *path)
+{
+    return request("GET", path, token != NULL ? bearer(token) : NULL, NULL, 0);
+}
+
+START_TEST(test_auth_and_ownership)
+{
+    stop_daemon(SIGKILL);
+    char *alice = token_add("alice", NULL);
+    char *bob = token_add("bob", NULL);
+    /* The same name twice is refused (exit 2); names are checked. */
+    ck_assert_int_eq(run_status("'%s' token add %s --state-dir '%s' >/dev/null 2>&1", "alice"), 2);
+    ck_assert_int_eq(run_status("'%s' token add '%s' --state-dir '%s' >/dev/null 2>&1", "a b"), 2);
+    const char *extra[] = {"--auth", "on", NULL};
+    start_daemon_args(state_dir, 1, extra);
+
+    resp_t r = get("/jobs");
+    ck_assert_int_eq(r.status, 401);
+    ck_assert_str_eq(err_code(&r), "unauthorized");
+    ck_assert_ptr_nonnull(strstr(r.head, "WWW-Authenticate: Bearer"));
+    resp_free(&r);
+    r = get_as("mpt_notatoken", "/jobs");
+    ck_assert_int_eq(r.status, 401);
+    resp_free(&r);
+    char path[256];
+    snprintf(path, sizeof path, "/jobs?access_token=%s", alice);
+    r = get(path);
+    ck_assert_int_eq(r.status, 400); /* never in the URL, even a valid one */
+    ck_assert_ptr_nonnull(strstr(err_message(&r), "Authorization header"));
+    resp_free(&r);
+    r = get("/healthz");
+    ck_assert_int_eq(r.status, 200);
+    resp_free(&r);
+
+    size_t len;
+    void *model = make_model(1, 16, 16, &len);
+    r = post_job_as(alice, model, len, "{\"steps\":[{\"quantize\":{\"bits\":8}}]}");
+    ck_assert_int_eq(r.status, 202);
+    ck_assert_str_eq(json_string_value(json_object_get(r.json, "owner")), "alice");
+    char *id = job_id_of(&r);
+    resp_free(&r);
+    snprintf(path, sizeof path, "/jobs/%s", id);
+    for (int i = 0; i < 200; i++) {
+        r = get_as(alice, path);
+        int done = strcmp(json_string_value(json_object_get(r.json, "state")), "succeeded") == 0;
+        resp_free(&r);
+        if (done) {
+            break;
+        }
+        usleep(20000);
+    }
+    /* bob sees nothing of alice's: 404 everywhere, an empty history */
+    const char *subs[] = {"", "/result", "/report"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "/jobs/%s%s", id, subs[i]);
+        r = get_as(bob, path);
+        ck_assert_msg(r.status == 404, "bob GET %s: %d", path, r.status);
+        resp_free(&r);
+        r = get_as(alice, path);
+        ck_assert_msg(r.status == 200, "alice GET %s: %d", path, r.status);
+        resp_free(&r);
+    }
+    snprintf(path, sizeof path, "/jobs/%s", id);
+    r = request("DELETE", path, bearer(bob), NULL, 0);
+    ck_assert_int_eq(r.status, 404);
+    resp_free(&r);
+    r = get_as(bob, "/jobs?owner=alice");
+    ck_assert_int_eq(json_integer_value(json_object_get(r.json, "total")), 0);
+    resp_free(&r);
+    r = get_as(alice, "/jobs");
+    ck_assert_int_eq(json_integer_value(json_object_get(r.json, "total")), 1);
+    resp_free(&r);
+    /* Revoked: at once, while the service runs. */
+    ck_assert_int_eq(run_status("'%s' token revoke %s --state-dir '%s' >/dev/null 2>&1", "bob"), 0);
+    r = get_as(bob, "/jobs");
+    ck_assert_int_eq(r.status, 401);
+    resp_free(&r);
+    ck_assert_int_eq(run_status("'%s' token revoke %s --state-dir '%s' >/dev/null 2>&1", "bob"), 1);
+    free(id);
+    free(model);
+    free(alice);
+    free(bob);
+}
+END_TEST
+
+START_TEST(test_quotas)
+{
+    stop_daemon(SIGKILL);
+    size_t small_len, big_len;
+    void *small = make_model(1, 32, 32, &small_len);
+    void *big = make_model(16, 1024, 1024, &big_len);
+    char extra_q[64];
+    /* Room for one small model and its result, not two. */
+    snprintf(extra_q, sizeof extra_q, "--quota-bytes %zu", small_len + small_len / 2);
+    char *carol = token_add("carol", extra_q);
+    char *dave = token_add("dave", "--quota-jobs 1");
+    const char *extra[] = {"--auth", "on", NULL};
+    start_daemon_args(state_dir, 1, extra);
+    const char *recipe = "{\"steps\":[{\"quantize\":{\"bits\":8}}]}";
+
+    resp_t r = post_job_as(carol, small, small_len, recipe);
+    ck_assert_int_eq(r.status, 202);
+    char *id = job_id_of(&r);
+    resp_free(&r);
+    free(wait_done_as(carol, id, &r));
+    resp_free(&r);
+    r = post_job_as(carol, small, small_len, recipe);
+    ck_assert_int_eq(r.status, 429);
+    ck_assert_str_eq(err_code(&r), "quota_exceeded");
+    ck_assert_ptr_nonnull(strstr(err_message(&r), "limit"));
+    resp_free(&r);
+
+    /* dave: one job at a time. The big one keeps the single worker busy. */
+    r = post_job_as(dave, big, big_len, recipe);
+    ck_assert_int_eq(r.status, 202);
+    resp_free(&r);
+    r = post_job_as(dave, small, small_len, recipe);
+    ck_assert_int_eq(r.status, 429);
+    ck_assert_ptr_nonnull(strstr(err_message(&r), "queued or running"));
+    resp_free(&r);
+    ck_assert_int_eq(count_files("tmp"), 0);
+    free(id);
+    free(carol);
+    free(dave);
+    free(small);
+    free(big);
+}
+END_TEST
+
+START_TEST(test_metrics)
+{
+    size_t len;
+    void *model = make_model(1, 16, 16, &len);
+    resp_t r = post_job(model, len, "{\"steps\":[{\"quantize\":{\"bits\":8}}]}");
+    ck_assert_int_eq(r.status, 202);
+    char *id = job_id_of(&r);
+    resp_free(&r);
+    free(wait_done(id, &r));
+    resp_free(&r);
+    r = get("/jobs/0123456789abcdef0123456789abcdef");
+    resp_free(&r);
+    r = get("/metrics");
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_ptr_nonnull(strstr(r.head, "Content-Type: text/plain; version=0.0.4"));
+    const char *want[] = {
+        "modelpress_jobs{state=\"succeeded\"} 1\n",
+        "modelpress_jobs{state=\"queued\"} 0\n",
+        "modelpress_queue_depth 0\n",
+        "modelpress_http_requests_total{route=\"/jobs\",status=\"202\"} 1\n",
+        "modelpress_http_requests_total{route=\"/jobs/{id}\",status=\"404\"} 1\n",
+        "modelpress_job_duration_seconds_count{state=\"succeeded\"} 1\n",
+        "modelpress_job_duration_seconds_bucket{state=\"succeeded\",le=\"+Inf\"} 1\n",
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        ck_assert_msg(strstr(r.body, want[i]) != NULL, "no '%s' in:\n%s", want[i], r.body);
+    }
+    const char *rx = strstr(r.body, "\nmodelpress_received_bytes_total ");
+    ck_assert_ptr_nonnull(rx);
+    ck_assert_uint_ge(strtoull(rx + 33, NULL, 10), len); /* the upload, plus the form around it */
+    resp_free(&r);
+    free(id);
+    free(model);
+}
+END_TEST
+
 static Suite *api_suite(void)
 {
     Suite *s = suite_create("api");
@@ -712,6 +940,13 @@ static Suite *api_suite(void)
     tcase_set_timeout(tc, 180);
     tcase_add_test(tc, test_cancel);
     tcase_add_test(tc, test_crash_and_restart);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("users");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_auth_and_ownership);
+    tcase_add_test(tc, test_quotas);
+    tcase_add_test(tc, test_metrics);
     suite_add_tcase(s, tc);
     return s;
 }

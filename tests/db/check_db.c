@@ -125,9 +125,11 @@ static int64_t raw_int(const char *path, const char *sql)
 
 /* ---- schema -------------------------------------------------------------------------------- */
 
+#define SCHEMA_VERSION 2
+
 START_TEST(test_schema_memory)
 {
-    ck_assert_int_eq(db_schema_version(db), 1);
+    ck_assert_int_eq(db_schema_version(db), SCHEMA_VERSION);
     ck_assert_int_eq(db_integrity_check(db), 0);
 }
 END_TEST
@@ -137,12 +139,12 @@ START_TEST(test_schema_file_reopen)
     tmpdb_t t;
     tmpdb_make(&t);
     db_t *d = open_file(t.path);
-    ck_assert_int_eq(db_schema_version(d), 1);
+    ck_assert_int_eq(db_schema_version(d), SCHEMA_VERSION);
     db_close(d);
     d = open_file(t.path);
-    ck_assert_int_eq(db_schema_version(d), 1);
+    ck_assert_int_eq(db_schema_version(d), SCHEMA_VERSION);
     db_close(d);
-    ck_assert_int_eq(raw_int(t.path, "PRAGMA user_version"), 1);
+    ck_assert_int_eq(raw_int(t.path, "PRAGMA user_version"), SCHEMA_VERSION);
     /* WAL is a property of the file: a fresh connection still sees it. */
     ck_assert_int_eq(raw_int(t.path, "SELECT count(*) FROM pragma_journal_mode "
                                      "WHERE journal_mode = 'wal'"),
@@ -164,7 +166,7 @@ START_TEST(test_schema_newer_refused)
     db_t *d = (db_t *)&t; /* must come back NULL */
     tmpdb_make(&t);
     db_close(open_file(t.path));
-    ck_assert_int_eq(raw_int(t.path, "PRAGMA user_version"), 1);
+    ck_assert_int_eq(raw_int(t.path, "PRAGMA user_version"), SCHEMA_VERSION);
     sqlite3 *h = NULL;
     ck_assert_int_eq(sqlite3_open(t.path, &h), SQLITE_OK);
     ck_assert_int_eq(sqlite3_exec(h, "PRAGMA user_version = 7", NULL, NULL, NULL), SQLITE_OK);
@@ -172,6 +174,33 @@ START_TEST(test_schema_newer_refused)
     ck_assert_int_ne(db_open(t.path, &d, err, sizeof err), 0);
     ck_assert_ptr_null(d);
     ck_assert_ptr_nonnull(strstr(err, "schema version 7"));
+    tmpdb_remove(&t);
+}
+END_TEST
+
+/* A version-1 file (jobs, no users) migrates to the current version keeping its jobs. */
+START_TEST(test_schema_migrates_v1)
+{
+    tmpdb_t t;
+    tmpdb_make(&t);
+    db_t *d = open_file(t.path);
+    db_job_t j = {0};
+    j.recipe = "{}";
+    snprintf(j.model_blob, sizeof j.model_blob, SHA_A);
+    ck_assert_int_eq(db_job_insert(d, &j), 0);
+    db_close(d);
+    sqlite3 *h = NULL;
+    ck_assert_int_eq(sqlite3_open(t.path, &h), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(h, "DROP TABLE users; PRAGMA user_version = 1", NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(h);
+    d = open_file(t.path);
+    ck_assert_int_eq(db_schema_version(d), SCHEMA_VERSION);
+    db_job_t got = {0};
+    ck_assert_int_eq(db_job_get(d, j.id, NULL, &got), 0);
+    db_job_clear(&got);
+    ck_assert_int_eq(db_user_add(d, "alice", SHA_B, -1, -1), 0);
+    db_close(d);
     tmpdb_remove(&t);
 }
 END_TEST
@@ -185,6 +214,72 @@ START_TEST(test_state_names)
     ck_assert_int_eq(db_job_state_parse("cancelled"), -1);
     ck_assert_int_eq(db_job_state_parse(NULL), -1);
     ck_assert_str_eq(db_job_state_name((db_job_state_t)99), "unknown");
+}
+END_TEST
+
+/* ---- users --------------------------------------------------------------------------------- */
+
+START_TEST(test_users)
+{
+    db_user_t u;
+    ck_assert_int_eq(db_user_add(db, "alice", SHA_A, 1000, 3), 0);
+    ck_assert_int_eq(db_user_add(db, "bob", SHA_B, -1, -1), 0);
+    /* the name and the token are each unique */
+    ck_assert_int_eq(db_user_add(db, "alice", SHA_C, -1, -1), DB_ECONFLICT);
+    ck_assert_int_eq(db_user_add(db, "carol", SHA_A, -1, -1), DB_ECONFLICT);
+    ck_assert_int_eq(db_user_add(db, "", SHA_C, -1, -1), DB_EINVAL);
+    ck_assert_int_eq(db_user_add(db, "x y", SHA_C, -1, -1), DB_EINVAL);
+    ck_assert_int_eq(db_user_add(db, "carol", "abc", -1, -1), DB_EINVAL);
+    ck_assert_int_eq(db_user_by_token(db, SHA_A, &u), 0);
+    ck_assert_str_eq(u.name, "alice");
+    ck_assert_int_eq(u.quota_bytes, 1000);
+    ck_assert_int_eq(u.quota_jobs, 3);
+    ck_assert_int_eq(db_user_by_token(db, SHA_B, &u), 0);
+    ck_assert_str_eq(u.name, "bob");
+    ck_assert_int_eq(u.quota_bytes, -1);
+    ck_assert_int_eq(db_user_by_token(db, SHA_C, &u), DB_ENOTFOUND);
+    db_user_t *all = NULL;
+    size_t n = 0;
+    ck_assert_int_eq(db_user_list(db, &all, &n), 0);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_str_eq(all[0].name, "alice");
+    ck_assert_str_eq(all[1].name, "bob");
+    free(all);
+    ck_assert_int_eq(db_user_delete(db, "alice"), 0);
+    ck_assert_int_eq(db_user_by_token(db, SHA_A, &u), DB_ENOTFOUND);
+    ck_assert_int_eq(db_user_delete(db, "alice"), DB_ENOTFOUND);
+}
+END_TEST
+
+START_TEST(test_owner_usage)
+{
+    int64_t bytes = -1, active = -1;
+    ck_assert_int_eq(db_owner_usage(db, "alice", &bytes, &active), 0);
+    ck_assert_int_eq(bytes, 0);
+    ck_assert_int_eq(active, 0);
+    const char *owners[] = {"alice", "alice", "alice", "bob"};
+    char ids[4][33];
+    for (int i = 0; i < 4; i++) {
+        db_job_t j = {0};
+        snprintf(j.owner, sizeof j.owner, "%s", owners[i]);
+        snprintf(j.model_blob, sizeof j.model_blob, SHA_A);
+        j.model_bytes = 100 * (i + 1);
+        j.recipe = "{}";
+        ck_assert_int_eq(db_job_insert(db, &j), 0);
+        memcpy(ids[i], j.id, 33);
+    }
+    /* alice: 100 + 200 + 300 uploaded; the first finishes with a 40-byte result. */
+    db_job_t c = {0};
+    ck_assert_int_eq(db_job_claim_next(db, &c), 0);
+    ck_assert_str_eq(c.id, ids[0]);
+    db_job_clear(&c);
+    ck_assert_int_eq(db_job_finish(db, ids[0], DB_JOB_SUCCEEDED, NULL, NULL, "{}", 40), 0);
+    ck_assert_int_eq(db_owner_usage(db, "alice", &bytes, &active), 0);
+    ck_assert_int_eq(bytes, 640);
+    ck_assert_int_eq(active, 2);
+    ck_assert_int_eq(db_owner_usage(db, "bob", &bytes, &active), 0);
+    ck_assert_int_eq(bytes, 400);
+    ck_assert_int_eq(active, 1);
 }
 END_TEST
 
@@ -972,7 +1067,13 @@ static Suite *db_suite(void)
     tcase_add_test(tc, test_schema_memory);
     tcase_add_test(tc, test_schema_file_reopen);
     tcase_add_test(tc, test_schema_newer_refused);
+    tcase_add_test(tc, test_schema_migrates_v1);
     tcase_add_test(tc, test_state_names);
+    suite_add_tcase(s, tc);
+
+    tc = tcase("users", open_memory);
+    tcase_add_test(tc, test_users);
+    tcase_add_test(tc, test_owner_usage);
     suite_add_tcase(s, tc);
 
     tc = tcase("insert_get", open_memory);
