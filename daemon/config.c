@@ -54,6 +54,10 @@ static const opt_t options[] = {
      "bearer tokens: on, off, or auto (on unless listening on loopback only)"},
     {"quota-bytes", OPT_BYTES, "0", 0, INT64_C(1) << 50, OFF(quota_bytes),
      "per user: bytes of uploads and results kept (0: no limit; `token add` can override)"},
+    {"job-timeout", OPT_INT, "0", 0, 30 * 86400, OFF(job_timeout),
+     "seconds a job may run before it fails as timed out (0: no limit)"},
+    {"job-memory-max", OPT_BYTES, "0", 0, INT64_C(1) << 50, OFF(job_memory_max),
+     "working memory a job may need, estimated before it starts (0: no limit)"},
     {"quota-jobs", OPT_INT, "0", 0, 1000000, OFF(quota_jobs),
      "per user: jobs queued or running at once (0: no limit)"},
 };

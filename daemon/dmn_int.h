@@ -34,6 +34,8 @@ typedef struct dmn_config {
     char *auth; /* on, off, auto */
     int64_t quota_bytes;
     int64_t quota_jobs;
+    int64_t job_timeout;    /* seconds, 0: none */
+    int64_t job_memory_max; /* bytes, 0: none */
 } dmn_config_t;
 
 /* Fill cfg from defaults < config file < MODELPRESS_* environment < flags. Returns 0, 1 when
@@ -87,6 +89,8 @@ typedef struct dmn_pool dmn_pool_t;
 typedef void (*dmn_job_done_cb)(void *ud, db_job_state_t state, double run_seconds);
 int dmn_pool_start(uv_loop_t *loop, db_t *db, const char *state_dir, int n, dmn_job_done_cb done_cb,
                    void *done_ud, dmn_pool_t **out);
+/* Limits per job: run time in seconds and estimated working memory in bytes (0: none). */
+void dmn_pool_set_budgets(dmn_pool_t *p, double job_timeout_s, int64_t job_memory_max);
 /* Claim queued jobs for idle workers. */
 void dmn_pool_schedule(dmn_pool_t *p);
 /* Ask a running job to stop; 0 if it was running here. */

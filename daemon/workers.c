@@ -59,6 +59,7 @@ typedef struct worker {
     int busy;
     int requeue;      /* canceled by a drain: back to the queue, not canceled */
     double handed_at; /* monotonic seconds when the job was handed over */
+    int timed_out;    /* canceled because it ran past the time budget */
     /* Worker thread only. */
     double last_progress;
     char last_stage[32];
@@ -80,6 +81,9 @@ struct dmn_pool {
     void *drain_ud;
     dmn_job_done_cb done_cb;
     void *done_ud;
+    double job_timeout;      /* seconds, 0: none */
+    int64_t job_memory_max;  /* bytes, 0: none */
+    uv_timer_t budget_timer; /* checks running jobs against the time budget */
 };
 
 static double now_s(void)
@@ -206,6 +210,32 @@ static int save_results(worker_t *w, const mp_model_t *out, const char *report,
     return 0;
 }
 
+/* The memory budget: the pipeline holds a float working copy of each selected tensor, its
+ * original values for the error figures, and the output, so a job needs about 3 x 4 bytes per
+ * selected element on top of the mapped input. A job whose estimate is over the budget fails
+ * before it allocates, alone; a job that still runs out of memory fails with ENOMEM, alone too,
+ * since the core never aborts. */
+static int check_memory(const dmn_pool_t *p, const mp_model_t *m, const mp_recipe_t *r,
+                        mp_errctx_t *err)
+{
+    if (p->job_memory_max <= 0) {
+        return 0;
+    }
+    double need = 0;
+    for (size_t i = 0; i < m->n_tensors; i++) {
+        if (mp_recipe_selects(r, &m->tensors[i])) {
+            need += 12.0 * (double)mp_tensor_elements(&m->tensors[i]);
+        }
+    }
+    if (need > (double)p->job_memory_max) {
+        return set_err(err, MP_ETOOBIG,
+                       "the job needs about %.0f MiB of working memory; this server's budget per "
+                       "job is %.0f MiB (job-memory-max)",
+                       need / 1048576.0, (double)p->job_memory_max / 1048576.0);
+    }
+    return 0;
+}
+
 static void run_job(worker_t *w, ev_t *done)
 {
     mp_model_t *in = NULL, *out = NULL;
@@ -220,6 +250,7 @@ static void run_job(worker_t *w, ev_t *done)
     progress_cb(w, 0.0, "load");
     if ((rc = mp_model_load(w->model_path, &in, &err)) != 0 ||
         (rc = mp_recipe_parse(w->recipe, strlen(w->recipe), &recipe, &err)) != 0 ||
+        (rc = check_memory(w->pool, in, recipe, &err)) != 0 ||
         (rc = mp_pipeline_run(in, recipe, &opts, &out, &report, &err)) != 0) {
         goto out;
     }
@@ -303,6 +334,14 @@ static void finish_job(dmn_pool_t *p, worker_t *w, ev_t *e)
         log_at(LOG_INFO_, "job=%s succeeded result_bytes=%lld", e->job_id,
                (long long)e->result_bytes);
         free(metrics);
+    } else if (e->rc == MP_ECANCELED && w->timed_out) {
+        char msg[160];
+        api_result_remove(p->state_dir, e->job_id);
+        snprintf(msg, sizeof msg,
+                 "the job ran past this server's time budget of %.0f s (job-timeout)",
+                 p->job_timeout);
+        rc = db_job_finish(p->db, e->job_id, DB_JOB_FAILED, "ETIMEDOUT", msg, NULL, 0);
+        log_at(LOG_INFO_, "job=%s failed ETIMEDOUT: %s", e->job_id, msg);
     } else if (e->rc == MP_ECANCELED && w->requeue) {
         api_result_remove(p->state_dir, e->job_id);
         rc = db_job_requeue(p->db, e->job_id);
@@ -330,6 +369,7 @@ static void finish_job(dmn_pool_t *p, worker_t *w, ev_t *e)
     }
     w->busy = 0;
     w->requeue = 0;
+    w->timed_out = 0;
 }
 
 static void async_cb(uv_async_t *handle)
@@ -363,6 +403,33 @@ static void async_cb(uv_async_t *handle)
     dmn_pool_schedule(p);
 }
 
+/* Once a second: a job past the time budget is asked to stop, and fails as timed out. */
+static void budget_cb(uv_timer_t *t)
+{
+    dmn_pool_t *p = t->data;
+    double now = now_s();
+    for (int i = 0; i < p->n; i++) {
+        worker_t *w = &p->w[i];
+        if (w->busy && !w->timed_out && !w->requeue && now - w->handed_at > p->job_timeout) {
+            w->timed_out = 1;
+            atomic_store(&w->cancel, 1);
+            log_at(LOG_WARN_, "job=%s over its time budget of %.0f s: stopping it", w->job_id,
+                   p->job_timeout);
+        }
+    }
+}
+
+void dmn_pool_set_budgets(dmn_pool_t *p, double job_timeout_s, int64_t job_memory_max)
+{
+    p->job_timeout = job_timeout_s;
+    p->job_memory_max = job_memory_max;
+    if (job_timeout_s > 0) {
+        uv_timer_start(&p->budget_timer, budget_cb, 1000, 1000);
+    } else {
+        uv_timer_stop(&p->budget_timer);
+    }
+}
+
 int dmn_pool_start(uv_loop_t *loop, db_t *db, const char *state_dir, int n, dmn_job_done_cb done_cb,
                    void *done_ud, dmn_pool_t **out)
 {
@@ -385,6 +452,8 @@ int dmn_pool_start(uv_loop_t *loop, db_t *db, const char *state_dir, int n, dmn_
     pthread_cond_init(&p->cv, NULL);
     uv_async_init(loop, &p->async, async_cb);
     p->async.data = p;
+    uv_timer_init(loop, &p->budget_timer);
+    p->budget_timer.data = p;
     for (int i = 0; i < n; i++) {
         worker_t *w = &p->w[i];
         w->pool = p;
@@ -433,6 +502,7 @@ void dmn_pool_schedule(dmn_pool_t *p)
                job.model_name != NULL ? job.model_name : job.model_blob);
         w->busy = 1;
         w->requeue = 0;
+        w->timed_out = 0;
         w->handed_at = now_s();
         atomic_store(&w->cancel, 0);
         pthread_mutex_lock(&p->mu);
@@ -516,5 +586,7 @@ void dmn_pool_free(dmn_pool_t *p)
         }
         free(p->w[i].recipe);
     }
+    uv_timer_stop(&p->budget_timer);
+    uv_close((uv_handle_t *)&p->budget_timer, NULL);
     uv_close((uv_handle_t *)&p->async, async_close_cb);
 }

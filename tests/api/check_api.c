@@ -917,6 +917,77 @@ START_TEST(test_metrics)
 }
 END_TEST
 
+/* Item 17: a job over its memory or time budget fails alone; the others go on. */
+START_TEST(test_job_budgets)
+{
+    stop_daemon(SIGKILL);
+    const char *extra[] = {"--job-memory-max", "4M", "--job-timeout", "1", "--upload-max", "1G",
+                           NULL};
+    start_daemon_args(state_dir, 1, extra);
+    size_t small_len, mid_len, big_len;
+    void *small = make_model(1, 32, 32, &small_len);  /* 12 KiB of working memory */
+    void *mid = make_model(1, 1024, 1024, &mid_len);  /* 12 MiB: over the 4 MiB budget */
+    const char *recipe = "{\"steps\":[{\"quantize\":{\"bits\":8}}]}";
+    resp_t r = post_job(mid, mid_len, recipe);
+    ck_assert_int_eq(r.status, 202);
+    char *id_mid = job_id_of(&r);
+    resp_free(&r);
+    r = post_job(small, small_len, recipe);
+    ck_assert_int_eq(r.status, 202);
+    char *id_small = job_id_of(&r);
+    resp_free(&r);
+    char *st = wait_done(id_mid, &r);
+    ck_assert_str_eq(st, "failed");
+    json_t *e = json_object_get(r.json, "error");
+    ck_assert_str_eq(json_string_value(json_object_get(e, "code")), "ETOOBIG");
+    ck_assert_ptr_nonnull(strstr(json_string_value(json_object_get(e, "message")), "job-memory-max"));
+    resp_free(&r);
+    free(st);
+    st = wait_done(id_small, &r);
+    ck_assert_str_eq(st, "succeeded");
+    resp_free(&r);
+    free(st);
+    stop_daemon(SIGKILL);
+
+    /* Time: a job of ~2.5 s against a 1 s budget (checked once a second). */
+    const char *extra2[] = {"--job-timeout", "1", "--upload-max", "1G", NULL};
+    start_daemon_args(state_dir, 1, extra2);
+    void *big = make_model(96, 1024, 1024, &big_len);
+    r = post_job(big, big_len,
+                 "{\"steps\":[{\"prune\":{\"sparsity\":0.9,\"scope\":\"global\"}},"
+                 "{\"quantize\":{\"bits\":8}}]}");
+    ck_assert_int_eq(r.status, 202);
+    char *id_big = job_id_of(&r);
+    resp_free(&r);
+    free(big);
+    r = post_job(small, small_len, recipe);
+    ck_assert_int_eq(r.status, 202);
+    char *id_after = job_id_of(&r);
+    resp_free(&r);
+    st = wait_done(id_big, &r);
+    ck_assert_msg(strcmp(st, "failed") == 0, "the slow job ended %s", st);
+    e = json_object_get(r.json, "error");
+    ck_assert_str_eq(json_string_value(json_object_get(e, "code")), "ETIMEDOUT");
+    resp_free(&r);
+    free(st);
+    st = wait_done(id_after, &r);
+    ck_assert_str_eq(st, "succeeded");
+    resp_free(&r);
+    free(st);
+    /* The two that succeeded kept their results; the failed ones left nothing. */
+    ck_assert_int_eq(count_files("results"), 2);
+    char sub[64];
+    snprintf(sub, sizeof sub, "results/%s", id_big);
+    ck_assert_int_eq(count_files(sub), 0);
+    free(id_mid);
+    free(id_small);
+    free(id_big);
+    free(id_after);
+    free(small);
+    free(mid);
+}
+END_TEST
+
 static Suite *api_suite(void)
 {
     Suite *s = suite_create("api");
@@ -940,6 +1011,7 @@ static Suite *api_suite(void)
     tcase_set_timeout(tc, 180);
     tcase_add_test(tc, test_cancel);
     tcase_add_test(tc, test_crash_and_restart);
+    tcase_add_test(tc, test_job_budgets);
     suite_add_tcase(s, tc);
     tc = tcase_create("users");
     tcase_add_checked_fixture(tc, setup, teardown);
