@@ -10,6 +10,12 @@
  * (SSE, relative error) are those of the last call. Exit 0 with one JSON object on stdout,
  * 1 if the method failed, 2 for bad usage.
  *
+ * A second mode, `bench_core stream_int8 MODEL OUT [--keep-pages]`, measures what peak memory
+ * int8 compression could have: it quantizes each F32 matrix of a safetensors model straight
+ * from the mapped input, one tensor at a time, computes the report's error figures row by row,
+ * and (without --keep-pages) hands each tensor's input pages back with madvise(MADV_DONTNEED),
+ * then saves the codes and scales. It shows how far from today's pipeline the 1.5 S bound is.
+ *
  * The methods of issue 3 land one by one; those not yet in the library are weak references
  * (the library is linked whole, so any that exists is found) and report "available": false
  * instead of failing the whole run.
@@ -19,7 +25,11 @@
 #include "kernels/kernels_int.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -334,6 +344,119 @@ out:
     return rc;
 }
 
+/* ---- peak memory of streamed int8 compression ---------------------------------------------- */
+
+/* Drops the whole pages inside [p, p + n) of a read-only private file mapping from this
+ * process's resident set; reading them again faults them back in from the page cache. */
+static void release_pages(const void *p, size_t n)
+{
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t lo = ((uintptr_t)p + page - 1) & ~(page - 1), hi = ((uintptr_t)p + n) & ~(page - 1);
+
+    if (hi > lo) {
+        madvise((void *)lo, hi - lo, MADV_DONTNEED);
+    }
+}
+
+/* Codes and scales of one F32 matrix, quantized from the mapping; signal and noise (the
+ * report's rel_error and SQNR) summed row by row through a one-row scratch. */
+static int stream_tensor(mp_model_t *out, const mp_tensor_t *t, float *row, double *signal,
+                         double *noise, mp_errctx_t *err)
+{
+    const size_t rows = (size_t)t->shape[0], cols = t->n_bytes / 4 / rows;
+    const int64_t n_scales = (int64_t)rows;
+    const float *w = t->data;
+    int8_t *q = malloc(rows * cols);
+    float *scales = malloc(rows * sizeof *scales);
+    char name[600];
+    int rc;
+
+    if (q == NULL || scales == NULL) {
+        free(q);
+        free(scales);
+        return mp__err_set(err, MP_ENOMEM, "out of memory for tensor '%s'", t->name);
+    }
+    rc = mp__quant_i8_sym(t->name, w, rows, cols, 1, q, scales, err);
+    for (size_t r = 0; rc == 0 && r < rows; r++) {
+        mp__dequant_i8_sym(q + r * cols, 1, cols, 1, &scales[r], row);
+        for (size_t j = 0; j < cols; j++) {
+            double a = w[r * cols + j], d = a - (double)row[j];
+            *signal += a * a;
+            *noise += d * d;
+        }
+    }
+    if (rc < 0) {
+        free(q);
+        free(scales);
+        return rc;
+    }
+    rc = mp_model_add_take(out, t->name, MP_DT_I8, t->n_dims, t->shape, q, rows * cols, err);
+    snprintf(name, sizeof name, "%s_scale", t->name);
+    if (rc == 0) {
+        rc = mp_model_add_take(out, name, MP_DT_F32, 1, &n_scales, scales, rows * sizeof(float),
+                               err);
+    } else {
+        free(scales);
+    }
+    return rc;
+}
+
+static int stream_int8(const char *in_path, const char *out_path, int keep_pages)
+{
+    mp_model_t *in = NULL, *out = NULL;
+    mp_errctx_t err = {0};
+    float *row = NULL;
+    double signal = 0.0, noise = 0.0, t0 = now_s();
+    size_t max_cols = 1;
+    struct rusage ru;
+    int rc;
+
+    if ((rc = mp_model_load(in_path, &in, &err)) < 0 || (out = mp_model_new()) == NULL) {
+        rc = rc < 0 ? rc : MP_ENOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < in->n_tensors; i++) {
+        const mp_tensor_t *t = &in->tensors[i];
+        if (t->n_dims >= 2 && t->shape[0] > 0 && t->n_bytes / 4 / (size_t)t->shape[0] > max_cols) {
+            max_cols = t->n_bytes / 4 / (size_t)t->shape[0];
+        }
+    }
+    if ((row = malloc(max_cols * sizeof *row)) == NULL) {
+        rc = MP_ENOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < in->n_tensors; i++) {
+        const mp_tensor_t *t = &in->tensors[i];
+        if (t->dtype == MP_DT_F32 && t->n_dims >= 2 && t->n_bytes > 0) {
+            rc = stream_tensor(out, t, row, &signal, &noise, &err);
+            if (!keep_pages) {
+                release_pages(t->data, t->n_bytes);
+            }
+        } else {
+            rc = mp_model_add_ref(out, t->name, t->dtype, t->n_dims, t->shape, t->data,
+                                  t->n_bytes, &err);
+        }
+        if (rc < 0) {
+            goto out;
+        }
+    }
+    rc = mp_safetensors_save(out, out_path, &err);
+out:
+    if (rc < 0) {
+        fprintf(stderr, "bench_core: stream_int8: %s (%s)\n", err.msg, mp_strerror(rc));
+    } else {
+        getrusage(RUSAGE_SELF, &ru);
+        printf("{\"method\":\"stream_int8\",\"keep_pages\":%s,\"seconds\":%.3f,"
+               "\"maxrss_bytes\":%ld,\"rel_error\":%.9g}\n",
+               keep_pages ? "true" : "false", now_s() - t0, ru.ru_maxrss * 1024L,
+               signal > 0.0 ? sqrt(noise / signal) : 0.0);
+    }
+    free(row);
+    mp_model_free(out);
+    mp_model_free(in);
+    return rc < 0 ? 1 : 0;
+}
+
 /* ---- command line -------------------------------------------------------------------------- */
 
 static int usage(void)
@@ -345,7 +468,8 @@ static int usage(void)
             "  kmeans: [--n N (all)] [--k K (16)] [--init linear|density|kmeans++ (linear)]\n"
             "          [--init-file F32FILE (K centroids: mp__kmeans_1d_from)] [--max-iter I]\n"
             "          [--seed S]\n"
-            "  svd:    [--rank R (256)] [--iter I (2)] [--seed S]\n");
+            "  svd:    [--rank R (256)] [--iter I (2)] [--seed S]\n"
+            "   or: bench_core stream_int8 MODEL.safetensors OUT.safetensors [--keep-pages]\n");
     return 2;
 }
 
@@ -421,6 +545,12 @@ int main(int argc, char **argv)
     float *w = NULL;
     int rc;
 
+    if (argc >= 4 && strcmp(argv[1], "stream_int8") == 0) {
+        if (argc > 5 || (argc == 5 && strcmp(argv[4], "--keep-pages") != 0)) {
+            return usage();
+        }
+        return stream_int8(argv[2], argv[3], argc == 5);
+    }
     if (parse_args(argc, argv, &o) < 0) {
         return usage();
     }

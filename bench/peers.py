@@ -277,27 +277,13 @@ def read_status(pid):
     return vals
 
 
-def bench_memory(args):
-    dim = 8192
-    n_tensors = max(1, round(args.model_mb * MIB / (dim * dim * 4)))
-    path = os.path.join(args.data, f"model_{n_tensors}x{dim}.safetensors")
-    if not os.path.exists(path):
-        print(f"generating {path}", file=sys.stderr)
-        make_model(path, n_tensors, dim)
-    size = os.path.getsize(path)
-    recipe = os.path.join(args.data, "recipe_int8.json")
-    with open(recipe, "w") as f:
-        json.dump({"steps": [{"quantize": {"bits": 8}}]}, f)
-    out = os.path.join(args.data, "model_int8.safetensors")
-    exe = os.path.join(args.build, "cli", "modelpress")
-    if not os.access(exe, os.X_OK):
-        print(f"\nPeak memory: skipped, no {exe} (make cli/modelpress)")
-        return None
-    cmd = [exe, "compress", path, "-r", recipe, "-o", out, "--json"]
-    with open(os.path.join(args.data, "compress_report.json"), "w") as report, \
-            open(os.devnull, "w") as devnull:
+def measure(cmd, out_path):
+    """Runs cmd (stdout to out_path), sampling /proc/PID/status every 2 ms; returns the exit
+    code, wall seconds, ru_maxrss in bytes (what /usr/bin/time -v prints), the sampled peaks
+    and the timeline of samples."""
+    with open(out_path, "w") as out, open(os.devnull, "w") as devnull:
         t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=report, stderr=devnull)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=devnull)
         peak = {k: 0 for k in STATUS_KEYS}
         timeline = []
         done = threading.Event()
@@ -317,25 +303,53 @@ def bench_memory(args):
         proc.returncode = os.waitstatus_to_exitcode(status)
         done.set()
         th.join()
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        print(f"\n{' '.join(cmd)} failed with exit {proc.returncode}")
-        return None
-    maxrss = usage.ru_maxrss * 1024
-    print(f"\nPeak memory of `modelpress compress` (int8, per channel) on a model of "
-          f"S = {size / MIB:.0f} MiB ({n_tensors} F32 tensors {dim}x{dim} + biases), "
-          f"{wall:.1f} s:")
-    print(f"  peak RSS (wait4 ru_maxrss, as /usr/bin/time -v): {maxrss / MIB:8.0f} MiB = "
-          f"{maxrss / size:.2f} S   (target <= 1.5 S: {'yes' if maxrss <= 1.5 * size else 'NO'})")
-    print(f"  sampled every 2 ms: peak anonymous {peak['RssAnon'] / MIB:.0f} MiB = "
-          f"{peak['RssAnon'] / size:.2f} S, peak file-backed (the mapped input) "
-          f"{peak['RssFile'] / MIB:.0f} MiB = {peak['RssFile'] / size:.2f} S")
-    # a coarse timeline: where the memory goes, phase by phase
-    step = max(1, len(timeline) // 12)
-    for t, s in timeline[::step]:
-        print(f"    t={t:6.2f}s anon {s.get('RssAnon', 0) / MIB:6.0f} MiB  file "
-              f"{s.get('RssFile', 0) / MIB:6.0f} MiB")
-    return maxrss / size
+    return proc.returncode, time.perf_counter() - t0, usage.ru_maxrss * 1024, peak, timeline
+
+
+def print_memory(label, size, res, show_timeline):
+    rc, wall, maxrss, peak, timeline = res
+    if rc != 0:
+        print(f"  {label}: failed with exit {rc}")
+        return
+    print(f"  {label}: {wall:.1f} s, peak RSS {maxrss / MIB:.0f} MiB = {maxrss / size:.2f} S "
+          f"({'within' if maxrss <= 1.5 * size else 'OVER'} 1.5 S); peaks sampled: anonymous "
+          f"{peak['RssAnon'] / MIB:.0f} MiB = {peak['RssAnon'] / size:.2f} S, file-backed "
+          f"(the mapped input) {peak['RssFile'] / MIB:.0f} MiB = {peak['RssFile'] / size:.2f} S")
+    if show_timeline:
+        step = max(1, len(timeline) // 10)
+        for t, s in timeline[::step]:
+            print(f"      t={t:6.2f}s anon {s.get('RssAnon', 0) / MIB:6.0f} MiB  file "
+                  f"{s.get('RssFile', 0) / MIB:6.0f} MiB")
+
+
+def bench_memory(args):
+    dim = 8192
+    n_tensors = max(1, round(args.model_mb * MIB / (dim * dim * 4)))
+    path = os.path.join(args.data, f"model_{n_tensors}x{dim}.safetensors")
+    if not os.path.exists(path):
+        print(f"generating {path}", file=sys.stderr)
+        make_model(path, n_tensors, dim)
+    size = os.path.getsize(path)
+    recipe = os.path.join(args.data, "recipe_int8.json")
+    with open(recipe, "w") as f:
+        json.dump({"steps": [{"quantize": {"bits": 8}}]}, f)
+    out = os.path.join(args.data, "model_int8.safetensors")
+    exe = args.modelpress or os.path.join(args.build, "cli", "modelpress")
+    print(f"\nPeak resident memory, int8 per channel, on a model of S = {size / MIB:.0f} MiB "
+          f"({n_tensors} F32 tensors {dim}x{dim} + biases); target <= 1.5 S:")
+    if os.access(exe, os.X_OK):
+        cmd = [exe, "compress", path, "-r", recipe, "-o", out, "--json"]
+        res = measure(cmd, os.path.join(args.data, "compress_report.json"))
+        print_memory("modelpress compress", size, res, True)
+    else:
+        print(f"  modelpress compress: skipped, no {exe} (make cli/modelpress)")
+    # what the same work needs when done tensor by tensor (bench_core stream_int8)
+    bench = os.path.join(args.build, "bench", "bench_core")
+    for label, extra in (("streamed, input pages kept", ["--keep-pages"]),
+                         ("streamed, input pages released", [])):
+        res = measure([bench, "stream_int8", path, out] + extra,
+                      os.path.join(args.data, "stream.json"))
+        print_memory(f"bench_core stream_int8 ({label})", size, res, False)
 
 
 def main():
@@ -346,6 +360,7 @@ def main():
     ap.add_argument("--svd-reps", type=int, default=3)
     ap.add_argument("--only", default="copy,quant,prune,kmeans,svd,memory")
     ap.add_argument("--model-mb", type=int, default=1024)
+    ap.add_argument("--modelpress", help="the command to measure (default BUILD/cli/modelpress)")
     args = ap.parse_args()
     args.data = args.data or os.path.join(args.build, "bench-data")
     os.makedirs(args.data, exist_ok=True)
@@ -367,10 +382,11 @@ def main():
     for name, fn in benches.items():
         if name in only:
             rows += fn(args, path, w)
-    print(f"\n{ROWS}x{COLS} F32 matrix ({w.nbytes / MIB:.0f} MiB), one thread each side, "
-          f"median of {args.reps} after a warm-up ({args.svd_reps} for the SVD); "
-          f"ratio = peer / ours\n")
-    print_table(rows)
+    if rows:
+        print(f"\n{ROWS}x{COLS} F32 matrix ({w.nbytes / MIB:.0f} MiB), one thread each side, "
+              f"median of {args.reps} after a warm-up ({args.svd_reps} for the SVD); "
+              f"ratio = peer / ours\n")
+        print_table(rows)
     if "memory" in only:
         bench_memory(args)
     print(f"\nload average at the end: {os.getloadavg()[0]:.2f}")
