@@ -81,6 +81,13 @@ void dmn_http_quiesce(dmn_http_t *h);
 /* Stop serving and close the handles; *h is freed from the close callbacks. */
 void dmn_http_stop(dmn_http_t *h);
 
+/* ---- systemd (notify.c) ---- */
+
+/* READY=1 (and the watchdog timer when WatchdogSec= is set); STOPPING=1; close the timer. */
+void dmn_notify_ready(uv_loop_t *loop, const char *url);
+void dmn_notify_stopping(void);
+void dmn_notify_close(void);
+
 /* ---- the worker pool (workers.c) ---- */
 
 typedef struct dmn_pool dmn_pool_t;

@@ -66,6 +66,7 @@ static void on_request_log(void *ud, int level, const char *line)
 
 static void shutdown_now(dmn_t *d)
 {
+    dmn_notify_close();
     dmn_http_stop(d->http);
     d->http = NULL;
     dmn_pool_free(d->pool);
@@ -106,6 +107,7 @@ static void signal_cb(uv_signal_t *s, int signum)
         return;
     }
     d->stopping = 1;
+    dmn_notify_stopping();
     log_at(LOG_INFO_, "%s: no new connections or jobs; handing running jobs back to the queue",
            signum == SIGTERM ? "SIGTERM" : "SIGINT");
     dmn_http_quiesce(d->http);
@@ -194,6 +196,7 @@ int main(int argc, char **argv)
     d.sigterm.data = d.sigint.data = &d;
     uv_signal_start(&d.sigterm, signal_cb, SIGTERM);
     uv_signal_start(&d.sigint, signal_cb, SIGINT);
+    dmn_notify_ready(d.loop, url);
     dmn_pool_schedule(d.pool);
     uv_run(d.loop, UV_RUN_DEFAULT);
     uv_loop_close(d.loop);

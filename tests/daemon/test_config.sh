@@ -58,7 +58,7 @@ st=$(mp_http "$MP_TMP/r2" -H 'Content-Type: application/octet-stream' \
     --data-binary @"$MP_TMP/1500" "$MP_URL/jobs?recipe=$recipe")
 [ "$st" = 422 ] || mp_fail "1500 zero bytes under the 2K cap: status $st, expected 422 (not a model)"
 # The flag's log level (info) beat the file's (error): request lines are logged.
-grep -q "POST /jobs status=422" "$MP_DAEMON_ERR" || mp_fail "log-level flag did not win over the file"
+grep -q "POST /jobs route=/jobs status=422" "$MP_DAEMON_ERR" || mp_fail "log-level flag did not win over the file"
 mp_stop_daemon || mp_fail "SIGTERM: exit status $MP_DAEMON_STATUS"
 # mp_start_daemon passes --workers 2, which beats the file's 3.
 grep -q "workers=2 " "$MP_DAEMON_ERR" || mp_fail "the --workers flag did not win over the file"
