@@ -988,6 +988,94 @@ START_TEST(test_job_budgets)
 }
 END_TEST
 
+/* ---- HTTP robustness (RELIABILITY.md item 12) ---- */
+
+/* 1 when the server closed fd within max_ms (reads EOF or an error). */
+static int closed_within(int fd, int max_ms)
+{
+    char buf[4096];
+    for (int waited = 0; waited < max_ms; waited += 100) {
+        struct pollfd pfd = {fd, POLLIN, 0};
+        if (poll(&pfd, 1, 100) > 0) {
+            ssize_t r = recv(fd, buf, sizeof buf, 0);
+            if (r <= 0) {
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
+START_TEST(test_slow_and_idle_clients)
+{
+    /* The daemon runs with --connection-timeout 3. A client that sends half a request line
+     * and stops, and one that connects and says nothing, are both closed in time. */
+    int slow = connect_daemon();
+    send_all(slow, "GET /healthz HT", 15);
+    int idle = connect_daemon();
+    /* A keep-alive connection that did one request and then idles. */
+    int keep = connect_daemon();
+    const char *req = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    send_all(keep, req, strlen(req));
+    char buf[2048];
+    struct pollfd pfd = {keep, POLLIN, 0};
+    ck_assert_int_eq(poll(&pfd, 1, 5000), 1);
+    ck_assert_int_gt(recv(keep, buf, sizeof buf, 0), 0);
+    ck_assert_msg(closed_within(slow, 8000), "a slow client was not closed at the timeout");
+    ck_assert_msg(closed_within(idle, 8000), "an idle client was not closed at the timeout");
+    ck_assert_msg(closed_within(keep, 8000), "an idle keep-alive was not closed at the timeout");
+    close(slow);
+    close(idle);
+    close(keep);
+    resp_t r = get("/healthz");
+    ck_assert_int_eq(r.status, 200);
+    resp_free(&r);
+}
+END_TEST
+
+START_TEST(test_per_ip_limit)
+{
+    stop_daemon(SIGKILL);
+    const char *extra[] = {"--per-ip-connections", "4", NULL};
+    start_daemon_args(state_dir, 1, extra);
+    int fds[4];
+    for (int i = 0; i < 4; i++) {
+        fds[i] = connect_daemon();
+        send_all(fds[i], "GET /healthz HT", 15); /* held open, unfinished */
+    }
+    usleep(200000);
+    /* The fifth from the same address is closed without an answer. */
+    resp_t r = get("/healthz");
+    ck_assert_msg(r.status == 0, "a fifth connection from one address was served: %d", r.status);
+    resp_free(&r);
+    for (int i = 0; i < 4; i++) {
+        close(fds[i]);
+    }
+    usleep(200000);
+    r = get("/healthz");
+    ck_assert_int_eq(r.status, 200);
+    resp_free(&r);
+}
+END_TEST
+
+START_TEST(test_huge_header_line)
+{
+    size_t n = 64 * 1024;
+    char *h = malloc(n + 64);
+    int k = snprintf(h, n + 64, "X-Big: ");
+    memset(h + k, 'a', n);
+    memcpy(h + k + n, "\r\n", 3);
+    resp_t r = request("GET", "/healthz", h, NULL, 0);
+    ck_assert_msg(r.status == 0 || (r.status >= 400 && r.status < 500),
+                  "a 64 KiB header line got %d", r.status);
+    resp_free(&r);
+    free(h);
+    r = get("/healthz");
+    ck_assert_int_eq(r.status, 200);
+    resp_free(&r);
+}
+END_TEST
+
 static Suite *api_suite(void)
 {
     Suite *s = suite_create("api");
@@ -1012,6 +1100,13 @@ static Suite *api_suite(void)
     tcase_add_test(tc, test_cancel);
     tcase_add_test(tc, test_crash_and_restart);
     tcase_add_test(tc, test_job_budgets);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("http");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_slow_and_idle_clients);
+    tcase_add_test(tc, test_per_ip_limit);
+    tcase_add_test(tc, test_huge_header_line);
     suite_add_tcase(s, tc);
     tc = tcase_create("users");
     tcase_add_checked_fixture(tc, setup, teardown);
