@@ -154,7 +154,7 @@ int mp_safetensors_load(const char *path, mp_model_t **out, mp_errctx_t *err);
  * atomicity write to a temporary name and rename). */
 int mp_safetensors_save(const mp_model_t *m, const char *path, mp_errctx_t *err);
 
-/* Load any model format modelpress reads, chosen by content (safetensors for now). */
+/* Load any model format modelpress reads (safetensors, .mpz), chosen by content. */
 int mp_model_load(const char *path, mp_model_t **out, mp_errctx_t *err);
 
 /* ---- the .mpz container (mpz.c, huffman.c) ----------------------------------------------- */

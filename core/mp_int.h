@@ -53,4 +53,12 @@ static inline int mp__add_size(size_t a, size_t b, size_t *r)
 int mp__shape_bytes(mp_dtype_t dt, int n_dims, const int64_t *shape, int64_t *n_elements,
                     size_t *n_bytes);
 
+/* Files (safetensors.c), shared by the format readers and writers. mp__map_file maps path
+ * read-only (*map NULL for an empty file; MP_ENOENT, MP_EIO, MP_ETOOBIG or MP_ENOMEM with the
+ * path in err); mp__write_all writes all n bytes or fails naming path; mp__io_fail turns errno
+ * e into MP_ENOSPC or MP_EIO with "path: what: reason" in err. */
+int mp__map_file(const char *path, void **map, size_t *n_bytes, mp_errctx_t *err);
+int mp__write_all(int fd, const void *buf, size_t n, const char *path, mp_errctx_t *err);
+int mp__io_fail(mp_errctx_t *err, const char *path, const char *what, int e);
+
 #endif /* MP_INT_H */

@@ -613,7 +613,7 @@ out:
 
 /* ---- files --------------------------------------------------------------------------------- */
 
-static int io_fail(mp_errctx_t *err, const char *path, const char *what, int e)
+int mp__io_fail(mp_errctx_t *err, const char *path, const char *what, int e)
 {
     char buf[128];
     int code = e == ENOSPC || e == EDQUOT ? MP_ENOSPC : MP_EIO;
@@ -624,7 +624,7 @@ static int io_fail(mp_errctx_t *err, const char *path, const char *what, int e)
 
 /* Map path read-only. *map is NULL for an empty file (mmap refuses 0 bytes). The file must not
  * be truncated while mapped (uploads are immutable blobs), or reading it raises SIGBUS. */
-static int map_file(const char *path, void **map, size_t *n_bytes, mp_errctx_t *err)
+int mp__map_file(const char *path, void **map, size_t *n_bytes, mp_errctx_t *err)
 {
     struct stat st;
     int fd = -1;
@@ -637,11 +637,11 @@ static int map_file(const char *path, void **map, size_t *n_bytes, mp_errctx_t *
     fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
         rc = errno == ENOENT ? mp__err_set(err, MP_ENOENT, "%s: no such file", path)
-                             : io_fail(err, path, "cannot open", errno);
+                             : mp__io_fail(err, path, "cannot open", errno);
         goto out;
     }
     if (fstat(fd, &st) != 0) {
-        rc = io_fail(err, path, "cannot stat", errno);
+        rc = mp__io_fail(err, path, "cannot stat", errno);
         goto out;
     }
     MP_GOTO_IF(!S_ISREG(st.st_mode), MP_EIO, "%s: not a regular file", path);
@@ -654,7 +654,7 @@ static int map_file(const char *path, void **map, size_t *n_bytes, mp_errctx_t *
                                                "%s: out of memory mapping %lld "
                                                "bytes",
                                                path, (long long)st.st_size)
-                                 : io_fail(err, path, "cannot map", errno);
+                                 : mp__io_fail(err, path, "cannot map", errno);
             goto out;
         }
         *map = p;
@@ -691,7 +691,7 @@ int mp_safetensors_load(const char *path, mp_model_t **out, mp_errctx_t *err)
         return mp__err_set(err, MP_EINVAL, "mp_safetensors_load: no result pointer");
     }
     *out = NULL;
-    rc = map_file(path, &map, &n_bytes, err);
+    rc = mp__map_file(path, &map, &n_bytes, err);
     return rc != 0 ? rc : parse_mapped(map, n_bytes, out, err);
 }
 
@@ -746,8 +746,13 @@ int mp_model_load(const char *path, mp_model_t **out, mp_errctx_t *err)
         return mp__err_set(err, MP_EINVAL, "mp_model_load: no result pointer");
     }
     *out = NULL;
-    rc = map_file(path, &map, &n_bytes, err);
+    rc = mp__map_file(path, &map, &n_bytes, err);
     if (rc != 0) {
+        return rc;
+    }
+    if (n_bytes >= 4 && memcmp(map, "\x89MPZ", 4) == 0) { /* .mpz: decoded into owned memory */
+        rc = mp_mpz_parse(map, n_bytes, out, err);
+        munmap(map, n_bytes);
         return rc;
     }
     /* safetensors: a length, then a JSON object. Anything starting that way goes to the
@@ -852,7 +857,7 @@ out:
     return rc;
 }
 
-static int write_all(int fd, const void *buf, size_t n, const char *path, mp_errctx_t *err)
+int mp__write_all(int fd, const void *buf, size_t n, const char *path, mp_errctx_t *err)
 {
     const unsigned char *p = buf;
 
@@ -864,7 +869,7 @@ static int write_all(int fd, const void *buf, size_t n, const char *path, mp_err
             continue;
         }
         if (w <= 0) {
-            return io_fail(err, path, "write failed", w < 0 ? errno : EIO);
+            return mp__io_fail(err, path, "write failed", w < 0 ? errno : EIO);
         }
         p += w;
         n -= (size_t)w;
@@ -900,17 +905,17 @@ int mp_safetensors_save(const mp_model_t *m, const char *path, mp_errctx_t *err)
 
     fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
     if (fd < 0) {
-        rc = io_fail(err, path, "cannot create", errno);
+        rc = mp__io_fail(err, path, "cannot create", errno);
         goto out;
     }
     regular = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
-    rc = write_all(fd, head, head_bytes, path, err);
+    rc = mp__write_all(fd, head, head_bytes, path, err);
     for (size_t i = 0; i < m->n_tensors && rc == 0; i++) {
-        rc = write_all(fd, sorted[i]->data, sorted[i]->n_bytes, path, err);
+        rc = mp__write_all(fd, sorted[i]->data, sorted[i]->n_bytes, path, err);
     }
     /* close() is where NFS and some quotas report a failed write-back. */
     if (close(fd) != 0 && rc == 0) {
-        rc = io_fail(err, path, "close failed", errno);
+        rc = mp__io_fail(err, path, "close failed", errno);
     }
     fd = -1;
 out:
