@@ -21,6 +21,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define MP__HUFF_MAX_SYMS 256
 /* 15 bits: the lengths fit a nibble of the stored table, and 2^15 >= 256 symbols always fit. */
@@ -135,6 +136,20 @@ static inline void mp__bitr_init(mp__bitr_t *r, const uint8_t *p, size_t n_bytes
 
 static inline void mp__bitr_refill(mp__bitr_t *r)
 {
+    if (r->n_acc <= 15 && r->pos <= r->n_bytes && r->n_bytes - r->pos >= 8) {
+        /* Away from the end: as many whole bytes as fit (6 or 7) from one big-endian load. */
+        int k = (63 - r->n_acc) >> 3;
+        uint64_t v;
+
+        memcpy(&v, r->p + r->pos, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        v = __builtin_bswap64(v);
+#endif
+        r->acc = (r->acc << (8 * k)) | (v >> (64 - 8 * k));
+        r->pos += (size_t)k;
+        r->n_acc += 8 * k;
+        return;
+    }
     while (r->n_acc <= 56) {
         uint64_t byte = r->pos < r->n_bytes ? r->p[r->pos] : 0;
 

@@ -277,6 +277,17 @@ static int code_stream(const uint64_t *counts, int n_syms, stream_code_t *c, uin
     return 0;
 }
 
+#define RUN_BINS 65536
+
+/* Count `times` runs of r dominant bytes for every gap width b = 0..8. */
+static void tally_run(uint64_t gap_hist[9][256], uint64_t *fillers, uint64_t r, uint64_t times)
+{
+    for (int b = 0; b <= 8; b++) {
+        gap_hist[b][r & ((1u << b) - 1)] += times;
+        fillers[b] += (r >> b) * times;
+    }
+}
+
 /* Choose the dominant byte and gap width for x[0..n): the smallest payload over b = 0..8.
  * *coded is 0 when no b beats the n raw bytes. */
 static int plan_tensor(const uint8_t *x, size_t n, plan_t *best, int *coded)
@@ -285,6 +296,8 @@ static int plan_tensor(const uint8_t *x, size_t n, plan_t *best, int *coded)
     uint64_t gap_hist[9][256];
     uint64_t fillers[9] = {0};
     uint64_t counts[256];
+    uint64_t *runs = NULL;
+    size_t n_bins;
     plan_t *p = NULL;
     size_t prev = (size_t)-1; /* index of the previous non-dominant entry; -1 before the first */
     uint64_t nnz;
@@ -304,22 +317,33 @@ static int plan_tensor(const uint8_t *x, size_t n, plan_t *best, int *coded)
         }
     }
     nnz = n - hist[best->dominant];
-    /* A run of r dominant bytes before an entry becomes r >> b fillers and a gap r mod 2^b. */
+    /* A run of r dominant bytes before an entry becomes r >> b fillers and a gap r mod 2^b.
+     * Runs are counted once, in runs[] (the rare ones of RUN_BINS or more directly), and the
+     * nine widths are tallied from the counts, not from every entry nine times. */
+    n_bins = n < RUN_BINS ? n : RUN_BINS; /* a run is shorter than the tensor */
+    runs = calloc(n_bins, sizeof *runs);
+    p = malloc(sizeof *p);
+    if (runs == NULL || p == NULL) {
+        rc = MP_ENOMEM;
+        goto out;
+    }
     memset(gap_hist, 0, sizeof gap_hist);
     for (size_t i = 0; i < n; i++) {
         if (x[i] != best->dominant) {
             uint64_t r = i - prev - 1;
 
-            for (int b = 0; b <= 8; b++) {
-                gap_hist[b][r & ((1u << b) - 1)]++;
-                fillers[b] += r >> b;
+            if (r < n_bins) {
+                runs[r]++;
+            } else {
+                tally_run(gap_hist, fillers, r, 1);
             }
             prev = i;
         }
     }
-    p = malloc(sizeof *p);
-    if (p == NULL) {
-        return MP_ENOMEM;
+    for (size_t r = 0; r < n_bins; r++) {
+        if (runs[r]) {
+            tally_run(gap_hist, fillers, r, runs[r]);
+        }
     }
     for (int b = 0; b <= 8; b++) {
         uint64_t gap_table, gap_bits, value_table, value_bits;
@@ -351,6 +375,7 @@ static int plan_tensor(const uint8_t *x, size_t n, plan_t *best, int *coded)
         }
     }
 out:
+    free(runs);
     free(p);
     return rc;
 }
