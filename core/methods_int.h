@@ -141,7 +141,9 @@ int mp__prune_channels(const char *name, float *w, size_t rows, size_t cols, dou
                        int norm, uint8_t *removed, size_t *n_removed, mp_errctx_t *err);
 /* N:M along the input axis: in every run of m consecutive elements of a row, keep the n of
  * largest |w| (ties: the lower index kept) and zero the rest. cols % m != 0 is MP_EINVAL naming
- * the tensor. (n, m) is (2, 4) or (4, 8). */
+ * the tensor. (n, m) is (2, 4) or (4, 8). Both structured pruners refuse a non-finite weight
+ * (MP_EINVAL naming the tensor, row and column) and write nothing then; pruned values are
+ * +0.0. */
 int mp__prune_nm(const char *name, float *w, size_t rows, size_t cols, int n, int m,
                  mp_errctx_t *err);
 
