@@ -219,6 +219,10 @@ void mp_model_free(mp_model_t *m)
     if (m == NULL) {
         return;
     }
+    /* the format's context may point into the mapping: it goes first */
+    if (m->format_free != NULL) {
+        m->format_free(m->format_ctx);
+    }
     for (size_t i = 0; i < m->n_tensors; i++) {
         free(m->tensors[i].name);
         free(m->tensors[i].owned);

@@ -109,6 +109,10 @@ typedef struct mp_model {
     void *map;                   /* the mapped file the borrowed tensors point into, or NULL */
     size_t map_bytes;
     void *name_index;            /* private to model.c: hash index of tensor names, or NULL */
+    /* What the format reader keeps to write the model back (the parsed ONNX graph), and how
+     * to free it; mp_model_free calls format_free(format_ctx) first, before the mapping goes. */
+    void *format_ctx;
+    void (*format_free)(void *ctx);
 } mp_model_t;
 
 /* Element count of a tensor (product of its shape; 1 for a scalar). */
@@ -156,6 +160,43 @@ int mp_safetensors_save(const mp_model_t *m, const char *path, mp_errctx_t *err)
 
 /* Load any model format modelpress reads (safetensors, .mpz), chosen by content. */
 int mp_model_load(const char *path, mp_model_t **out, mp_errctx_t *err);
+
+/* ---- ONNX (onnx.c, onnx_rewrite.c; docs/onnx.md) ----------------------------------------- */
+
+/* Parse an ONNX ModelProto held in memory (IR 3-10, default-domain opset 7-18). The model's
+ * tensors are the graph's weights: every initializer of the main graph and of every subgraph
+ * (If/Loop/Scan bodies), used or not, and every Constant node's value, named after its output
+ * (a name already taken becomes "<scope>/<name>", see docs/onnx.md). The parsed graph is kept
+ * in the model (format_ctx), so mp_onnx_save writes it back byte for byte. Tensors and graph
+ * borrow buf, which must outlive the model. Hostile files are refused with MP_EFORMAT or
+ * MP_EUNSUPPORTED naming the tensor or byte offset; external data is always refused and no
+ * file is ever opened for it. */
+int mp_onnx_parse(const void *buf, size_t n_bytes, mp_model_t **out, mp_errctx_t *err);
+/* Map and parse a file (mp_model_load, which recognises ONNX by content); MP_EFORMAT when the
+ * file is another format. */
+int mp_onnx_load(const char *path, mp_model_t **out, mp_errctx_t *err);
+/* 1 if m carries an ONNX graph (read by the functions above or made by mp_onnx_apply). */
+int mp_model_is_onnx(const mp_model_t *m);
+/* Serialise m's ONNX graph: a malloc'd buffer (*buf, *n_bytes), or a file written at path.
+ * MP_EINVAL for a model without an ONNX graph. */
+int mp_onnx_encode(const mp_model_t *m, uint8_t **buf, size_t *n_bytes, mp_errctx_t *err);
+int mp_onnx_save(const mp_model_t *m, const char *path, mp_errctx_t *err);
+
+/* Write what mp_pipeline_run did to the tensors of an ONNX model into its graph: onnx_in is
+ * the ONNX model the pipeline ran on, compressed the pipeline's output (its tensors and its
+ * "modelpress" metadata record). *onnx_out is a new ONNX model (owning its bytes; onnx_in may
+ * be freed after) where an int8-quantized weight W is an INT8 tensor "W_quantized" plus its
+ * scales dequantized back into the value W (DequantizeLinear, per axis for per-channel scales,
+ * or Cast and Mul below opset 13), a pruned-only weight is W with its zeros, and everything
+ * else — unknown operators and domains included — is passed through untouched. A recipe step
+ * the graph cannot express yet is MP_EUNSUPPORTED naming the tensor and the step. */
+int mp_onnx_apply(const mp_model_t *onnx_in, const mp_model_t *compressed, mp_model_t **onnx_out,
+                  mp_errctx_t *err);
+
+/* For `modelpress inspect`: a malloc'd JSON document describing an ONNX model — ir_version,
+ * opset, producer, operator counts, and per weight its origin (initializer or Constant), the
+ * graph it is in, its element count and the nodes that consume it (op_type, input index). */
+int mp_onnx_describe(const mp_model_t *m, char **json, mp_errctx_t *err);
 
 /* ---- the .mpz container (mpz.c, huffman.c) ----------------------------------------------- */
 

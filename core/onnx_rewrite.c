@@ -1,2 +1,1014 @@
-/* core/onnx_rewrite.c — being written. */
-typedef int mp__placeholder_t;
+/* onnx_rewrite.c — writing what the recipe pipeline did into an ONNX graph, and describing an
+ * ONNX model for `modelpress inspect`.
+ *
+ * mp_onnx_apply() reads the compressed model's "modelpress" record (versions 1 and 2: see
+ * core/unpack.c) and, for each compressed weight W (an initializer or a Constant's value, in the
+ * main graph or a subgraph), replaces the tensor that held W by the tensors the pipeline stored
+ * and by nodes that compute W from them, so that every consumer of W reads the same name as
+ * before and nothing else in the graph changes (unknown operators and domains included):
+ * - int8 codes: an INT8 (UINT8 when asymmetric) tensor "W_quantized", "W_scale" and
+ *   "W_zero_point", then DequantizeLinear (opset >= 13: per-axis along the axis the scales run
+ *   on; opset 10-12: per tensor only) or, where DequantizeLinear cannot say it, Cast + (Sub) +
+ *   Mul with the scales shaped to broadcast along that axis;
+ * - raw codes in another float type (fp16/bf16): that tensor, then Cast back;
+ * - codebook indices: UINT8 "W_indices" and F32 "W_codebook", then Cast(indices to INT32) and
+ *   Gather(codebook, indices), which has W's shape already (no Reshape needed);
+ * - pruned-only weights: W itself, zeros stored densely (raw_data);
+ * - a value that was not F32 is Cast back to its type at the end.
+ * New initializers take the place of W's initializer, their nodes go first in W's graph (they
+ * read initializers only, so the graph stays topologically sorted); a Constant's replacement
+ * goes where the Constant was. W is taken off the graph's inputs (IR < 4 lists initializers as
+ * inputs; there the new initializers are listed instead). New names are W plus a suffix, made
+ * unique against every name in the model. The tree is edited on a private copy, encoded, and
+ * read back as the output model, which owns its bytes.
+ */
+#include "onnx_int.h"
+#include "recipe_int.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define REC "metadata '" MP_META_KEY "'"
+#define MAX_NEW 16
+
+/* ---- names ------------------------------------------------------------------------------- */
+
+/* Every value name in the model, for making new ones unique: a hash set of borrowed strings
+ * (from the tree) plus owned ones (names made here). */
+typedef struct names {
+    char **slot;
+    size_t n_slots, n;
+    char **owned;
+    size_t n_owned, cap_owned;
+} names_t;
+
+static uint64_t hash_str(const char *s)
+{
+    uint64_t h = 0xcbf29ce484222325u;
+
+    for (; *s; s++) {
+        h = (h ^ (unsigned char)*s) * 0x100000001b3u;
+    }
+    return h;
+}
+
+static int names_has(const names_t *ns, const char *s)
+{
+    if (ns->n_slots == 0) {
+        return 0;
+    }
+    for (size_t i = hash_str(s) & (ns->n_slots - 1); ns->slot[i]; i = (i + 1) & (ns->n_slots - 1)) {
+        if (strcmp(ns->slot[i], s) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Add s (owned by the set from now on, freed on failure too). */
+static int names_add_take(names_t *ns, char *s)
+{
+    if (s == NULL) {
+        return MP_ENOMEM;
+    }
+    if (names_has(ns, s)) {
+        free(s);
+        return 0;
+    }
+    if (ns->n_owned == ns->cap_owned) {
+        const size_t cap = ns->cap_owned ? ns->cap_owned * 2 : 64;
+        char **o = realloc(ns->owned, cap * sizeof *o);
+        if (o == NULL) {
+            free(s);
+            return MP_ENOMEM;
+        }
+        ns->owned = o;
+        ns->cap_owned = cap;
+    }
+    ns->owned[ns->n_owned++] = s;
+    if ((ns->n + 1) * 2 > ns->n_slots) {
+        const size_t n_slots = ns->n_slots ? ns->n_slots * 2 : 1024;
+        char **slot = calloc(n_slots, sizeof *slot);
+        if (slot == NULL) {
+            return MP_ENOMEM;
+        }
+        for (size_t i = 0; i < ns->n_slots; i++) {
+            if (ns->slot[i] != NULL) {
+                size_t j = hash_str(ns->slot[i]) & (n_slots - 1);
+                while (slot[j] != NULL) {
+                    j = (j + 1) & (n_slots - 1);
+                }
+                slot[j] = ns->slot[i];
+            }
+        }
+        free(ns->slot);
+        ns->slot = slot;
+        ns->n_slots = n_slots;
+    }
+    size_t i = hash_str(s) & (ns->n_slots - 1);
+    while (ns->slot[i] != NULL) {
+        i = (i + 1) & (ns->n_slots - 1);
+    }
+    ns->slot[i] = s;
+    ns->n++;
+    return 0;
+}
+
+static void names_cleanup(names_t *ns)
+{
+    for (size_t i = 0; i < ns->n_owned; i++) {
+        free(ns->owned[i]);
+    }
+    free(ns->owned);
+    free(ns->slot);
+}
+
+/* Every name a graph (and its subgraphs) defines or reads. */
+static int collect_names(names_t *ns, const mp__pb_msg_t *g)
+{
+    int rc = 0;
+
+    for (size_t i = 0; i < g->n && rc == 0; i++) {
+        const mp__pb_field_t *f = &g->f[i];
+        const mp__pb_msg_t *s = f->sub;
+        if (s == NULL) {
+            continue;
+        }
+        if (f->num == ONNX_GRAPH_INITIALIZER && mp__pb_find(s, ONNX_TENSOR_NAME)) {
+            rc = names_add_take(ns, mp__pb_strdup(mp__pb_find(s, ONNX_TENSOR_NAME)));
+        } else if (f->num == ONNX_GRAPH_NODE) {
+            for (size_t j = 0; j < s->n && rc == 0; j++) {
+                const mp__pb_field_t *nf = &s->f[j];
+                if (nf->num == ONNX_NODE_INPUT || nf->num == ONNX_NODE_OUTPUT) {
+                    rc = names_add_take(ns, mp__pb_strdup(nf));
+                } else if (nf->num == ONNX_NODE_ATTRIBUTE && nf->sub != NULL) {
+                    for (size_t k = 0; k < nf->sub->n && rc == 0; k++) {
+                        const mp__pb_field_t *af = &nf->sub->f[k];
+                        if ((af->num == ONNX_ATTR_G || af->num == ONNX_ATTR_GRAPHS) &&
+                            af->sub != NULL) {
+                            rc = collect_names(ns, af->sub);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    return rc;
+}
+
+/* base + suffix, unique in ns (then "_2", "_3"… before the suffix's end); recorded in ns.
+ * Borrowed from ns. NULL when out of memory. */
+static const char *fresh_name(names_t *ns, const char *base, const char *suffix)
+{
+    char *s = NULL;
+
+    for (int k = 1; k < 1000; k++) {
+        int r = k == 1 ? asprintf(&s, "%s%s", base, suffix)
+                       : asprintf(&s, "%s%s_%d", base, suffix, k);
+        if (r < 0) {
+            return NULL;
+        }
+        if (!names_has(ns, s)) {
+            return names_add_take(ns, s) == 0 ? ns->owned[ns->n_owned - 1] : NULL;
+        }
+        free(s);
+    }
+    return NULL;
+}
+
+/* ---- building messages -------------------------------------------------------------------- */
+
+static mp__pb_msg_t *tensor_msg(const char *name, int onnx_type, int n_dims, const int64_t *dims,
+                                const void *data, size_t n_bytes)
+{
+    mp__pb_msg_t *t = mp__pb_msg_new();
+    int bad = t == NULL;
+
+    for (int d = 0; d < n_dims && !bad; d++) {
+        bad = mp__pb_add_varint(t, ONNX_TENSOR_DIMS, (uint64_t)dims[d]) < 0;
+    }
+    bad = bad || mp__pb_add_varint(t, ONNX_TENSOR_DATA_TYPE, (uint64_t)onnx_type) < 0;
+    bad = bad || mp__pb_add_str(t, ONNX_TENSOR_NAME, name) < 0;
+    bad = bad || mp__pb_add_bytes(t, ONNX_TENSOR_RAW_DATA, data, n_bytes) < 0;
+    if (bad) {
+        mp__pb_msg_free(t);
+        return NULL;
+    }
+    return t;
+}
+
+/* A node op(inputs) -> outputs; NULL inputs are written as "" (an omitted optional input). */
+static mp__pb_msg_t *node_msg(const char *op, const char *const *in, int n_in,
+                              const char *const *out, int n_out, const char *name)
+{
+    mp__pb_msg_t *n = mp__pb_msg_new();
+    int bad = n == NULL;
+
+    for (int i = 0; i < n_in && !bad; i++) {
+        bad = mp__pb_add_str(n, ONNX_NODE_INPUT, in[i] ? in[i] : "") < 0;
+    }
+    for (int i = 0; i < n_out && !bad; i++) {
+        bad = mp__pb_add_str(n, ONNX_NODE_OUTPUT, out[i]) < 0;
+    }
+    bad = bad || mp__pb_add_str(n, ONNX_NODE_NAME, name) < 0;
+    bad = bad || mp__pb_add_str(n, ONNX_NODE_OP_TYPE, op) < 0;
+    if (bad) {
+        mp__pb_msg_free(n);
+        return NULL;
+    }
+    return n;
+}
+
+static int node_attr_int(mp__pb_msg_t *n, const char *name, int64_t v)
+{
+    mp__pb_msg_t *a = mp__pb_msg_new();
+
+    if (a == NULL || mp__pb_add_str(a, ONNX_ATTR_NAME, name) < 0 ||
+        mp__pb_add_varint(a, ONNX_ATTR_I, (uint64_t)v) < 0 ||
+        mp__pb_add_varint(a, ONNX_ATTR_TYPE, ONNX_AT_INT) < 0) {
+        mp__pb_msg_free(a);
+        return MP_ENOMEM;
+    }
+    return mp__pb_add_msg_take(n, ONNX_NODE_ATTRIBUTE, a);
+}
+
+static int node_attr_tensor_take(mp__pb_msg_t *n, const char *name, mp__pb_msg_t *t)
+{
+    mp__pb_msg_t *a = mp__pb_msg_new();
+
+    if (a == NULL || mp__pb_add_str(a, ONNX_ATTR_NAME, name) < 0) {
+        mp__pb_msg_free(a);
+        mp__pb_msg_free(t);
+        return MP_ENOMEM;
+    }
+    if (mp__pb_add_msg_take(a, ONNX_ATTR_T, t) < 0) { /* t is freed by it */
+        mp__pb_msg_free(a);
+        return MP_ENOMEM;
+    }
+    if (mp__pb_add_varint(a, ONNX_ATTR_TYPE, ONNX_AT_TENSOR) < 0) {
+        mp__pb_msg_free(a);
+        return MP_ENOMEM;
+    }
+    return mp__pb_add_msg_take(n, ONNX_NODE_ATTRIBUTE, a);
+}
+
+/* A ValueInfoProto name: tensor(elem_type, dims) for the inputs of IR < 4 graphs. */
+static mp__pb_msg_t *value_info_msg(const char *name, int elem_type, int n_dims,
+                                    const int64_t *dims)
+{
+    mp__pb_msg_t *vi = mp__pb_msg_new(), *type = mp__pb_msg_new(), *tt = mp__pb_msg_new(),
+                 *shape = mp__pb_msg_new();
+    int bad = vi == NULL || type == NULL || tt == NULL || shape == NULL;
+
+    for (int d = 0; d < n_dims && !bad; d++) {
+        mp__pb_msg_t *dim = mp__pb_msg_new();
+        bad = dim == NULL || mp__pb_add_varint(dim, ONNX_DIM_VALUE, (uint64_t)dims[d]) < 0;
+        if (bad) {
+            mp__pb_msg_free(dim);
+        } else {
+            bad = mp__pb_add_msg_take(shape, ONNX_SHAPE_DIM, dim) < 0;
+        }
+    }
+    bad = bad || mp__pb_add_varint(tt, ONNX_TTYPE_ELEM_TYPE, (uint64_t)elem_type) < 0;
+    if (!bad) {
+        bad = mp__pb_add_msg_take(tt, ONNX_TTYPE_SHAPE, shape) < 0;
+        shape = NULL;
+    }
+    if (!bad) {
+        bad = mp__pb_add_msg_take(type, ONNX_TYPE_TENSOR, tt) < 0;
+        tt = NULL;
+    }
+    bad = bad || mp__pb_add_str(vi, ONNX_VI_NAME, name) < 0;
+    if (!bad) {
+        bad = mp__pb_add_msg_take(vi, ONNX_VI_TYPE, type) < 0;
+        type = NULL;
+    }
+    mp__pb_msg_free(shape);
+    mp__pb_msg_free(tt);
+    mp__pb_msg_free(type);
+    if (bad) {
+        mp__pb_msg_free(vi);
+        return NULL;
+    }
+    return vi;
+}
+
+/* ---- one weight's replacement ------------------------------------------------------------- */
+
+typedef struct newt {
+    const char *name;            /* borrowed from the names set */
+    mp__pb_msg_t *msg;           /* TensorProto */
+    int onnx_type;
+    int n_dims;
+    int64_t dims[MP_MAX_DIMS];
+} newt_t;
+
+typedef struct edit {
+    newt_t t[MAX_NEW];
+    size_t n_t;
+    mp__pb_msg_t *node[MAX_NEW];
+    size_t n_node;
+} edit_t;
+
+typedef struct rw {
+    mp__onnx_t *c;               /* the private copy being edited */
+    mp_model_t *m;               /* its model (tensor names) */
+    const mp_model_t *cm;        /* the compressed model */
+    names_t names;
+    mp_errctx_t *err;
+} rw_t;
+
+static void edit_cleanup(edit_t *e)
+{
+    for (size_t i = 0; i < e->n_t; i++) {
+        mp__pb_msg_free(e->t[i].msg);
+    }
+    for (size_t i = 0; i < e->n_node; i++) {
+        mp__pb_msg_free(e->node[i]);
+    }
+    memset(e, 0, sizeof *e);
+}
+
+/* A new tensor named value + suffix holding data; its unique name through *name (borrowed
+ * from the names set, or value itself, which must then outlive the edit). */
+static int edit_tensor(rw_t *rw, edit_t *e, const char *value, const char *suffix, mp_dtype_t dt,
+                       int n_dims, const int64_t *dims, const void *data, size_t n_bytes,
+                       const char **name)
+{
+    mp_errctx_t *err = rw->err;
+    newt_t *t = &e->t[e->n_t];
+
+    MP_RETURN_IF(e->n_t == MAX_NEW, MP_EINTERNAL, "too many tensors for '%s'", value);
+    /* suffix NULL: the tensor keeps the value's own name (it replaces the old one in place) */
+    t->name = suffix == NULL ? value : fresh_name(&rw->names, value, suffix);
+    MP_RETURN_IF(t->name == NULL, MP_ENOMEM, "out of memory naming a tensor of '%s'", value);
+    t->onnx_type = mp__onnx_type_of(dt);
+    t->n_dims = n_dims;
+    memcpy(t->dims, dims, (size_t)n_dims * sizeof *dims);
+    t->msg = tensor_msg(t->name, t->onnx_type, n_dims, dims, data, n_bytes);
+    MP_RETURN_IF(t->msg == NULL, MP_ENOMEM, "out of memory writing a tensor of '%s'", value);
+    e->n_t++;
+    *name = t->name;
+    return 0;
+}
+
+/* A new node; out is its one output. */
+static int edit_node(rw_t *rw, edit_t *e, const char *op, const char *const *in, int n_in,
+                     const char *out, mp__pb_msg_t **node)
+{
+    mp_errctx_t *err = rw->err;
+    char *nn = NULL;
+
+    MP_RETURN_IF(e->n_node == MAX_NEW, MP_EINTERNAL, "too many nodes for '%s'", out);
+    if (asprintf(&nn, "modelpress/%s/%s", out, op) < 0) {
+        return mp__err_set(err, MP_ENOMEM, "out of memory");
+    }
+    e->node[e->n_node] = node_msg(op, in, n_in, &out, 1, nn);
+    free(nn);
+    MP_RETURN_IF(e->node[e->n_node] == NULL, MP_ENOMEM, "out of memory writing a node");
+    *node = e->node[e->n_node++];
+    return 0;
+}
+
+static int edit_cast(rw_t *rw, edit_t *e, const char *in, const char *out, mp_dtype_t to)
+{
+    mp__pb_msg_t *n;
+    int rc = edit_node(rw, e, "Cast", &in, 1, out, &n);
+
+    if (rc == 0 && node_attr_int(n, "to", mp__onnx_type_of(to)) < 0) {
+        rc = mp__err_set(rw->err, MP_ENOMEM, "out of memory writing a node");
+    }
+    return rc;
+}
+
+/* A compressed tensor of the pipeline's output checked against what the record implies. */
+static int stored(rw_t *rw, const char *name, const char *suffix, mp_dtype_t dt, int n_dims,
+                  const int64_t *shape, const mp_tensor_t **out)
+{
+    mp_errctx_t *err = rw->err;
+    char *full = NULL;
+    const mp_tensor_t *t;
+
+    if (asprintf(&full, "%s%s", name, suffix) < 0) {
+        return mp__err_set(err, MP_ENOMEM, "out of memory");
+    }
+    t = mp_model_find(rw->cm, full);
+    free(full);
+    MP_RETURN_IF(t == NULL, MP_EFORMAT, REC ": tensor '%s' has no stored '%s%s'", name, name,
+                 suffix);
+    MP_RETURN_IF(t->dtype != dt, MP_EFORMAT, REC ": '%s%s' is %s, not %s", name, suffix,
+                 mp_dtype_name(t->dtype), mp_dtype_name(dt));
+    if (shape != NULL) {
+        int same = t->n_dims == n_dims;
+        for (int d = 0; same && d < n_dims; d++) {
+            same = t->shape[d] == shape[d];
+        }
+        MP_RETURN_IF(!same, MP_EFORMAT, REC ": '%s%s' does not have the shape the record gives",
+                     name, suffix);
+    }
+    *out = t;
+    return 0;
+}
+
+/* What the record says of one weight. */
+typedef struct code {
+    enum { CODE_RAW, CODE_INT, CODE_SHARE } kind;
+    mp_dtype_t dtype;            /* RAW */
+    int bits, asymmetric, per_channel;
+    int clusters;
+} code_t;
+
+/* The nodes and tensors that compute value (of original dtype orig, shape of t_main) from
+ * the stored tensors of weight `name` under code c. */
+static int emit_value(rw_t *rw, edit_t *e, const char *name, const char *value, mp_dtype_t orig,
+                      int n_dims, const int64_t *shape, const code_t *c)
+{
+    mp_errctx_t *err = rw->err;
+    const int64_t opset = rw->c->opset;
+    const char *f32 = value, *in[3], *q, *s, *zp = NULL;
+    const mp_tensor_t *tq, *ts, *tz = NULL;
+    mp__pb_msg_t *node;
+    int rc;
+
+    if (orig != MP_DT_F32) {
+        f32 = fresh_name(&rw->names, value, "_f32");
+        MP_RETURN_IF(f32 == NULL, MP_ENOMEM, "out of memory");
+    }
+    if (c->kind == CODE_RAW) {
+        if ((rc = stored(rw, name, "", c->dtype, n_dims, shape, &tq)) < 0) {
+            return rc;
+        }
+        if (c->dtype == orig) {
+            return edit_tensor(rw, e, value, NULL, orig, n_dims, shape, tq->data, tq->n_bytes,
+                               &q);
+        }
+        MP_RETURN_IF(c->dtype == MP_DT_BF16 && opset < 13, MP_EUNSUPPORTED,
+                     "tensor '%s': BF16 needs opset 13 for Cast; the model has opset %lld", name,
+                     (long long)opset);
+        rc = edit_tensor(rw, e, value, c->dtype == MP_DT_F16 ? "_fp16" : "_bf16", c->dtype,
+                         n_dims, shape, tq->data, tq->n_bytes, &q);
+        return rc < 0 ? rc : edit_cast(rw, e, q, value, orig);
+    }
+    if (c->kind == CODE_SHARE) {
+        const int64_t k = c->clusters;
+        const char *idx;
+        if ((rc = stored(rw, name, "_indices", MP_DT_U8, n_dims, shape, &tq)) < 0 ||
+            (rc = stored(rw, name, "_codebook", MP_DT_F32, 1, &k, &ts)) < 0) {
+            return rc;
+        }
+        for (size_t i = 0; i < tq->n_bytes; i++) {
+            MP_RETURN_IF(((const uint8_t *)tq->data)[i] >= k, MP_EFORMAT,
+                         REC ": '%s_indices' has index %u past the codebook of %d", name,
+                         ((const uint8_t *)tq->data)[i], (int)k);
+        }
+        if ((rc = edit_tensor(rw, e, value, "_codebook", MP_DT_F32, 1, &k, ts->data, ts->n_bytes,
+                              &s)) < 0 ||
+            (rc = edit_tensor(rw, e, value, "_indices", MP_DT_U8, n_dims, shape, tq->data,
+                              tq->n_bytes, &q)) < 0) {
+            return rc;
+        }
+        /* Gather's indices must be INT32 or INT64: stored as UINT8, widened at load */
+        idx = fresh_name(&rw->names, value, "_indices_i32");
+        MP_RETURN_IF(idx == NULL, MP_ENOMEM, "out of memory");
+        if ((rc = edit_cast(rw, e, q, idx, MP_DT_I32)) < 0) {
+            return rc;
+        }
+        in[0] = s;
+        in[1] = idx;
+        if ((rc = edit_node(rw, e, "Gather", in, 2, f32, &node)) < 0) {
+            return rc;
+        }
+        return f32 == value ? 0 : edit_cast(rw, e, f32, value, orig);
+    }
+
+    /* integer codes */
+    const int64_t rows = n_dims >= 1 ? shape[0] : 1;
+    const int64_t n_scale = c->per_channel ? rows : 1;
+    const mp_dtype_t qdt = c->asymmetric ? MP_DT_U8 : MP_DT_I8;
+    int64_t bshape[MP_MAX_DIMS];
+    uint8_t *zpb = NULL;
+
+    MP_RETURN_IF(c->bits != 8, MP_EUNSUPPORTED,
+                 "tensor '%s': %d-bit codes cannot be written to ONNX by this version (8-bit "
+                 "can; see docs/onnx.md)",
+                 name, c->bits);
+    if ((rc = stored(rw, name, "", qdt, n_dims, shape, &tq)) < 0 ||
+        (rc = stored(rw, name, "_scale", MP_DT_F32, 1, &n_scale, &ts)) < 0) {
+        return rc;
+    }
+    if (c->asymmetric) {
+        if ((rc = stored(rw, name, "_zero_point", MP_DT_I32, 1, &n_scale, &tz)) < 0) {
+            return rc;
+        }
+        zpb = malloc((size_t)n_scale);
+        MP_RETURN_IF(zpb == NULL, MP_ENOMEM, "out of memory");
+        for (int64_t i = 0; i < n_scale; i++) {
+            int32_t z;
+            memcpy(&z, (const char *)tz->data + 4 * i, 4);
+            if (z < 0 || z > 255) {
+                free(zpb);
+                return mp__err_set(err, MP_EFORMAT, REC ": '%s_zero_point' has %d, not 0..255",
+                                   name, (int)z);
+            }
+            zpb[i] = (uint8_t)z;
+        }
+    }
+    rc = edit_tensor(rw, e, value, "_quantized", qdt, n_dims, shape, tq->data, tq->n_bytes, &q);
+    if (rc == 0 && (opset >= 13 || (opset >= 10 && !c->per_channel))) {
+        /* DequantizeLinear: per tensor with scalars, per axis (opset 13) with [rows] along 0 */
+        const int sd = c->per_channel ? 1 : 0;
+        static const int8_t zeros8[1];
+        rc = edit_tensor(rw, e, value, "_scale", MP_DT_F32, sd, &n_scale, ts->data, ts->n_bytes,
+                         &s);
+        if (rc == 0 && zpb == NULL) {
+            /* an explicit zero point of the codes' type: some runtimes want it */
+            int8_t *z = calloc((size_t)n_scale, 1);
+            rc = z == NULL ? mp__err_set(err, MP_ENOMEM, "out of memory")
+                           : edit_tensor(rw, e, value, "_zero_point", qdt, sd, &n_scale,
+                                         n_scale ? z : zeros8, (size_t)n_scale, &zp);
+            free(z);
+        } else if (rc == 0) {
+            rc = edit_tensor(rw, e, value, "_zero_point", qdt, sd, &n_scale, zpb,
+                             (size_t)n_scale, &zp);
+        }
+        in[0] = q;
+        in[1] = s;
+        in[2] = zp;
+        if (rc == 0) {
+            rc = edit_node(rw, e, "DequantizeLinear", in, 3, f32, &node);
+        }
+        if (rc == 0 && c->per_channel && node_attr_int(node, "axis", 0) < 0) {
+            rc = mp__err_set(err, MP_ENOMEM, "out of memory writing a node");
+        }
+    } else if (rc == 0) {
+        /* Cast + (Sub) + Mul, the scales shaped [rows, 1, 1, …] to broadcast along axis 0 */
+        const char *qf = fresh_name(&rw->names, value, "_quantized_f32");
+        const char *centred = qf;
+        const int bd = c->per_channel ? n_dims : 0;
+        bshape[0] = n_scale;
+        for (int d = 1; d < bd; d++) {
+            bshape[d] = 1;
+        }
+        rc = qf == NULL ? mp__err_set(err, MP_ENOMEM, "out of memory")
+                        : edit_cast(rw, e, q, qf, MP_DT_F32);
+        if (rc == 0) {
+            rc = edit_tensor(rw, e, value, "_scale", MP_DT_F32, bd, bshape, ts->data, ts->n_bytes,
+                             &s);
+        }
+        if (rc == 0 && zpb != NULL) {
+            float *zf = malloc((size_t)n_scale * sizeof *zf);
+            for (int64_t i = 0; zf != NULL && i < n_scale; i++) {
+                zf[i] = (float)zpb[i];
+            }
+            centred = fresh_name(&rw->names, value, "_centred");
+            rc = zf == NULL || centred == NULL
+                     ? mp__err_set(err, MP_ENOMEM, "out of memory")
+                     : edit_tensor(rw, e, value, "_zero_point", MP_DT_F32, bd, bshape, zf,
+                                   (size_t)n_scale * sizeof *zf, &zp);
+            free(zf);
+            in[0] = qf;
+            in[1] = zp;
+            if (rc == 0) {
+                rc = edit_node(rw, e, "Sub", in, 2, centred, &node);
+            }
+        }
+        in[0] = centred;
+        in[1] = s;
+        if (rc == 0) {
+            rc = edit_node(rw, e, "Mul", in, 2, f32, &node);
+        }
+    }
+    free(zpb);
+    if (rc == 0 && f32 != value) {
+        rc = edit_cast(rw, e, f32, value, orig);
+    }
+    return rc;
+}
+
+/* ---- placing an edit in the graph --------------------------------------------------------- */
+
+static size_t field_index(const mp__pb_msg_t *g, uint32_t num, const mp__pb_msg_t *sub)
+{
+    for (size_t i = 0; i < g->n; i++) {
+        if (g->f[i].num == num && (sub == NULL || g->f[i].sub == sub)) {
+            return i;
+        }
+    }
+    return g->n;
+}
+
+/* Take the graph input named value off (it becomes a node output); 1 if there was one. */
+static int drop_input(mp__pb_msg_t *g, const char *value)
+{
+    for (size_t i = 0; i < g->n; i++) {
+        const mp__pb_field_t *f = &g->f[i];
+        const mp__pb_field_t *nf;
+        if (f->num != ONNX_GRAPH_INPUT) {
+            continue;
+        }
+        if (f->sub != NULL) {
+            nf = mp__pb_find(f->sub, ONNX_VI_NAME);
+        } else {
+            /* inputs are not parsed by the reader: peek without keeping the parse */
+            mp__pb_msg_t *vi;
+            int same = 0;
+            if (mp__pb_parse(f->data, f->len, f->off, g->depth + 1, &vi, NULL) == 0) {
+                nf = mp__pb_find(vi, ONNX_VI_NAME);
+                same = nf != NULL && mp__pb_streq(nf, value);
+                mp__pb_msg_free(vi);
+            }
+            if (same) {
+                mp__pb_remove_at(g, i);
+                return 1;
+            }
+            continue;
+        }
+        if (nf != NULL && mp__pb_streq(nf, value)) {
+            mp__pb_remove_at(g, i);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int place(rw_t *rw, const mp__onnx_weight_t *w, const char *value, edit_t *e)
+{
+    mp_errctx_t *err = rw->err;
+    mp__pb_msg_t *g = w->graph;
+    size_t at;
+    int rc = 0;
+
+    if (w->origin == MP_ONNX_CONSTANT) {
+        /* the Constant's place: a Constant per new tensor, then the nodes */
+        at = field_index(g, ONNX_GRAPH_NODE, w->node);
+        MP_RETURN_IF(at == g->n, MP_EINTERNAL, "lost the Constant node of '%s'", value);
+        mp__pb_remove_at(g, at);
+        for (size_t i = 0; i < e->n_t && rc == 0; i++) {
+            mp__pb_msg_t *cn = node_msg("Constant", NULL, 0, &e->t[i].name, 1, e->t[i].name);
+            mp__pb_msg_t *tm = e->t[i].msg;
+            e->t[i].msg = NULL;
+            if (cn == NULL) {
+                mp__pb_msg_free(tm);
+            }
+            if (cn == NULL || node_attr_tensor_take(cn, "value", tm) < 0) {
+                mp__pb_msg_free(cn);
+                rc = mp__err_set(err, MP_ENOMEM, "out of memory");
+            }
+            if (rc == 0) {
+                rc = mp__pb_insert_msg_take(g, at++, ONNX_GRAPH_NODE, cn);
+            }
+        }
+    } else {
+        const int listed = drop_input(g, value);
+        at = field_index(g, ONNX_GRAPH_INITIALIZER, w->tensor);
+        MP_RETURN_IF(at == g->n, MP_EINTERNAL, "lost the initializer of '%s'", value);
+        mp__pb_remove_at(g, at);
+        for (size_t i = 0; i < e->n_t && rc == 0; i++) {
+            rc = mp__pb_insert_msg_take(g, at++, ONNX_GRAPH_INITIALIZER, e->t[i].msg);
+            e->t[i].msg = NULL;
+            /* IR < 4: every initializer is also a graph input */
+            if (rc == 0 && listed && rw->c->ir_version < 4) {
+                rc = mp__pb_add_msg_take(g, ONNX_GRAPH_INPUT,
+                                         value_info_msg(e->t[i].name, e->t[i].onnx_type,
+                                                        e->t[i].n_dims, e->t[i].dims));
+            }
+        }
+        at = field_index(g, ONNX_GRAPH_NODE, NULL);
+    }
+    for (size_t i = 0; i < e->n_node && rc == 0; i++) {
+        rc = mp__pb_insert_msg_take(g, at++, ONNX_GRAPH_NODE, e->node[i]);
+        e->node[i] = NULL;
+    }
+    if (rc < 0 && rc != MP_EINTERNAL) {
+        rc = mp__err_set(err, MP_ENOMEM, "out of memory editing the graph at '%s'", value);
+    }
+    return rc;
+}
+
+/* ---- the record --------------------------------------------------------------------------- */
+
+/* One record entry (v1 or v2) as a code; what the graph cannot say yet is refused here. */
+static int entry_code(int version, const char *name, const json_t *spec, const mp_tensor_t *orig,
+                      code_t *c, mp_errctx_t *err)
+{
+    const json_t *q = NULL, *j;
+    const char *kind, *gran, *scheme;
+
+    memset(c, 0, sizeof *c);
+    MP_RETURN_IF(!json_is_object(spec), MP_EFORMAT, REC ": tensor '%s': not an object", name);
+    if (version == 1) {
+        q = json_object_get(spec, "quantize");
+        if (q == NULL) {
+            c->kind = CODE_RAW;
+            c->dtype = orig->dtype;
+            return 0;
+        }
+        j = q;
+        kind = "int";
+    } else {
+        const json_t *lr = json_object_get(spec, "lowrank");
+        MP_RETURN_IF(lr != NULL, MP_EUNSUPPORTED,
+                     "tensor '%s': low-rank factors cannot be written to ONNX by this version",
+                     name);
+        j = json_object_get(spec, "code");
+        kind = json_string_value(json_object_get(j, "kind"));
+        MP_RETURN_IF(kind == NULL, MP_EFORMAT, REC ": tensor '%s': no code kind", name);
+    }
+    if (strcmp(kind, "raw") == 0) {
+        const int dt = mp_dtype_from_name(json_string_value(json_object_get(j, "dtype")) ?: "");
+        MP_RETURN_IF(dt < 0 || !mp_dtype_is_float((mp_dtype_t)dt), MP_EFORMAT,
+                     REC ": tensor '%s': a raw code needs a float dtype", name);
+        c->kind = CODE_RAW;
+        c->dtype = (mp_dtype_t)dt;
+        return 0;
+    }
+    if (strcmp(kind, "share") == 0) {
+        const json_t *k = json_object_get(j, "clusters");
+        MP_RETURN_IF(!json_is_integer(k) || json_integer_value(k) < 2 ||
+                         json_integer_value(k) > 256,
+                     MP_EFORMAT, REC ": tensor '%s': clusters must be from 2 to 256", name);
+        c->kind = CODE_SHARE;
+        c->clusters = (int)json_integer_value(k);
+        return 0;
+    }
+    MP_RETURN_IF(strcmp(kind, "int") != 0, MP_EUNSUPPORTED,
+                 "tensor '%s': %s codes cannot be written to ONNX by this version", name, kind);
+    gran = json_string_value(json_object_get(j, "granularity"));
+    scheme = json_string_value(json_object_get(j, "scheme"));
+    MP_RETURN_IF(!json_is_integer(json_object_get(j, "bits")) || gran == NULL || scheme == NULL,
+                 MP_EFORMAT, REC ": tensor '%s': bad quantize record", name);
+    c->kind = CODE_INT;
+    c->bits = (int)json_integer_value(json_object_get(j, "bits"));
+    c->asymmetric = strcmp(scheme, "asymmetric") == 0;
+    MP_RETURN_IF(!c->asymmetric && strcmp(scheme, "symmetric") != 0, MP_EFORMAT,
+                 REC ": tensor '%s': unknown scheme '%s'", name, scheme);
+    MP_RETURN_IF(strcmp(gran, "group") == 0, MP_EUNSUPPORTED,
+                 "tensor '%s': group-wise scales cannot be written to ONNX by this version (per "
+                 "channel and per tensor can)",
+                 name);
+    MP_RETURN_IF(strcmp(gran, "channel") != 0 && strcmp(gran, "tensor") != 0, MP_EFORMAT,
+                 REC ": tensor '%s': unknown granularity '%s'", name, gran);
+    c->per_channel = strcmp(gran, "channel") == 0 && orig->n_dims >= 2;
+    return 0;
+}
+
+/* The value name a weight has in its graph (initializer name or Constant output), borrowed
+ * into a malloc'd copy. */
+static char *value_name(const mp__onnx_weight_t *w)
+{
+    return mp__pb_strdup(w->node ? mp__pb_find(w->node, ONNX_NODE_OUTPUT)
+                                 : mp__pb_find(w->tensor, ONNX_TENSOR_NAME));
+}
+
+int mp_onnx_apply(const mp_model_t *onnx_in, const mp_model_t *compressed, mp_model_t **onnx_out,
+                  mp_errctx_t *err)
+{
+    const mp__onnx_t *cin = mp__onnx_ctx(onnx_in);
+    const char *record, *name;
+    json_t *root = NULL, *tensors, *spec;
+    json_error_t jerr;
+    mp_model_t *work = NULL;
+    rw_t rw = {.cm = compressed, .err = err};
+    edit_t e = {0};
+    uint8_t *buf = NULL;
+    size_t n = 0;
+    char *value = NULL;
+    int version, rc = 0;
+
+    MP_RETURN_IF(onnx_out == NULL || compressed == NULL, MP_EINVAL,
+                 "mp_onnx_apply: NULL argument");
+    *onnx_out = NULL;
+    MP_RETURN_IF(cin == NULL, MP_EINVAL, "mp_onnx_apply: the input model is not ONNX");
+    record = mp_model_get_meta(compressed, MP_META_KEY);
+    MP_RETURN_IF(record == NULL, MP_EFORMAT,
+                 "the compressed model has no '" MP_META_KEY "' metadata record");
+    root = json_loads(record, JSON_REJECT_DUPLICATES, &jerr);
+    MP_GOTO_IF(root == NULL, MP_EFORMAT, REC ": not JSON (%s)", jerr.text);
+    version = (int)json_integer_value(json_object_get(root, "version"));
+    tensors = json_object_get(root, "tensors");
+    MP_GOTO_IF((version != 1 && version != 2) || !json_is_object(tensors), MP_EFORMAT,
+               REC ": version 1 or 2 with a \"tensors\" object expected");
+
+    /* a private copy of the tree to edit: the input's bytes (unchanged, so a copy), re-read */
+    if ((rc = mp__pb_encode(cin->root, 0, &buf, &n, err)) < 0 ||
+        (rc = mp__onnx_parse_buf(buf, n, 1, &work, err)) < 0) {
+        buf = NULL;
+        goto out;
+    }
+    buf = NULL;
+    rw.c = mp__onnx_ctx(work);
+    rw.m = work;
+    if ((rc = collect_names(&rw.names, rw.c->graph)) < 0) {
+        rc = mp__err_set(err, MP_ENOMEM, "out of memory collecting names");
+        goto out;
+    }
+    json_object_foreach(tensors, name, spec) {
+        const mp_tensor_t *t = mp_model_find(work, name);
+        const mp__onnx_weight_t *w;
+        code_t c;
+
+        MP_GOTO_IF(t == NULL, MP_EFORMAT,
+                   REC " names tensor '%s', which is not a weight of the ONNX model", name);
+        w = &rw.c->w[t - work->tensors];
+        if ((rc = entry_code(version, name, spec, t, &c, err)) < 0) {
+            goto out;
+        }
+        MP_GOTO_IF(!mp_dtype_is_float(t->dtype), MP_EFORMAT,
+                   REC ": tensor '%s' is %s, not a float weight", name,
+                   mp_dtype_name(t->dtype));
+        free(value);
+        value = value_name(w);
+        MP_GOTO_IF(value == NULL, MP_ENOMEM, "out of memory");
+        if ((rc = emit_value(&rw, &e, name, value, t->dtype, t->n_dims, t->shape, &c)) < 0 ||
+            (rc = place(&rw, w, value, &e)) < 0) {
+            goto out;
+        }
+        edit_cleanup(&e);
+    }
+    if ((rc = mp__pb_encode(rw.c->root, 0, &buf, &n, err)) < 0) {
+        goto out;
+    }
+    rc = mp__onnx_parse_buf(buf, n, 1, onnx_out, err);
+    buf = NULL;
+out:
+    edit_cleanup(&e);
+    free(value);
+    free(buf);
+    names_cleanup(&rw.names);
+    mp_model_free(work);
+    json_decref(root);
+    return rc;
+}
+
+/* ---- describe ----------------------------------------------------------------------------- */
+
+/* The output-channel axis of a weight read as input `input` of node (op_type), or -1. */
+static int channel_axis(mp__pb_msg_t *node, int input, int n_dims)
+{
+    const mp__pb_msg_t *a;
+    const mp__pb_field_t *iv;
+
+    if (mp__onnx_node_is(node, "Conv")) {
+        return input == 1 ? 0 : -1;
+    }
+    if (mp__onnx_node_is(node, "ConvTranspose")) {
+        return input == 1 ? 1 : -1;
+    }
+    if (mp__onnx_node_is(node, "Gemm") && input <= 1) {
+        a = mp__onnx_node_attr(node, input == 1 ? "transB" : "transA");
+        iv = a ? mp__pb_find(a, ONNX_ATTR_I) : NULL;
+        /* B [K, N] has its outputs on axis 1, B^T [N, K] on 0; A [M, K] on 0, A^T on 1 */
+        return (iv != NULL && iv->v != 0) == (input == 1) ? 0 : 1;
+    }
+    if (mp__onnx_node_is(node, "MatMul") && input <= 1 && n_dims >= 2) {
+        return input == 1 ? n_dims - 1 : n_dims - 2;
+    }
+    return -1;
+}
+
+typedef struct desc {
+    const mp_model_t *m;
+    const mp__onnx_t *c;
+    char **values;               /* value name of each weight */
+    json_t **consumers;          /* array per weight */
+    int *axis;                   /* -2 unset, -1 unknown or disagreeing */
+    json_t *ops;
+    size_t n_nodes;
+} desc_t;
+
+static int describe_graph(desc_t *d, const mp__pb_msg_t *g)
+{
+    for (size_t i = 0; i < g->n; i++) {
+        const mp__pb_field_t *f = &g->f[i];
+        mp__pb_msg_t *node = f->sub;
+        const mp__pb_field_t *op, *dom, *nm;
+        char *key = NULL, *nname;
+        int input = 0;
+
+        if (f->num != ONNX_GRAPH_NODE || node == NULL) {
+            continue;
+        }
+        d->n_nodes++;
+        op = mp__pb_find(node, ONNX_NODE_OP_TYPE);
+        dom = mp__pb_find(node, ONNX_NODE_DOMAIN);
+        nm = mp__pb_find(node, ONNX_NODE_NAME);
+        char *ops = op ? mp__pb_strdup(op) : strdup("?");
+        char *doms = dom && dom->len && !mp__pb_streq(dom, "ai.onnx") ? mp__pb_strdup(dom) : NULL;
+        if (ops == NULL || asprintf(&key, "%s%s%s", doms ? doms : "", doms ? "." : "", ops) < 0) {
+            free(ops);
+            free(doms);
+            return MP_ENOMEM;
+        }
+        free(doms);
+        json_int_t k = json_integer_value(json_object_get(d->ops, key));
+        if (json_object_set_new(d->ops, key, json_integer(k + 1)) < 0) {
+            free(key);
+            free(ops);
+            return MP_ENOMEM;
+        }
+        free(key);
+        nname = nm ? mp__pb_strdup(nm) : strdup("");
+        for (size_t j = 0; j < node->n; j++) {
+            const mp__pb_field_t *nf = &node->f[j];
+            if (nf->num == ONNX_NODE_INPUT) {
+                for (size_t w = 0; w < d->m->n_tensors; w++) {
+                    if (d->values[w] == NULL || !mp__pb_streq(nf, d->values[w])) {
+                        continue;
+                    }
+                    const int ax = channel_axis(node, input, d->m->tensors[w].n_dims);
+                    json_array_append_new(d->consumers[w],
+                                          json_pack("{s:s, s:s, s:i}", "op", ops, "node",
+                                                    nname ? nname : "", "input", input));
+                    d->axis[w] = d->axis[w] == -2 || d->axis[w] == ax ? ax : -1;
+                }
+                input++;
+            } else if (nf->num == ONNX_NODE_ATTRIBUTE && nf->sub != NULL) {
+                for (size_t k2 = 0; k2 < nf->sub->n; k2++) {
+                    const mp__pb_field_t *af = &nf->sub->f[k2];
+                    if ((af->num == ONNX_ATTR_G || af->num == ONNX_ATTR_GRAPHS) &&
+                        af->sub != NULL && describe_graph(d, af->sub) < 0) {
+                        free(ops);
+                        free(nname);
+                        return MP_ENOMEM;
+                    }
+                }
+            }
+        }
+        free(ops);
+        free(nname);
+    }
+    return 0;
+}
+
+int mp_onnx_describe(const mp_model_t *m, char **json, mp_errctx_t *err)
+{
+    const mp__onnx_t *c = mp__onnx_ctx(m);
+    desc_t d = {.m = m, .c = c};
+    json_t *root = NULL, *weights = NULL;
+    const mp__pb_field_t *prod;
+    char *producer = NULL;
+    int64_t params = 0;
+    int rc = 0, bad;
+
+    MP_RETURN_IF(json == NULL, MP_EINVAL, "mp_onnx_describe: NULL argument");
+    *json = NULL;
+    MP_RETURN_IF(c == NULL, MP_EINVAL, "mp_onnx_describe: not an ONNX model");
+    d.values = calloc(m->n_tensors + 1, sizeof *d.values);
+    d.consumers = calloc(m->n_tensors + 1, sizeof *d.consumers);
+    d.axis = calloc(m->n_tensors + 1, sizeof *d.axis);
+    d.ops = json_object();
+    weights = json_array();
+    MP_GOTO_IF(d.values == NULL || d.consumers == NULL || d.axis == NULL || d.ops == NULL ||
+                   weights == NULL,
+               MP_ENOMEM, "out of memory describing the model");
+    for (size_t i = 0; i < m->n_tensors; i++) {
+        d.values[i] = value_name(&c->w[i]);
+        d.consumers[i] = json_array();
+        d.axis[i] = -2;
+        MP_GOTO_IF(d.values[i] == NULL || d.consumers[i] == NULL, MP_ENOMEM,
+                   "out of memory describing the model");
+    }
+    MP_GOTO_IF(describe_graph(&d, c->graph) < 0, MP_ENOMEM, "out of memory describing the model");
+    bad = 0;
+    for (size_t i = 0; i < m->n_tensors; i++) {
+        const mp_tensor_t *t = &m->tensors[i];
+        json_t *shape = json_array();
+        for (int k = 0; k < t->n_dims; k++) {
+            bad |= json_array_append_new(shape, json_integer(t->shape[k]));
+        }
+        params += mp_tensor_elements(t);
+        bad |= json_array_append_new(
+            weights,
+            json_pack("{s:s, s:s, s:s, s:i, s:s, s:o, s:I, s:O, s:o}", "name", t->name, "value",
+                      d.values[i], "origin",
+                      c->w[i].origin == MP_ONNX_CONSTANT ? "Constant" : "initializer", "depth",
+                      c->w[i].depth, "dtype", mp_dtype_name(t->dtype), "shape", shape, "elements",
+                      (json_int_t)mp_tensor_elements(t), "consumers", d.consumers[i],
+                      "channel_axis", d.axis[i] >= 0 ? json_integer(d.axis[i]) : json_null()));
+    }
+    prod = mp__pb_find(c->root, ONNX_MODEL_PRODUCER_NAME);
+    producer = prod ? mp__pb_strdup(prod) : strdup("");
+    root = json_pack("{s:s, s:I, s:I, s:s?, s:I, s:I, s:O, s:O}", "format", "onnx", "ir_version",
+                     (json_int_t)c->ir_version, "opset", (json_int_t)c->opset, "producer",
+                     producer, "nodes", (json_int_t)d.n_nodes, "parameters", (json_int_t)params,
+                     "operators", d.ops, "weights", weights);
+    MP_GOTO_IF(bad || root == NULL, MP_ENOMEM,
+               "cannot describe the model: out of memory or a name that is not UTF-8");
+    *json = json_dumps(root, JSON_COMPACT);
+    MP_GOTO_IF(*json == NULL, MP_ENOMEM, "out of memory describing the model");
+out:
+    for (size_t i = 0; d.values != NULL && i < m->n_tensors; i++) {
+        free(d.values[i]);
+        json_decref(d.consumers ? d.consumers[i] : NULL);
+    }
+    free(d.values);
+    free(d.consumers);
+    free(d.axis);
+    free(producer);
+    json_decref(d.ops);
+    json_decref(weights);
+    json_decref(root);
+    return rc;
+}

@@ -25,6 +25,7 @@
  * starts at a multiple of 8. Same model, same bytes.
  */
 #include "mp_int.h"
+#include "onnx_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -759,6 +760,10 @@ int mp_model_load(const char *path, mp_model_t **out, mp_errctx_t *err)
      * safetensors reader, whose messages then say precisely what is wrong with it. */
     if (n_bytes >= 10 && ((const unsigned char *)map)[8] == '{') {
         return parse_mapped(map, n_bytes, out, err);
+    }
+    /* ONNX: a ModelProto's first field; the ONNX reader says what is wrong past that */
+    if (mp__onnx_sniff(map, n_bytes)) {
+        return mp__onnx_parse_mapped(map, n_bytes, out, err);
     }
     describe(map, n_bytes, what, sizeof what);
     if (map) {
