@@ -278,7 +278,8 @@ static void mask_all(float *const *w, const size_t *n, size_t n_arrays, float t)
     }
 }
 
-/* Prunes the k < total smallest magnitudes (0 < k) of finite arrays; scratch holds total. */
+/* Prunes the k smallest magnitudes (0 < k < total), refusing non-finite weights before
+ * writing anything; scratch holds total floats. */
 static int prune_k(float *const *w, const size_t *n, size_t n_arrays, size_t total, size_t k,
                    float *scratch, mp_errctx_t *err)
 {
