@@ -222,6 +222,15 @@ typedef struct mp_recipe mp_recipe_t;
 int mp_recipe_parse(const char *json, size_t len, mp_recipe_t **out, mp_errctx_t *err);
 void mp_recipe_free(mp_recipe_t *r);
 
+/* The container the recipe's output is meant for: "mpz" when it ends with a huffman step or
+ * says output.format "mpz", else "safetensors". A static string; thread-safe. */
+const char *mp_recipe_output_format(const mp_recipe_t *r);
+
+/* Choose the container ("safetensors" or "mpz"), for callers that take it from an output file
+ * name. "mpz" always works; "safetensors" is MP_ERECIPE when the recipe asks for the .mpz
+ * container (a huffman step or output.format "mpz"); MP_EINVAL for another name. */
+int mp_recipe_set_output_format(mp_recipe_t *r, const char *format, mp_errctx_t *err);
+
 /* Check a parsed recipe against a model before any work is queued: MP_ERECIPE when its select
  * matches no tensor, or a step cannot apply to what it selects. */
 int mp_recipe_check_model(const mp_recipe_t *r, const mp_model_t *m, mp_errctx_t *err);

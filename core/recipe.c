@@ -1,14 +1,22 @@
-/* recipe.c — parse and validate recipes, and select the tensors they compress.
+/* recipe.c — parse and validate recipes, select the tensors they compress, and decide what
+ * they do to each one.
  *
  * A recipe is untrusted JSON from a user (an HTTP form field or a file). It is bounded before
  * it is parsed (MP_RECIPE_MAX_BYTES, MP_RECIPE_MAX_DEPTH, duplicate keys refused), and every
  * refusal is MP_ERECIPE with a message that starts with the path of what is wrong —
  * "steps[1].quantize.bits: must be an integer from 2 to 8, got 33" — so a person can fix it.
  *
- * Validation runs in document order and stops at the first problem. Fields of steps that this
- * version cannot run yet (share, lowrank) are still checked, so that a value that is wrong in
- * any version is called wrong rather than merely unavailable; only then is the step refused as
- * not available. A successfully parsed recipe holds only what the pipeline can run.
+ * Validation runs step by step and stops at the first problem. Within a step every given value
+ * is checked before whether it applies (a bits of 33 is called wrong even with format fp16,
+ * where bits does not apply), and values this version knows but cannot run (method obs, gptq,
+ * the steps finetune and distill, output onnx) are refused as not available. Then the order of
+ * the steps is checked against the composition rules (check_order). A parsed recipe holds only
+ * what the pipeline can run.
+ *
+ * mp__plan() decides, from the recipe and a tensor's shape alone, how that tensor will be
+ * stored, so that mp_recipe_check_model() can refuse before any work what would fail later: a
+ * step that cannot apply to a selected tensor (N:M on rows of the wrong length, a rank above
+ * the matrix's) and two stored tensors that would get the same name.
  */
 #include "recipe_int.h"
 
@@ -220,12 +228,18 @@ static int field_enum(const json_t *obj, const char *where, const char *field,
     return 0;
 }
 
-static int field_bool(const json_t *obj, const char *where, const char *field, mp_errctx_t *err)
+/* true or false into *out; absent: *out keeps its default. */
+static int field_bool(const json_t *obj, const char *where, const char *field, int *out,
+                      mp_errctx_t *err)
 {
     const json_t *v = json_object_get(obj, field);
     char got[64];
 
-    if (v == NULL || json_is_boolean(v)) {
+    if (v == NULL) {
+        return 0;
+    }
+    if (json_is_boolean(v)) {
+        *out = json_is_true(v);
         return 0;
     }
     describe(v, got, sizeof got);
@@ -235,23 +249,68 @@ static int field_bool(const json_t *obj, const char *where, const char *field, m
 
 /* ---- steps ------------------------------------------------------------------------------- */
 
+static const char *const STEP_KIND_NAMES[] = {"prune", "quantize", "share", "lowrank", "huffman"};
+
+const char *mp__step_name(mp_step_kind_t kind)
+{
+    return (unsigned)kind < sizeof STEP_KIND_NAMES / sizeof STEP_KIND_NAMES[0]
+               ? STEP_KIND_NAMES[kind]
+               : "?";
+}
+
+/* Refuse field when it is given although it does not apply; why says when it would. */
+static int not_applicable(const json_t *o, const char *where, const char *field, const char *why,
+                          mp_errctx_t *err)
+{
+    MP_RETURN_IF(json_object_get(o, field) != NULL, MP_ERECIPE, "%s.%s: %s", where, field, why);
+    return 0;
+}
+
 static int parse_prune(const json_t *o, const char *where, mp_step_t *st, mp_errctx_t *err)
 {
-    static const char *const fields[] = {"sparsity", "method", "scope", "structure", NULL};
+    static const char *const fields[] = {"sparsity", "method", "scope", "structure", "norm",
+                                         NULL};
     static const char *const methods[] = {"magnitude", "obs", NULL};
     static const char *const scopes[] = {"layer", "global", NULL};
+    /* order matches mp_struct_t */
     static const char *const structures[] = {"none", "channel", "2:4", "4:8", NULL};
-    int rc, method = 0, scope = MP_SCOPE_LAYER, structure = 0;
+    int rc, method = 0, scope = MP_SCOPE_LAYER, structure = MP_STRUCT_NONE, nm;
+    int64_t norm = 1;
+    const json_t *sparsity;
 
     st->kind = MP_STEP_PRUNE;
     if ((rc = check_fields(o, where, fields, err)) < 0 ||
-        (rc = field_number(o, where, "sparsity", 0.0, 1.0, 1, &st->prune.sparsity, err)) < 0 ||
+        (rc = field_enum(o, where, "structure", structures, 4, &structure, err)) < 0) {
+        return rc;
+    }
+    nm = structure == MP_STRUCT_2_4 || structure == MP_STRUCT_4_8;
+    if ((rc = field_number(o, where, "sparsity", 0.0, 1.0, !nm, &st->prune.sparsity, err)) < 0 ||
         (rc = field_enum(o, where, "method", methods, 1, &method, err)) < 0 ||
         (rc = field_enum(o, where, "scope", scopes, 2, &scope, err)) < 0 ||
-        (rc = field_enum(o, where, "structure", structures, 1, &structure, err)) < 0) {
+        (rc = field_int(o, where, "norm", 1, 2, &norm, err)) < 0) {
+        return rc;
+    }
+    sparsity = json_object_get(o, "sparsity");
+    if (nm) {
+        /* N:M keeps N of every M: 2 of 4 and 4 of 8 both fix the sparsity at 0.5 */
+        MP_RETURN_IF(sparsity != NULL && json_number_value(sparsity) != 0.5, MP_ERECIPE,
+                     "%s.sparsity: structure '%s' keeps half of the weights, so the sparsity is "
+                     "0.5; got %.15g (leave it out)",
+                     where, structures[structure], json_number_value(sparsity));
+        st->prune.sparsity = 0.5;
+    }
+    MP_RETURN_IF(scope == MP_SCOPE_GLOBAL && structure != MP_STRUCT_NONE, MP_ERECIPE,
+                 "%s.scope: 'global' applies only with structure 'none' (channels and N:M groups "
+                 "are ranked within their own tensor)",
+                 where);
+    if (structure != MP_STRUCT_CHANNEL &&
+        (rc = not_applicable(o, where, "norm", "applies only with structure 'channel'", err)) <
+            0) {
         return rc;
     }
     st->prune.scope = (mp_prune_scope_t)scope;
+    st->prune.structure = (mp_struct_t)structure;
+    st->prune.norm = (int)norm;
     return 0;
 }
 
@@ -260,73 +319,123 @@ static int parse_quantize(const json_t *o, const char *where, mp_step_t *st, mp_
     static const char *const fields[] = {"bits",   "scheme", "granularity", "group_size",
                                          "method", "format", NULL};
     static const char *const schemes[] = {"symmetric", "asymmetric", NULL};
-    /* order matches mp_quant_gran_t */
+    /* orders match mp_quant_gran_t and mp_quant_format_t */
     static const char *const grans[] = {"channel", "tensor", "group", NULL};
     static const char *const methods[] = {"round", "gptq", NULL};
     static const char *const formats[] = {"int", "binary", "ternary", "fp16", "bf16", NULL};
-    int rc, scheme = 0, gran = MP_GRAN_CHANNEL, method = 0, format = 0;
+    static const char *const int_only[] = {"bits", "scheme", "granularity", "group_size", NULL};
+    int rc, scheme = 0, gran = MP_GRAN_CHANNEL, method = 0, format = MP_QFMT_INT;
     int64_t bits = 8, group_size = 128;
+    char why[128];
 
     st->kind = MP_STEP_QUANTIZE;
+    /* every value is checked before whether it applies, so a wrong one is called wrong */
     if ((rc = check_fields(o, where, fields, err)) < 0 ||
-        (rc = field_int(o, where, "bits", 2, 8, &bits, err)) < 0) {
-        return rc;
-    }
-    MP_RETURN_IF(bits != 8, MP_ERECIPE,
-                 "%s.bits: only 8 bits is available in this version, got %" PRId64, where, bits);
-    if ((rc = field_enum(o, where, "scheme", schemes, 1, &scheme, err)) < 0 ||
-        (rc = field_enum(o, where, "granularity", grans, 2, &gran, err)) < 0 ||
+        (rc = field_int(o, where, "bits", 2, 8, &bits, err)) < 0 ||
+        (rc = field_enum(o, where, "scheme", schemes, 2, &scheme, err)) < 0 ||
+        (rc = field_enum(o, where, "granularity", grans, 3, &gran, err)) < 0 ||
         (rc = field_int(o, where, "group_size", 1, INT32_MAX, &group_size, err)) < 0 ||
         (rc = field_enum(o, where, "method", methods, 1, &method, err)) < 0 ||
-        (rc = field_enum(o, where, "format", formats, 1, &format, err)) < 0) {
+        (rc = field_enum(o, where, "format", formats, 5, &format, err)) < 0) {
         return rc;
     }
-    MP_RETURN_IF(json_object_get(o, "group_size") != NULL, MP_ERECIPE,
+    if (format == MP_QFMT_FP16 || format == MP_QFMT_BF16) {
+        /* a cast has no parameters */
+        snprintf(why, sizeof why, "does not apply to format '%s' (a cast with rounding to "
+                 "nearest even)", formats[format]);
+        for (int i = 0; int_only[i] != NULL; i++) {
+            if ((rc = not_applicable(o, where, int_only[i], why, err)) < 0) {
+                return rc;
+            }
+        }
+    } else if (format != MP_QFMT_INT) {
+        snprintf(why, sizeof why, "applies only with format 'int', not '%s'", formats[format]);
+        if ((rc = not_applicable(o, where, "bits", why, err)) < 0) {
+            return rc;
+        }
+        MP_RETURN_IF(scheme != 0, MP_ERECIPE,
+                     "%s.scheme: 'asymmetric' applies only with format 'int', not '%s'", where,
+                     formats[format]);
+        MP_RETURN_IF(gran == MP_GRAN_GROUP, MP_ERECIPE,
+                     "%s.granularity: 'group' applies only with format 'int'; %s codes have one "
+                     "scale per channel or per tensor",
+                     where, formats[format]);
+    }
+    MP_RETURN_IF(gran != MP_GRAN_GROUP && json_object_get(o, "group_size") != NULL, MP_ERECIPE,
                  "%s.group_size: applies only with granularity 'group'", where);
+    st->quant.format = (mp_quant_format_t)format;
     st->quant.bits = (int)bits;
+    st->quant.asymmetric = scheme == 1;
     st->quant.granularity = (mp_quant_gran_t)gran;
+    st->quant.group_size = (size_t)group_size;
     return 0;
 }
 
-/* share and lowrank: check what is given, then refuse the step as not available yet. */
-static int check_share(const json_t *o, const char *where, mp_errctx_t *err)
+static int parse_share(const json_t *o, const char *where, mp_step_t *st, mp_errctx_t *err)
 {
-    static const char *const fields[] = {"clusters", "init", "optimal", NULL};
+    static const char *const fields[] = {"clusters", "init", "optimal", "max_iter", NULL};
+    /* order matches mp__km_init_t */
     static const char *const inits[] = {"linear", "density", "kmeans++", NULL};
-    int rc, init = 0;
-    int64_t clusters = 16;
+    int rc, init = 0, optimal = 0;
+    int64_t clusters = 16, max_iter = 300;
 
+    st->kind = MP_STEP_SHARE;
     if ((rc = check_fields(o, where, fields, err)) < 0 ||
         (rc = field_int(o, where, "clusters", 2, 256, &clusters, err)) < 0 ||
         (rc = field_enum(o, where, "init", inits, 3, &init, err)) < 0 ||
-        (rc = field_bool(o, where, "optimal", err)) < 0) {
+        (rc = field_bool(o, where, "optimal", &optimal, err)) < 0 ||
+        (rc = field_int(o, where, "max_iter", 1, 1000000, &max_iter, err)) < 0) {
         return rc;
     }
+    if (optimal &&
+        ((rc = not_applicable(o, where, "init", "does not apply with optimal true (the exact "
+                              "optimum needs no starting centroids)", err)) < 0 ||
+         (rc = not_applicable(o, where, "max_iter", "does not apply with optimal true (the "
+                              "exact optimum is not iterated)", err)) < 0)) {
+        return rc;
+    }
+    st->share.clusters = (int)clusters;
+    st->share.init = init;
+    st->share.optimal = optimal;
+    st->share.max_iter = (int)max_iter;
     return 0;
 }
 
-static int check_lowrank(const json_t *o, const char *where, mp_errctx_t *err)
+static int parse_lowrank(const json_t *o, const char *where, mp_step_t *st, mp_errctx_t *err)
 {
-    static const char *const fields[] = {"rank", "rank_ratio", "energy", NULL};
-    int rc, given = 0;
+    static const char *const fields[] = {"rank", "rank_ratio", "energy", "randomized", NULL};
+    int rc, given = 0, randomized = -1;
     int64_t rank = 1;
     double ratio = 1.0, energy = 1.0;
 
+    st->kind = MP_STEP_LOWRANK;
     if ((rc = check_fields(o, where, fields, err)) < 0) {
         return rc;
     }
-    for (int i = 0; fields[i] != NULL; i++) {
+    for (int i = 0; i < 3; i++) {
         given += json_object_get(o, fields[i]) != NULL;
     }
     MP_RETURN_IF(given != 1, MP_ERECIPE, "%s: give exactly one of rank, rank_ratio, energy",
                  where);
     if ((rc = field_int(o, where, "rank", 1, INT64_MAX, &rank, err)) < 0 ||
         (rc = field_number(o, where, "rank_ratio", 0.0, 1.0, 0, &ratio, err)) < 0 ||
-        (rc = field_number(o, where, "energy", 0.0, 1.0, 0, &energy, err)) < 0) {
+        (rc = field_number(o, where, "energy", 0.0, 1.0, 0, &energy, err)) < 0 ||
+        (rc = field_bool(o, where, "randomized", &randomized, err)) < 0) {
         return rc;
     }
     MP_RETURN_IF(ratio == 0.0, MP_ERECIPE, "%s.rank_ratio: must be greater than 0, got 0", where);
     MP_RETURN_IF(energy == 0.0, MP_ERECIPE, "%s.energy: must be greater than 0, got 0", where);
+    if (json_object_get(o, "rank") != NULL) {
+        st->lowrank.rule = MP_RANK_FIXED;
+    } else if (json_object_get(o, "rank_ratio") != NULL) {
+        st->lowrank.rule = MP_RANK_RATIO;
+        st->lowrank.fraction = ratio;
+    } else {
+        st->lowrank.rule = MP_RANK_ENERGY;
+        st->lowrank.fraction = energy;
+    }
+    st->lowrank.rank = rank;
+    st->lowrank.randomized = randomized;
     return 0;
 }
 
@@ -338,7 +447,6 @@ static int parse_step(const json_t *s, size_t i, mp_step_t *st, mp_errctx_t *err
     const char *name;
     json_t *body;
     void *iter;
-    int rc;
 
     if (!json_is_object(s) || json_object_size(s) != 1) {
         if (json_is_object(s)) {
@@ -373,26 +481,54 @@ static int parse_step(const json_t *s, size_t i, mp_step_t *st, mp_errctx_t *err
         return parse_quantize(body, where, st, err);
     }
     if (strcmp(name, "share") == 0) {
-        rc = check_share(body, where, err);
-    } else if (strcmp(name, "lowrank") == 0) {
-        rc = check_lowrank(body, where, err);
-    } else if (strcmp(name, "huffman") == 0) {
-        rc = check_fields(body, where, none, err);
-    } else {
-        rc = 0; /* finetune, distill: their fields are not settled yet */
+        return parse_share(body, where, st, err);
     }
-    if (rc < 0) {
-        return rc;
+    if (strcmp(name, "lowrank") == 0) {
+        return parse_lowrank(body, where, st, err);
     }
+    if (strcmp(name, "huffman") == 0) {
+        st->kind = MP_STEP_HUFFMAN;
+        return check_fields(body, where, none, err);
+    }
+    /* finetune, distill: they need training data and a training loop; fields not settled */
     return mp__err_set(err, MP_ERECIPE,
-                       "%s: not available in this version (available steps: prune, quantize)",
+                       "%s: not available in this version (available steps: prune, quantize, "
+                       "share, lowrank, huffman)",
                        where);
+}
+
+/* The composition rules (README, Recipes): prune steps first; then at most one value-coding
+ * step, quantize, share or lowrank, where lowrank may be followed by one quantize of its
+ * factors; huffman last. st is steps[i]; the *_at are the indices seen so far (SIZE_MAX none). */
+static int check_order(const mp_recipe_t *r, size_t i, size_t coding_at, size_t huffman_at,
+                       mp_errctx_t *err)
+{
+    const mp_step_t *st = &r->steps[i];
+    const char *name = mp__step_name(st->kind);
+
+    MP_RETURN_IF(huffman_at != SIZE_MAX, MP_ERECIPE,
+                 "steps[%zu].%s: comes after steps[%zu].huffman; huffman must be the last step",
+                 i, name, huffman_at);
+    if (coding_at == SIZE_MAX || st->kind == MP_STEP_HUFFMAN) {
+        return 0;
+    }
+    MP_RETURN_IF(st->kind == MP_STEP_PRUNE, MP_ERECIPE,
+                 "steps[%zu].prune: comes after steps[%zu].%s; prune steps must come before "
+                 "quantize, share and lowrank",
+                 i, coding_at, mp__step_name(r->steps[coding_at].kind));
+    MP_RETURN_IF(!(st->kind == MP_STEP_QUANTIZE && r->steps[coding_at].kind == MP_STEP_LOWRANK),
+                 MP_ERECIPE,
+                 "steps[%zu].%s: comes after steps[%zu].%s; a recipe codes values once, with "
+                 "quantize, share or lowrank (only lowrank may be followed by a quantize of its "
+                 "factors)",
+                 i, name, coding_at, mp__step_name(r->steps[coding_at].kind));
+    return 0;
 }
 
 static int parse_steps(const json_t *steps, mp_recipe_t *r, mp_errctx_t *err)
 {
     char got[64];
-    size_t n, quant_at = SIZE_MAX;
+    size_t n, coding_at = SIZE_MAX, huffman_at = SIZE_MAX;
     int rc;
 
     MP_RETURN_IF(steps == NULL, MP_ERECIPE,
@@ -409,18 +545,21 @@ static int parse_steps(const json_t *steps, mp_recipe_t *r, mp_errctx_t *err)
     MP_RETURN_IF(r->steps == NULL, MP_ENOMEM, "out of memory parsing the recipe");
     for (size_t i = 0; i < n; i++) {
         mp_step_t *st = &r->steps[i];
-        if ((rc = parse_step(json_array_get(steps, i), i, st, err)) < 0) {
+        if ((rc = parse_step(json_array_get(steps, i), i, st, err)) < 0 ||
+            (rc = check_order(r, i, coding_at, huffman_at, err)) < 0) {
             return rc;
         }
-        /* every step of this version changes values, so none may follow a quantize */
-        MP_RETURN_IF(quant_at != SIZE_MAX, MP_ERECIPE,
-                     "steps[%zu].%s: comes after steps[%zu].quantize; quantize must be the last "
-                     "step that changes values",
-                     i, st->kind == MP_STEP_PRUNE ? "prune" : "quantize", quant_at);
-        if (st->kind == MP_STEP_QUANTIZE) {
-            quant_at = i;
+        if (st->kind == MP_STEP_QUANTIZE || st->kind == MP_STEP_SHARE ||
+            st->kind == MP_STEP_LOWRANK) {
+            coding_at = i;
+        } else if (st->kind == MP_STEP_HUFFMAN) {
+            huffman_at = i;
         }
         r->n_steps = i + 1;
+    }
+    if (huffman_at != SIZE_MAX) {
+        r->has_huffman = 1;
+        r->format = MP_OUT_MPZ;
     }
     return 0;
 }
@@ -497,18 +636,23 @@ static int parse_select(const json_t *sel, mp_recipe_t *r, mp_errctx_t *err)
 static int parse_output(const json_t *o, mp_recipe_t *r, mp_errctx_t *err)
 {
     static const char *const fields[] = {"format", NULL};
-    static const char *const formats[] = {"safetensors", "onnx", "mpz", NULL};
+    /* order matches mp_out_format_t; onnx comes later */
+    static const char *const formats[] = {"safetensors", "mpz", "onnx", NULL};
     char got[64];
-    int rc, format = MP_OUT_SAFETENSORS;
+    int rc, format = (int)r->format;
 
     if (!json_is_object(o)) {
         describe(o, got, sizeof got);
         return mp__err_set(err, MP_ERECIPE, "output: must be an object, got %s", got);
     }
     if ((rc = check_fields(o, "output", fields, err)) < 0 ||
-        (rc = field_enum(o, "output", "format", formats, 1, &format, err)) < 0) {
+        (rc = field_enum(o, "output", "format", formats, 2, &format, err)) < 0) {
         return rc;
     }
+    MP_RETURN_IF(r->has_huffman && format != MP_OUT_MPZ, MP_ERECIPE,
+                 "output.format: 'safetensors' cannot hold the Huffman coding of "
+                 "steps[%zu].huffman; use 'mpz' or leave format out",
+                 r->n_steps - 1);
     r->format = (mp_out_format_t)format;
     return 0;
 }
@@ -614,6 +758,7 @@ void mp_recipe_free(mp_recipe_t *r)
     free(r);
 }
 
+
 static int matches_any(char *const *patterns, size_t n, const char *name)
 {
     for (size_t i = 0; i < n; i++) {
@@ -624,14 +769,14 @@ static int matches_any(char *const *patterns, size_t n, const char *name)
     return 0;
 }
 
-char *mp__scale_name(const char *name)
+char *mp__name_join(const char *name, const char *suffix)
 {
-    size_t len = strlen(name);
-    char *s = malloc(len + sizeof MP_SCALE_SUFFIX);
+    const size_t len = strlen(name), slen = strlen(suffix);
+    char *s = malloc(len + slen + 1);
 
     if (s != NULL) {
         memcpy(s, name, len);
-        memcpy(s + len, MP_SCALE_SUFFIX, sizeof MP_SCALE_SUFFIX);
+        memcpy(s + len, suffix, slen + 1);
     }
     return s;
 }
@@ -656,15 +801,93 @@ int mp_recipe_selects(const mp_recipe_t *r, const mp_tensor_t *t)
     return 1;
 }
 
-static int has_quantize(const mp_recipe_t *r)
+const char *mp_recipe_output_format(const mp_recipe_t *r)
 {
-    for (size_t i = 0; i < r->n_steps; i++) {
-        if (r->steps[i].kind == MP_STEP_QUANTIZE) {
-            return 1;
-        }
+    return r != NULL && r->format == MP_OUT_MPZ ? "mpz" : "safetensors";
+}
+
+int mp_recipe_set_output_format(mp_recipe_t *r, const char *format, mp_errctx_t *err)
+{
+    MP_RETURN_IF(r == NULL || format == NULL, MP_EINVAL,
+                 "mp_recipe_set_output_format: NULL argument");
+    if (strcmp(format, "mpz") == 0) {
+        r->format = MP_OUT_MPZ;
+        return 0;
     }
+    MP_RETURN_IF(strcmp(format, "safetensors") != 0, MP_EINVAL,
+                 "output format '%s' is not one of safetensors, mpz", format);
+    MP_RETURN_IF(r->has_huffman, MP_ERECIPE,
+                 "output: safetensors cannot hold the Huffman coding of steps[%zu].huffman; "
+                 "write .mpz",
+                 r->n_steps - 1);
+    MP_RETURN_IF(r->format == MP_OUT_MPZ, MP_ERECIPE,
+                 "output: the recipe's output.format is 'mpz', not safetensors");
     return 0;
 }
+
+/* ---- plans: what the recipe does to one tensor ----------------------------------------- */
+
+void mp__step_code(const mp_step_t *st, mp_dtype_t raw_dtype, mp_code_t *c)
+{
+    memset(c, 0, sizeof *c);
+    c->kind = MP_CODE_RAW;
+    c->dtype = raw_dtype;
+    if (st == NULL) {
+        return;
+    }
+    if (st->kind == MP_STEP_SHARE) {
+        c->kind = MP_CODE_SHARE;
+        c->clusters = st->share.clusters;
+        return;
+    }
+    switch (st->quant.format) {
+    case MP_QFMT_INT:
+        c->kind = MP_CODE_INT;
+        c->bits = st->quant.bits;
+        c->asymmetric = st->quant.asymmetric;
+        c->granularity = st->quant.granularity;
+        c->group = st->quant.group_size;
+        break;
+    case MP_QFMT_BINARY:
+    case MP_QFMT_TERNARY:
+        c->kind = st->quant.format == MP_QFMT_BINARY ? MP_CODE_BINARY : MP_CODE_TERNARY;
+        c->granularity = st->quant.granularity;
+        break;
+    case MP_QFMT_FP16:
+        c->dtype = MP_DT_F16;
+        break;
+    case MP_QFMT_BF16:
+        c->dtype = MP_DT_BF16;
+        break;
+    }
+}
+
+void mp__plan(const mp_recipe_t *r, const mp_tensor_t *t, mp_plan_t *p)
+{
+    mp_dtype_t raw = t->dtype;
+
+    memset(p, 0, sizeof *p);
+    for (size_t s = 0; s < r->n_steps; s++) {
+        const mp_step_t *st = &r->steps[s];
+        if (st->kind == MP_STEP_QUANTIZE || st->kind == MP_STEP_SHARE) {
+            p->coding = st;
+        } else if (st->kind == MP_STEP_LOWRANK) {
+            p->lowrank = st;
+        }
+    }
+    p->n_parts = 1;
+    if (p->lowrank != NULL) {
+        p->factored = t->n_dims >= 3 ? 2 : 1;
+        p->n_parts = (size_t)p->factored + 1;
+        /* factors are stored in the input's 16-bit type, or else in F32 */
+        raw = t->dtype == MP_DT_F16 || t->dtype == MP_DT_BF16 ? t->dtype : MP_DT_F32;
+        p->factor_dtype = raw;
+    }
+    p->part_suffix = mp__part_suffixes(p->factored);
+    mp__step_code(p->coding, raw, &p->code);
+}
+
+/* ---- the check against a model ------------------------------------------------------------ */
 
 /* "N tensors, e.g. 'a', 'b', 'c'" for a select that matched nothing. */
 static void sample_names(const mp_model_t *m, char *buf, size_t cap)
@@ -683,11 +906,145 @@ static void sample_names(const mp_model_t *m, char *buf, size_t cap)
     }
 }
 
+/* "256 x 784" */
+static void shape_text(const mp_tensor_t *t, char *buf, size_t cap)
+{
+    size_t used = 0;
+
+    buf[0] = '\0';
+    for (int d = 0; d < t->n_dims && used < cap; d++) {
+        int n = snprintf(buf + used, cap - used, "%s%" PRId64, d ? " x " : "", t->shape[d]);
+        if (n < 0) {
+            break;
+        }
+        used += (size_t)n;
+    }
+}
+
+/* Whether each step can apply to tensor t (k: its cleaned name). */
+static int check_steps(const mp_recipe_t *r, const mp_tensor_t *t, const char *k,
+                       mp_errctx_t *err)
+{
+    const int64_t n = mp_tensor_elements(t);
+    const int64_t rows = t->n_dims >= 2 ? t->shape[0] : 1, cols = n / rows;
+    char shape[96];
+
+    shape_text(t, shape, sizeof shape);
+    for (size_t s = 0; s < r->n_steps; s++) {
+        const mp_step_t *st = &r->steps[s];
+        if (st->kind == MP_STEP_PRUNE && st->prune.structure == MP_STRUCT_CHANNEL) {
+            MP_RETURN_IF(t->n_dims < 2, MP_ERECIPE,
+                         "steps[%zu].prune.structure: 'channel' needs tensors of two or more "
+                         "dims; tensor '%s' has %d",
+                         s, k, t->n_dims);
+        } else if (st->kind == MP_STEP_PRUNE && st->prune.structure != MP_STRUCT_NONE) {
+            const int m = st->prune.structure == MP_STRUCT_2_4 ? 4 : 8;
+            MP_RETURN_IF(cols % m != 0, MP_ERECIPE,
+                         "steps[%zu].prune.structure: '%d:%d' needs rows whose length is a "
+                         "multiple of %d; tensor '%s' (%s) has rows of %" PRId64,
+                         s, m / 2, m, m, k, shape, cols);
+        } else if (st->kind == MP_STEP_LOWRANK) {
+            int64_t full;
+            MP_RETURN_IF(t->n_dims < 2, MP_ERECIPE,
+                         "steps[%zu].lowrank: needs tensors of two or more dims; tensor '%s' "
+                         "has %d",
+                         s, k, t->n_dims);
+            /* Tucker-2 applies the rank to both channel modes */
+            full = t->shape[0] < t->shape[1] ? t->shape[0] : t->shape[1];
+            MP_RETURN_IF(st->lowrank.rule == MP_RANK_FIXED && st->lowrank.rank > full,
+                         MP_ERECIPE,
+                         "steps[%zu].lowrank.rank: %" PRId64 " is more than tensor '%s' (%s) "
+                         "can have (%" PRId64 ")",
+                         s, st->lowrank.rank, k, shape, full);
+        }
+    }
+    return 0;
+}
+
+/* Every name the output will hold must be unique: the tensors kept as they are, and the stored
+ * tensors of every selected one (mp__code_layout's suffixes on each part's name). names is an
+ * empty model used as a set of names, owner[j] the input tensor behind its j-th name. */
+static int check_names(const mp_recipe_t *r, const mp_model_t *m, mp_model_t *names,
+                       size_t *owner, mp_errctx_t *err)
+{
+    static const int64_t zero_shape[1] = {0};
+    static const int64_t probe[2] = {1, 1};
+    char k[64], kn[96], ko[64];
+
+    for (int pass = 0; pass < 2; pass++) {
+        /* kept tensors first, so that a clash with one of them is named as such */
+        for (size_t i = 0; i < m->n_tensors; i++) {
+            const mp_tensor_t *t = &m->tensors[i];
+            const int sel = mp_recipe_selects(r, t);
+            mp_plan_t p;
+            if (sel != pass) {
+                continue;
+            }
+            mp__plan(r, t, &p);
+            if (!sel) {
+                /* kept as it is: one raw part under its own name */
+                p.n_parts = 1;
+                p.part_suffix = mp__part_suffixes(0);
+                mp__step_code(NULL, MP_DT_F32, &p.code);
+            }
+            for (size_t part = 0; part < p.n_parts; part++) {
+                mp_layout_t l;
+                mp_code_t c = p.code;
+                mp__code_resolve(&c, 2, probe);
+                if (mp__code_layout(&c, 2, probe, &l) < 0) {
+                    return mp__err_set(err, MP_EINTERNAL, "no layout for tensor '%s'", t->name);
+                }
+                for (int role = 0; role < MP_ROLE_COUNT; role++) {
+                    char *name;
+                    const mp_tensor_t *prev;
+                    int rc;
+                    if (l.role[role].suffix == NULL) {
+                        continue;
+                    }
+                    name = mp__name_join(t->name, p.part_suffix[part]);
+                    if (name != NULL) {
+                        char *full = mp__name_join(name, l.role[role].suffix);
+                        free(name);
+                        name = full;
+                    }
+                    MP_RETURN_IF(name == NULL, MP_ENOMEM, "out of memory checking the recipe");
+                    prev = mp_model_find(names, name);
+                    if (prev != NULL) {
+                        const mp_tensor_t *o = &m->tensors[owner[prev - names->tensors]];
+                        clean_text(t->name, k, sizeof k);
+                        clean_text(name, kn, sizeof kn);
+                        clean_text(o->name, ko, sizeof ko);
+                        free(name);
+                        if (!mp_recipe_selects(r, o)) {
+                            return mp__err_set(err, MP_ERECIPE,
+                                               "select: tensor '%s' would be stored as '%s', but "
+                                               "the model already has a tensor of that name",
+                                               k, kn);
+                        }
+                        return mp__err_set(err, MP_ERECIPE,
+                                           "select: tensors '%s' and '%s' would both be stored "
+                                           "as '%s'; leave one out with select.exclude",
+                                           ko, k, kn);
+                    }
+                    owner[names->n_tensors] = i;
+                    rc = mp_model_add(names, name, MP_DT_F32, 1, zero_shape, NULL, 0, err);
+                    free(name);
+                    if (rc < 0) {
+                        return rc;
+                    }
+                }
+            }
+        }
+    }
+    return 0;
+}
+
 int mp_recipe_check_model(const mp_recipe_t *r, const mp_model_t *m, mp_errctx_t *err)
 {
-    size_t n_sel = 0;
-    char names[256], k[64];
-    const int quant = r != NULL && has_quantize(r);
+    size_t n_sel = 0, *owner = NULL, n_names;
+    mp_model_t *names = NULL;
+    char buf[256], k[64];
+    int rc = 0;
 
     MP_RETURN_IF(r == NULL || m == NULL, MP_EINVAL, "mp_recipe_check_model: NULL argument");
     /* a second run would overwrite the record of the first and make it impossible to unpack */
@@ -705,24 +1062,27 @@ int mp_recipe_check_model(const mp_recipe_t *r, const mp_model_t *m, mp_errctx_t
                      "select.include: matches tensor '%s' of dtype %s; only float tensors (F32, "
                      "F16, BF16, F64) can be compressed",
                      k, mp_dtype_name(t->dtype));
-        if (quant) {
-            char *scale = mp__scale_name(t->name);
-            const int taken = scale != NULL && mp_model_find(m, scale) != NULL;
-            free(scale);
-            MP_RETURN_IF(scale == NULL, MP_ENOMEM, "out of memory checking the recipe");
-            MP_RETURN_IF(taken, MP_ERECIPE,
-                         "select: tensor '%s' would be quantized, but the model already has a "
-                         "tensor named '%s%s' where its scales would go",
-                         k, k, MP_SCALE_SUFFIX);
+        if ((rc = check_steps(r, t, k, err)) < 0) {
+            return rc;
         }
         n_sel++;
     }
     if (n_sel == 0) {
-        sample_names(m, names, sizeof names);
-        return mp__err_set(err, MP_ERECIPE, "select matches no tensor of the model (%s)%s", names,
+        sample_names(m, buf, sizeof buf);
+        return mp__err_set(err, MP_ERECIPE, "select matches no tensor of the model (%s)%s", buf,
                            r->has_include ? ""
                                           : "; without select.include only float tensors of two "
                                             "or more dims are compressed");
     }
-    return 0;
+    /* at most MP_ROLE_COUNT names for each of 3 parts of every tensor */
+    MP_GOTO_IF(mp__mul_size(m->n_tensors, 3 * MP_ROLE_COUNT, &n_names), MP_ENOMEM,
+               "too many tensors");
+    names = mp_model_new();
+    owner = malloc(n_names * sizeof *owner);
+    MP_GOTO_IF(names == NULL || owner == NULL, MP_ENOMEM, "out of memory checking the recipe");
+    rc = check_names(r, m, names, owner, err);
+out:
+    free(owner);
+    mp_model_free(names);
+    return rc;
 }

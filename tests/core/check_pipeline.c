@@ -1,10 +1,15 @@
 /* check_pipeline.c — mp_pipeline_run and mp_model_unpack on small models built in memory.
  *
- * The model: fc1.weight [4,8] and fc2.weight [3,5] (F32, magnitudes all distinct and at least
- * 0.1, fc2's larger, so that the pruned set is unique and no surviving weight rounds to an int8 zero), plus
- * the 1-D biases fc1.bias [4] and fc2.bias [3], which the default selection keeps. The test
- * computes every expected figure itself — which entries magnitude pruning zeroes, the int8
- * step per row, byte counts — and asserts the pipeline's output and report against them.
+ * The first model: fc1.weight [4,8] and fc2.weight [3,5] (F32, magnitudes all distinct and at
+ * least 0.1, fc2's larger, so that the pruned set is unique and no surviving weight rounds to
+ * an int8 zero), plus the 1-D biases fc1.bias [4] and fc2.bias [3], which the default
+ * selection keeps. The other tests build their own: a 6 x 40 weight for every stored format
+ * (groups of 16 leave a shorter last group), a 6 x 8 matrix of known singular values for the
+ * rank rules, an exact Tucker-2 product for the convolution factors, and two layers of 64 x 128
+ * and 32 x 64 for Deep Compression's stages. Every expected figure — which entries pruning
+ * zeroes, scales and codes, byte counts of every format, ranks, parameter and FLOP counts — is
+ * computed here from the method's definition, and every run's output goes through both
+ * containers and unpack, which must restore exactly the values the report measured.
  */
 #include "methods_int.h"
 #include "recipe_int.h"
@@ -15,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define N1 32 /* fc1.weight 4 x 8 */
@@ -103,16 +109,24 @@ static int cmp_float(const void *a, const void *b)
 /* The k-th smallest magnitude over the given arrays: everything below it is pruned. */
 static float threshold(const float *const *w, const size_t *n, size_t n_arrays, size_t k)
 {
-    float all[N1 + N2];
+    float *all, thr;
     size_t total = 0;
 
+    for (size_t a = 0; a < n_arrays; a++) {
+        total += n[a];
+    }
+    all = malloc(total * sizeof *all);
+    ck_assert_ptr_nonnull(all);
+    total = 0;
     for (size_t a = 0; a < n_arrays; a++) {
         for (size_t i = 0; i < n[a]; i++) {
             all[total++] = fabsf(w[a][i]);
         }
     }
     qsort(all, total, sizeof all[0], cmp_float);
-    return k < total ? all[k] : INFINITY;
+    thr = k < total ? all[k] : INFINITY;
+    free(all);
+    return thr;
 }
 
 static void prune_expected(const float *w, size_t n, float thr, float *out)
@@ -338,9 +352,14 @@ START_TEST(test_prune_only_and_tensor_granularity)
     ck_assert_int_eq(jint(rep, "bytes_after"), jint(rep, "bytes_before"));
     rec = json_loads(mp_model_get_meta(out, MP_META_KEY), 0, NULL);
     ck_assert_ptr_nonnull(rec);
-    ck_assert_int_eq(jint(rec, "version"), 1);
-    ck_assert_ptr_null(json_object_get(
-        json_object_get(json_object_get(rec, "tensors"), "fc1.weight"), "quantize"));
+    ck_assert_int_eq(jint(rec, "version"), 2);
+    /* pruned only: stored raw in its own dtype */
+    ck_assert_str_eq(json_string_value(json_object_get(
+                         json_object_get(json_object_get(json_object_get(rec, "tensors"),
+                                                         "fc1.weight"),
+                                         "code"),
+                         "kind")),
+                     "raw");
     ck_assert_double_eq(
         jnum(json_object_get(json_object_get(rec, "tensors"), "fc1.weight"), "sparsity"), 0.25);
     json_decref(rec);
@@ -365,7 +384,7 @@ START_TEST(test_prune_only_and_tensor_granularity)
     ck_assert_str_eq(json_string_value(json_object_get(
                          json_object_get(json_object_get(json_object_get(rec, "tensors"),
                                                          "fc1.weight"),
-                                         "quantize"),
+                                         "code"),
                          "granularity")),
                      "tensor");
     json_decref(rec);
@@ -460,8 +479,8 @@ START_TEST(test_unpack_refusals)
                                        "\"channel\"},\"sparsity\":0,\"dtype\":\"F32\"}}}"),
                      0);
     ck_assert_int_eq(mp_model_unpack(m, &out, &err), MP_EFORMAT);
-    ck_assert_str_eq(err.msg, "metadata 'modelpress': 'w_scale' must be F32 of shape [2] for the "
-                              "channel scales of 'w'");
+    ck_assert_str_eq(err.msg, "metadata 'modelpress': 'w_scale' must be F32 [2] to store 'w', "
+                              "not F32 [3]");
     /* a record naming a tensor the model does not have */
     ck_assert_int_eq(mp_model_set_meta(m, MP_META_KEY,
                                        "{\"version\":1,\"tensors\":{\"v\":{\"sparsity\":0,"
@@ -515,11 +534,11 @@ START_TEST(test_progress)
     char *text = NULL;
 
     ck_assert_int_eq(mp_pipeline_run(g_in, r, &opts, &out, &text, NULL), 0);
-    /* after each of 2 tensors for each of 2 steps */
+    /* after each of 2 steps for each of 2 tensors, a tensor through all its steps first */
     ck_assert_int_eq(log.n, 4);
     ck_assert_str_eq(log.stage[0], "prune");
-    ck_assert_str_eq(log.stage[1], "prune");
-    ck_assert_str_eq(log.stage[2], "quantize");
+    ck_assert_str_eq(log.stage[1], "quantize");
+    ck_assert_str_eq(log.stage[2], "prune");
     ck_assert_str_eq(log.stage[3], "quantize");
     for (int i = 0; i < 4; i++) {
         ck_assert_double_eq(log.value[i], (i + 1) / 4.0);
@@ -540,12 +559,12 @@ START_TEST(test_cancel)
     char *text = (char *)1;
     mp_errctx_t err = {0};
 
-    /* set after the first tensor: the run stops before the second */
+    /* set after the first step of the first tensor: the run stops before the second step */
     ck_assert_int_eq(mp_pipeline_run(g_in, r, &opts, &out, &text, &err), MP_ECANCELED);
     ck_assert_int_eq(log.n, 1);
     ck_assert_ptr_null(out);
     ck_assert_ptr_null(text);
-    ck_assert_str_eq(err.msg, "canceled before pruning tensor 'fc2.weight'");
+    ck_assert_str_eq(err.msg, "canceled before quantizing tensor 'fc1.weight'");
     mp_recipe_free(r);
 }
 END_TEST
@@ -674,6 +693,907 @@ START_TEST(test_bad_values)
 }
 END_TEST
 
+/* ---- every format: stored tensors, byte counts, values -------------------------------------- */
+
+#define FR 6  /* the format tests' weight "w": FR x FC, groups of 16 leave a last group of 8 */
+#define FC 40
+#define FN (FR * FC)
+
+/* Deterministic values in [-1, 1) with no two magnitudes alike (a small LCG). */
+static void lcg_fill(float *w, size_t n, uint32_t seed)
+{
+    uint32_t x = seed;
+
+    for (size_t i = 0; i < n; i++) {
+        x = x * 1664525u + 1013904223u;
+        w[i] = (float)((x >> 8) & 0xffffff) / (float)0x800000 - 1.0f;
+    }
+}
+
+/* A model of one F32 weight w [rows, cols] from lcg_fill, plus a bias b [rows] kept as it is. */
+static mp_model_t *one_weight(const char *name, int n_dims, const int64_t *shape, float *w,
+                              uint32_t seed)
+{
+    mp_model_t *m = mp_model_new();
+    int64_t n = 1;
+    float b[64] = {0};
+    const int64_t sb[1] = {shape[0]};
+
+    for (int d = 0; d < n_dims; d++) {
+        n *= shape[d];
+    }
+    lcg_fill(w, (size_t)n, seed);
+    ck_assert_int_eq(mp_model_add(m, name, MP_DT_F32, n_dims, shape, w, (size_t)n * 4, NULL), 0);
+    ck_assert_int_eq(mp_model_add(m, "b", MP_DT_F32, 1, sb, b, (size_t)shape[0] * 4, NULL), 0);
+    return m;
+}
+
+/* Save out (as .mpz or safetensors), load it back by content and unpack it. *loaded must be
+ * freed after the unpacked model, which borrows from it. */
+static mp_model_t *round_trip(const mp_model_t *out, int mpz, mp_model_t **loaded)
+{
+    char path[] = "/tmp/check_pipeline-XXXXXX";
+    mp_model_t *plain = NULL;
+    mp_errctx_t err = {0};
+    int fd = mkstemp(path);
+
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    ck_assert_msg((mpz ? mp_mpz_save(out, path, &err) : mp_safetensors_save(out, path, &err)) == 0,
+                  "%s", err.msg);
+    ck_assert_msg(mp_model_load(path, loaded, &err) == 0, "%s", err.msg);
+    unlink(path);
+    ck_assert_msg(mp_model_unpack(*loaded, &plain, &err) == 0, "%s", err.msg);
+    return plain;
+}
+
+/* The unpacked F32 values of name, copied into v (n of them). */
+static void unpacked_values(const mp_model_t *plain, const char *name, float *v, size_t n)
+{
+    const mp_tensor_t *t = mp_model_find(plain, name);
+
+    ck_assert_ptr_nonnull(t);
+    ck_assert_int_eq(t->dtype, MP_DT_F32);
+    ck_assert_uint_eq(t->n_bytes, n * sizeof(float));
+    memcpy(v, t->data, n * sizeof(float));
+}
+
+/* What unpack restores is what the report measured: the same error figures to the last bit, in
+ * both containers, and element by element the same values from both. */
+static void check_unpack_is_reported(const mp_model_t *in, const mp_model_t *out,
+                                     const json_t *rep)
+{
+    mp_model_t *loaded[2] = {NULL, NULL}, *plain[2];
+    size_t i;
+    json_t *e;
+
+    plain[0] = round_trip(out, 0, &loaded[0]);
+    plain[1] = round_trip(out, 1, &loaded[1]);
+    json_array_foreach(json_object_get(rep, "tensors"), i, e) {
+        const char *name = json_string_value(json_object_get(e, "name"));
+        const mp_tensor_t *t = mp_model_find(in, name);
+        const size_t n = (size_t)mp_tensor_elements(t);
+        float *orig = malloc(n * sizeof *orig), *v0 = malloc(n * sizeof *v0),
+              *v1 = malloc(n * sizeof *v1);
+        double rel, sqnr;
+        ck_assert_int_eq(mp__tensor_to_f32(t, orig, NULL), 0);
+        unpacked_values(plain[0], name, v0, n);
+        unpacked_values(plain[1], name, v1, n);
+        ck_assert_int_eq(memcmp(v0, v1, n * sizeof *v0), 0);
+        mp__error_stats(orig, v0, n, &rel, &sqnr);
+        ck_assert_double_eq(jnum(e, "rel_error"), rel);
+        if (isfinite(sqnr)) {
+            ck_assert_double_eq(jnum(e, "sqnr_db"), sqnr);
+        } else {
+            ck_assert(json_is_null(json_object_get(e, "sqnr_db")));
+        }
+        ck_assert_double_eq(jnum(e, "sparsity"), (double)zeros(v0, n) / (double)n);
+        free(orig);
+        free(v0);
+        free(v1);
+    }
+    for (int k = 0; k < 2; k++) {
+        mp_model_free(plain[k]);
+        mp_model_free(loaded[k]);
+    }
+}
+
+/* The end of a run's checks: what unpack restores is what rep reports; then free both. */
+static void check_and_free(const mp_model_t *in, mp_model_t *out, json_t *rep)
+{
+    check_unpack_is_reported(in, out, rep);
+    json_decref(rep);
+    mp_model_free(out);
+}
+
+/* The stored tensor name of out, checked for dtype and shape (n_dims dims in shape). */
+static const mp_tensor_t *stored(const mp_model_t *out, const char *name, mp_dtype_t dt,
+                                 int n_dims, const int64_t *shape)
+{
+    const mp_tensor_t *t = mp_model_find(out, name);
+
+    ck_assert_msg(t != NULL, "no stored tensor %s", name);
+    ck_assert_int_eq(t->dtype, dt);
+    ck_assert_int_eq(t->n_dims, n_dims);
+    for (int d = 0; d < n_dims; d++) {
+        ck_assert_int_eq(t->shape[d], shape[d]);
+    }
+    return t;
+}
+
+static const char *record_code_kind(const mp_model_t *out, const char *name)
+{
+    static char kind[32];
+    json_t *rec = json_loads(mp_model_get_meta(out, MP_META_KEY), 0, NULL);
+
+    ck_assert_ptr_nonnull(rec);
+    snprintf(kind, sizeof kind, "%s",
+             json_string_value(json_object_get(
+                 json_object_get(json_object_get(json_object_get(rec, "tensors"), name), "code"),
+                 "kind")));
+    json_decref(rec);
+    return kind;
+}
+
+START_TEST(test_int4_group)
+{
+    float w[FN], got[FN];
+    const int64_t shape[2] = {FR, FC}, packed[1] = {FN / 2}, two[1] = {2}, sc[2] = {FR, 3};
+    mp_model_t *in = one_weight("w", 2, shape, w, 1), *out, *loaded, *plain;
+    json_t *rep;
+    const mp_tensor_t *p, *sh, *s;
+    int64_t dims[2];
+
+    out = run(in, "{\"steps\":[{\"quantize\":{\"bits\":4,\"granularity\":\"group\","
+                  "\"group_size\":16}}]}",
+              &rep);
+    /* ceil(n 4 / 8) code bytes + 16 for the shape (I64 x 2) + 4 per group, 3 groups a row */
+    ck_assert_int_eq(jint(tensor_entry(rep, "w"), "bytes_after"), FN / 2 + 16 + 4 * FR * 3);
+    ck_assert_double_eq(jnum(tensor_entry(rep, "w"), "bits_per_weight"),
+                        (FN / 2 + 16 + 4 * FR * 3) * 8.0 / FN);
+    ck_assert_ptr_null(mp_model_find(out, "w"));
+    p = stored(out, "w_packed", MP_DT_U8, 1, packed);
+    sh = stored(out, "w_shape", MP_DT_I64, 1, two);
+    s = stored(out, "w_scale", MP_DT_F32, 2, sc);
+    ck_assert_ptr_null(mp_model_find(out, "w_zero_point"));
+    memcpy(dims, sh->data, sizeof dims);
+    ck_assert_int_eq(dims[0], FR);
+    ck_assert_int_eq(dims[1], FC);
+    ck_assert_str_eq(record_code_kind(out, "w"), "int");
+
+    plain = round_trip(out, 0, &loaded);
+    unpacked_values(plain, "w", got, FN);
+    for (size_t r = 0; r < FR; r++) {
+        for (size_t g = 0; g < 3; g++) {
+            const size_t lo = g * 16, hi = lo + 16 < FC ? lo + 16 : FC;
+            float absmax = 0.0f, scale;
+            for (size_t c = lo; c < hi; c++) {
+                absmax = fmaxf(absmax, fabsf(w[r * FC + c]));
+            }
+            scale = absmax / 7.0f; /* qmax = 2^(4-1) - 1 */
+            ck_assert_float_eq(((const float *)s->data)[r * 3 + g], scale);
+            for (size_t c = lo; c < hi; c++) {
+                const size_t i = r * FC + c;
+                float q = rintf(w[i] * (1.0f / scale));
+                const int nib = (((const uint8_t *)p->data)[i / 2] >> (4 * (i % 2))) & 15;
+                q = q > 7 ? 7 : q < -7 ? -7 : q;
+                /* the code, offset by 8, at bit 4 i of the little-endian stream */
+                ck_assert_int_eq(nib, (int)q + 8);
+                ck_assert_float_eq_tol(got[i], q * scale, 1e-6f * scale);
+                ck_assert(fabsf(got[i] - w[i]) <= 0.5f * scale * (1.0f + 1e-5f));
+            }
+        }
+    }
+    mp_model_free(plain);
+    mp_model_free(loaded);
+    check_and_free(in, out, rep);
+    mp_model_free(in);
+}
+END_TEST
+
+START_TEST(test_int_asymmetric)
+{
+    float w[FN], got[FN];
+    const int64_t shape[2] = {FR, FC}, one[1] = {1}, rows[1] = {FR}, packed[1] = {FN * 3 / 8};
+    mp_model_t *in = one_weight("w", 2, shape, w, 2), *out, *loaded, *plain;
+    json_t *rep;
+    const mp_tensor_t *q, *s, *z;
+    float lo = 0.0f, hi = 0.0f, scale;
+    int32_t zp;
+
+    /* 8 bits, one scale and zero point for the tensor: U8 codes of its shape, 4 + 4 bytes */
+    out = run(in, "{\"steps\":[{\"quantize\":{\"scheme\":\"asymmetric\",\"granularity\":"
+                  "\"tensor\"}}]}",
+              &rep);
+    ck_assert_int_eq(jint(tensor_entry(rep, "w"), "bytes_after"), FN + 4 + 4);
+    q = stored(out, "w", MP_DT_U8, 2, shape);
+    s = stored(out, "w_scale", MP_DT_F32, 1, one);
+    z = stored(out, "w_zero_point", MP_DT_I32, 1, one);
+    for (size_t i = 0; i < FN; i++) {
+        lo = fminf(lo, w[i]);
+        hi = fmaxf(hi, w[i]);
+    }
+    scale = ((const float *)s->data)[0];
+    memcpy(&zp, z->data, sizeof zp);
+    ck_assert_float_eq_tol(scale, (hi - lo) / 255.0f, 1e-6f * scale);
+    ck_assert_int_eq(zp, (int32_t)rintf(-lo / scale));
+    plain = round_trip(out, 1, &loaded);
+    unpacked_values(plain, "w", got, FN);
+    for (size_t i = 0; i < FN; i++) {
+        const int code = ((const uint8_t *)q->data)[i];
+        ck_assert_float_eq_tol(got[i], (float)(code - zp) * scale, 1e-6f);
+        ck_assert(fabsf(got[i] - w[i]) <= 0.5f * scale * (1.0f + 1e-4f));
+    }
+    mp_model_free(plain);
+    mp_model_free(loaded);
+    check_and_free(in, out, rep);
+
+    /* 3 bits per channel: packed codes, [rows] scales and zero points */
+    out = run(in, "{\"steps\":[{\"quantize\":{\"bits\":3,\"scheme\":\"asymmetric\"}}]}", &rep);
+    ck_assert_int_eq(jint(tensor_entry(rep, "w"), "bytes_after"), FN * 3 / 8 + 16 + 8 * FR);
+    stored(out, "w_packed", MP_DT_U8, 1, packed);
+    stored(out, "w_scale", MP_DT_F32, 1, rows);
+    stored(out, "w_zero_point", MP_DT_I32, 1, rows);
+    check_and_free(in, out, rep);
+    mp_model_free(in);
+}
+END_TEST
+
+START_TEST(test_binary_ternary)
+{
+    float w[FN], got[FN];
+    const int64_t shape[2] = {FR, FC}, rows[1] = {FR}, bin[1] = {FN / 8}, ter[1] = {FN / 4};
+    mp_model_t *in = one_weight("w", 2, shape, w, 3), *out, *loaded, *plain;
+    json_t *rep;
+
+    /* binary: 1 bit a weight, the shape, one alpha = mean |w| per row */
+    out = run(in, "{\"steps\":[{\"quantize\":{\"format\":\"binary\"}}]}", &rep);
+    ck_assert_int_eq(jint(tensor_entry(rep, "w"), "bytes_after"), FN / 8 + 16 + 4 * FR);
+    stored(out, "w_packed", MP_DT_U8, 1, bin);
+    stored(out, "w_scale", MP_DT_F32, 1, rows);
+    ck_assert_str_eq(record_code_kind(out, "w"), "binary");
+    plain = round_trip(out, 1, &loaded);
+    unpacked_values(plain, "w", got, FN);
+    for (size_t r = 0; r < FR; r++) {
+        double mean = 0.0;
+        for (size_t c = 0; c < FC; c++) {
+            mean += fabs((double)w[r * FC + c]);
+        }
+        mean /= FC;
+        for (size_t c = 0; c < FC; c++) {
+            const float x = w[r * FC + c], y = got[r * FC + c];
+            ck_assert_float_eq_tol(fabsf(y), (float)mean, 1e-6f);
+            ck_assert_int_eq(y > 0.0f, x >= 0.0f); /* the sign, 0 counting as + */
+        }
+    }
+    mp_model_free(plain);
+    mp_model_free(loaded);
+    check_and_free(in, out, rep);
+
+    /* ternary: 2 bits, delta = 0.7 mean |w|, alpha = mean |w| over |w| > delta */
+    out = run(in, "{\"steps\":[{\"quantize\":{\"format\":\"ternary\"}}]}", &rep);
+    ck_assert_int_eq(jint(tensor_entry(rep, "w"), "bytes_after"), FN / 4 + 16 + 4 * FR);
+    stored(out, "w_packed", MP_DT_U8, 1, ter);
+    plain = round_trip(out, 0, &loaded);
+    unpacked_values(plain, "w", got, FN);
+    for (size_t r = 0; r < FR; r++) {
+        double mean = 0.0, kept = 0.0, delta;
+        size_t n_kept = 0;
+        for (size_t c = 0; c < FC; c++) {
+            mean += fabs((double)w[r * FC + c]);
+        }
+        delta = 0.7 * mean / FC;
+        for (size_t c = 0; c < FC; c++) {
+            if (fabs((double)w[r * FC + c]) > delta) {
+                kept += fabs((double)w[r * FC + c]);
+                n_kept++;
+            }
+        }
+        for (size_t c = 0; c < FC; c++) {
+            const float x = w[r * FC + c], y = got[r * FC + c];
+            if (fabs((double)x) <= delta) {
+                ck_assert_float_eq(y, 0.0f);
+            } else {
+                ck_assert_float_eq_tol(y, copysignf((float)(kept / (double)n_kept), x), 1e-6f);
+            }
+        }
+    }
+    mp_model_free(plain);
+    mp_model_free(loaded);
+    check_and_free(in, out, rep);
+    mp_model_free(in);
+}
+END_TEST
+
+/* Round to nearest even at bit 16: F32 to BF16 and back, the test's own. */
+static float bf16_round(float f)
+{
+    uint32_t x;
+
+    memcpy(&x, &f, sizeof x);
+    x = (x + 0x7fffu + ((x >> 16) & 1u)) & 0xffff0000u;
+    memcpy(&f, &x, sizeof f);
+    return f;
+}
+
+START_TEST(test_fp16_bf16)
+{
+    float w[FN], got[FN];
+    const int64_t shape[2] = {FR, FC};
+    mp_model_t *in = one_weight("w", 2, shape, w, 4), *out, *loaded, *plain;
+    json_t *rep;
+
+    out = run(in, "{\"steps\":[{\"quantize\":{\"format\":\"fp16\"}}]}", &rep);
+    ck_assert_int_eq(jint(tensor_entry(rep, "w"), "bytes_after"), FN * 2);
+    stored(out, "w", MP_DT_F16, 2, shape);
+    ck_assert_str_eq(record_code_kind(out, "w"), "raw");
+    plain = round_trip(out, 1, &loaded);
+    unpacked_values(plain, "w", got, FN);
+    for (size_t i = 0; i < FN; i++) {
+        ck_assert_float_eq(got[i], (float)(_Float16)w[i]); /* the compiler's own rounding */
+    }
+    mp_model_free(plain);
+    mp_model_free(loaded);
+    json_decref(rep);
+    mp_model_free(out);
+
+    out = run(in, "{\"steps\":[{\"quantize\":{\"format\":\"bf16\"}}]}", &rep);
+    ck_assert_int_eq(jint(tensor_entry(rep, "w"), "bytes_after"), FN * 2);
+    stored(out, "w", MP_DT_BF16, 2, shape);
+    plain = round_trip(out, 0, &loaded);
+    unpacked_values(plain, "w", got, FN);
+    for (size_t i = 0; i < FN; i++) {
+        ck_assert_float_eq(got[i], bf16_round(w[i]));
+    }
+    mp_model_free(plain);
+    mp_model_free(loaded);
+    check_and_free(in, out, rep);
+    mp_model_free(in);
+}
+END_TEST
+
+/* ---- share ---------------------------------------------------------------------------------- */
+
+START_TEST(test_share)
+{
+    float w[FN], p[FN], got[FN];
+    const int64_t shape[2] = {FR, FC}, k4[1] = {4};
+    const float *wp = w;
+    const size_t n = FN;
+    mp_model_t *in = one_weight("w", 2, shape, w, 5), *out, *loaded, *plain;
+    json_t *rep;
+    const mp_tensor_t *idx, *book;
+    double sse = 0.0, sse_lloyd;
+    float cb[4];
+
+    /* prune half, then 4 clusters: entry 0 is 0.0 for the pruned, 3 for the rest */
+    out = run(in, "{\"steps\":[{\"prune\":{\"sparsity\":0.5}},{\"share\":{\"clusters\":4}}]}",
+              &rep);
+    prune_expected(w, FN, threshold(&wp, &n, 1, FN / 2), p);
+    ck_assert_int_eq(jint(tensor_entry(rep, "w"), "bytes_after"), FN + 4 * 4);
+    ck_assert_int_eq(jint(tensor_entry(rep, "w"), "clusters"), 4);
+    idx = stored(out, "w_indices", MP_DT_U8, 2, shape);
+    book = stored(out, "w_codebook", MP_DT_F32, 1, k4);
+    memcpy(cb, book->data, sizeof cb);
+    ck_assert_float_eq(cb[0], 0.0f);
+    ck_assert(cb[1] < cb[2] && cb[2] < cb[3]);
+    plain = round_trip(out, 1, &loaded);
+    unpacked_values(plain, "w", got, FN);
+    for (size_t i = 0; i < FN; i++) {
+        const int k = ((const uint8_t *)idx->data)[i];
+        ck_assert_int_eq(k == 0, p[i] == 0.0f); /* zeros stay exactly zero, and only they */
+        ck_assert_float_eq(got[i], cb[k]);
+        /* a converged k-means: every weight at its nearest centroid */
+        for (int j = 1; j < 4 && p[i] != 0.0f; j++) {
+            ck_assert(fabsf(p[i] - cb[k]) <= fabsf(p[i] - cb[j]));
+        }
+        sse += ((double)p[i] - (double)got[i]) * ((double)p[i] - (double)got[i]);
+    }
+    ck_assert_double_eq_tol(jnum(tensor_entry(rep, "w"), "sse"), sse, 1e-9);
+    ck_assert_double_eq(jnum(tensor_entry(rep, "w"), "sparsity"), 0.5);
+    sse_lloyd = sse;
+    mp_model_free(plain);
+    mp_model_free(loaded);
+    check_and_free(in, out, rep);
+
+    /* the exact optimum is never worse than Lloyd's from the linear start */
+    out = run(in, "{\"steps\":[{\"prune\":{\"sparsity\":0.5}},{\"share\":{\"clusters\":4,"
+                  "\"optimal\":true}}]}",
+              &rep);
+    ck_assert(jnum(tensor_entry(rep, "w"), "sse") <= sse_lloyd * (1.0 + 1e-12));
+    check_and_free(in, out, rep);
+
+    /* without zeros all k entries are clusters of the weights; 2 clusters of [-1, 1) values
+     * split at 0 by sign */
+    out = run(in, "{\"steps\":[{\"share\":{\"clusters\":2,\"init\":\"kmeans++\"}}]}", &rep);
+    book = stored(out, "w_codebook", MP_DT_F32, 1, (const int64_t[]){2});
+    memcpy(cb, book->data, 2 * sizeof *cb);
+    ck_assert(cb[0] < 0.0f && cb[1] > 0.0f);
+    idx = mp_model_find(out, "w_indices");
+    for (size_t i = 0; i < FN; i++) {
+        ck_assert_int_eq(((const uint8_t *)idx->data)[i], w[i] > (cb[0] + cb[1]) / 2);
+    }
+    check_and_free(in, out, rep);
+    mp_model_free(in);
+}
+END_TEST
+
+/* ---- structured pruning ------------------------------------------------------------------- */
+
+START_TEST(test_channels_and_nm)
+{
+    /* rows: L1 4 / L2 2, L1 3 / L2 3, L1 20 / L2 10, L1 0.4 / L2 0.2 */
+    static const float w[16] = {1, 1, -1, 1, 3, 0, 0, 0, 5, -5, 5, 5, 0.1f, 0.1f, -0.1f, 0.1f};
+    const int64_t shape[2] = {4, 4};
+    mp_model_t *in = mp_model_new(), *out;
+    json_t *rep;
+    const float *v;
+
+    ck_assert_int_eq(mp_model_add(in, "w", MP_DT_F32, 2, shape, w, sizeof w, NULL), 0);
+    /* half the channels by L1: rows 3 and 1 go; by L2: rows 3 and 0 */
+    out = run(in, "{\"steps\":[{\"prune\":{\"sparsity\":0.5,\"structure\":\"channel\"}}]}",
+              &rep);
+    v = mp_model_find(out, "w")->data;
+    ck_assert_float_eq(v[0], 1.0f);
+    ck_assert_float_eq(v[4], 0.0f);
+    ck_assert_float_eq(v[12], 0.0f);
+    ck_assert_int_eq(jint(tensor_entry(rep, "w"), "zero_channels"), 2);
+    ck_assert_double_eq(jnum(tensor_entry(rep, "w"), "sparsity"), 8.0 / 16.0 + 0.0);
+    json_decref(rep);
+    mp_model_free(out);
+    out = run(in, "{\"steps\":[{\"prune\":{\"sparsity\":0.5,\"structure\":\"channel\","
+                  "\"norm\":2}}]}",
+              &rep);
+    v = mp_model_find(out, "w")->data;
+    ck_assert_float_eq(v[0], 0.0f);
+    ck_assert_float_eq(v[4], 3.0f);
+    /* row 1 keeps its own zeros: 2 zero rows, 8 + 3 zeros in all */
+    ck_assert_int_eq(jint(tensor_entry(rep, "w"), "zero_channels"), 2);
+    ck_assert_double_eq(jnum(tensor_entry(rep, "w"), "sparsity"), 11.0 / 16.0);
+    json_decref(rep);
+    mp_model_free(out);
+
+    /* 2:4 keeps the two largest |w| of every 4 (ties: the lower index), then int8 */
+    out = run(in, "{\"steps\":[{\"prune\":{\"structure\":\"2:4\"}},{\"quantize\":{}}]}", &rep);
+    {
+        static const int keep[16] = {1, 1, 0, 0, 1, 1, 0, 0, 1, 1, 0, 0, 1, 1, 0, 0};
+        const int8_t *q = mp_model_find(out, "w")->data;
+        for (int i = 0; i < 16; i++) {
+            ck_assert_int_eq(q[i] != 0, keep[i] && w[i] != 0.0f);
+        }
+    }
+    ck_assert_double_eq(jnum(tensor_entry(rep, "w"), "sparsity"), 9.0 / 16.0);
+    check_and_free(in, out, rep);
+    mp_model_free(in);
+}
+END_TEST
+
+/* ---- lowrank -------------------------------------------------------------------------------- */
+
+/* W [6, 8] with singular values 4, 3, 2, 1, 0.5, 0.25: a signed, permuted diagonal. */
+static const float SV[6] = {4.0f, 3.0f, 2.0f, 1.0f, 0.5f, 0.25f};
+
+static mp_model_t *sv_model(float *w)
+{
+    static const int rows[6] = {3, 0, 5, 1, 4, 2}, cols[6] = {7, 2, 0, 5, 1, 6};
+    const int64_t shape[2] = {6, 8};
+    mp_model_t *m = mp_model_new();
+
+    memset(w, 0, 48 * sizeof *w);
+    for (int j = 0; j < 6; j++) {
+        w[rows[j] * 8 + cols[j]] = j % 2 ? -SV[j] : SV[j];
+    }
+    ck_assert_int_eq(mp_model_add(m, "w", MP_DT_F32, 2, shape, w, 48 * sizeof *w, NULL), 0);
+    return m;
+}
+
+/* The rank a lowrank recipe chose for w, checked with every figure that follows from it. */
+static int chosen_rank(const mp_model_t *in, const char *step)
+{
+    char json[160];
+    json_t *rep;
+    mp_model_t *out;
+    const json_t *e;
+    double tail = 0.0;
+    int r;
+
+    snprintf(json, sizeof json, "{\"steps\":[{\"lowrank\":%s}]}", step);
+    out = run(in, json, &rep);
+    e = tensor_entry(rep, "w");
+    r = (int)jint(e, "rank");
+    ck_assert_str_eq(json_string_value(json_object_get(e, "decomposition")), "svd");
+    ck_assert(json_is_false(json_object_get(e, "randomized"))); /* 6 x 8 is small */
+    ck_assert_int_eq(jint(e, "params_before"), 48);
+    ck_assert_int_eq(jint(e, "params_after"), r * (6 + 8));
+    ck_assert_int_eq(jint(e, "flops_before"), 2 * 48);
+    ck_assert_int_eq(jint(e, "flops_after"), 2 * r * (6 + 8));
+    ck_assert_int_eq(jint(e, "bytes_after"), 4 * r * (6 + 8));
+    stored(out, "w_u", MP_DT_F32, 2, (const int64_t[]){6, r});
+    stored(out, "w_v", MP_DT_F32, 2, (const int64_t[]){r, 8});
+    ck_assert_ptr_null(mp_model_find(out, "w"));
+    /* the truncation error of an SVD: the singular values left out */
+    for (int j = r; j < 6; j++) {
+        tail += (double)SV[j] * SV[j];
+    }
+    ck_assert_double_eq_tol(jnum(e, "rel_error"), sqrt(tail / 30.3125), 1e-5);
+    check_and_free(in, out, rep);
+    return r;
+}
+
+START_TEST(test_lowrank_rank_rules)
+{
+    float w[48];
+    mp_model_t *in = sv_model(w);
+
+    ck_assert_int_eq(chosen_rank(in, "{\"rank\":2}"), 2);
+    ck_assert_int_eq(chosen_rank(in, "{\"rank\":6}"), 6);
+    /* of the full rank 6: 0.4 -> llround(2.4) = 2, 0.42 -> llround(2.52) = 3, tiny -> 1 */
+    ck_assert_int_eq(chosen_rank(in, "{\"rank_ratio\":0.4}"), 2);
+    ck_assert_int_eq(chosen_rank(in, "{\"rank_ratio\":0.42}"), 3);
+    ck_assert_int_eq(chosen_rank(in, "{\"rank_ratio\":0.01}"), 1);
+    /* squared singular values 16, 9, 4, 1, 0.25, 0.0625 of 30.3125, summed: 16, 25, 29, 30,
+     * 30.25, 30.3125. 0.9 of the total is 27.28 (3 values), 0.5 is 15.16 (1), 0.99 is 30.009
+     * (5: 4 give only 30), 1 needs all 6 */
+    ck_assert_int_eq(chosen_rank(in, "{\"energy\":0.9}"), 3);
+    ck_assert_int_eq(chosen_rank(in, "{\"energy\":0.5}"), 1);
+    ck_assert_int_eq(chosen_rank(in, "{\"energy\":0.99}"), 5);
+    ck_assert_int_eq(chosen_rank(in, "{\"energy\":1}"), 6);
+    ck_assert_int_eq(chosen_rank(in, "{\"energy\":0.9,\"randomized\":false}"), 3);
+    mp_model_free(in);
+}
+END_TEST
+
+START_TEST(test_lowrank_quantized_and_f16)
+{
+    float w[48], got[48];
+    const int64_t shape[2] = {6, 8};
+    uint16_t h[48];
+    mp_model_t *in = one_weight("w", 2, shape, w, 6), *out, *h_in, *loaded, *plain;
+    json_t *rep;
+
+    /* rank 3 factors as int8 codes with per-row scales: 18 + 24 codes, 6 + 3 scales */
+    out = run(in, "{\"steps\":[{\"lowrank\":{\"rank\":3}},{\"quantize\":{}}]}", &rep);
+    stored(out, "w_u", MP_DT_I8, 2, (const int64_t[]){6, 3});
+    stored(out, "w_u_scale", MP_DT_F32, 1, (const int64_t[]){6});
+    stored(out, "w_v", MP_DT_I8, 2, (const int64_t[]){3, 8});
+    stored(out, "w_v_scale", MP_DT_F32, 1, (const int64_t[]){3});
+    ck_assert_int_eq(jint(tensor_entry(rep, "w"), "bytes_after"), 18 + 24 + 4 * (6 + 3));
+    ck_assert_int_eq(jint(json_array_get(json_object_get(rep, "stages"), 0), "bytes"),
+                     4 * 3 * 14 + 24);
+    ck_assert_int_eq(jint(json_array_get(json_object_get(rep, "stages"), 1), "bytes"),
+                     18 + 24 + 36 + 24);
+    check_and_free(in, out, rep);
+
+    /* an F16 weight keeps F16 factors */
+    mp__f32_to_dtype(w, 48, MP_DT_F16, h);
+    h_in = mp_model_new();
+    ck_assert_int_eq(mp_model_add(h_in, "w", MP_DT_F16, 2, shape, h, sizeof h, NULL), 0);
+    out = run(h_in, "{\"steps\":[{\"lowrank\":{\"rank\":6}}]}", &rep);
+    stored(out, "w_u", MP_DT_F16, 2, (const int64_t[]){6, 6});
+    stored(out, "w_v", MP_DT_F16, 2, (const int64_t[]){6, 8});
+    ck_assert_int_eq(jint(tensor_entry(rep, "w"), "bytes_after"), 2 * 6 * 14);
+    /* full rank: only the F16 rounding of the factors is lost */
+    ck_assert(jnum(tensor_entry(rep, "w"), "rel_error") < 4e-3);
+    plain = round_trip(out, 1, &loaded);
+    unpacked_values(plain, "w", got, 48);
+    for (int i = 0; i < 48; i++) {
+        float x;
+        mp__tensor_to_f32(&(mp_tensor_t){.name = "h", .dtype = MP_DT_F16, .n_dims = 1,
+                                         .shape = {1}, .data = &h[i], .n_bytes = 2},
+                          &x, NULL);
+        ck_assert_float_eq_tol(got[i], x, 1e-2f);
+    }
+    mp_model_free(plain);
+    mp_model_free(loaded);
+    check_and_free(h_in, out, rep);
+    mp_model_free(h_in);
+    mp_model_free(in);
+}
+END_TEST
+
+/* conv [8, 6, 3, 3] = core [2, 3, 3, 3] x1 A [8, 2] x2 B [3, 6]: mode ranks 2 and 3 exactly. */
+START_TEST(test_tucker2)
+{
+    float a[16], b[18], core[54], w[432];
+    const int64_t shape[4] = {8, 6, 3, 3};
+    mp_model_t *in = mp_model_new(), *out;
+    json_t *rep;
+    const json_t *e, *rank;
+
+    lcg_fill(a, 16, 7);
+    lcg_fill(b, 18, 8);
+    lcg_fill(core, 54, 9);
+    for (int o = 0; o < 8; o++) {
+        for (int i = 0; i < 6; i++) {
+            for (int k = 0; k < 9; k++) {
+                double acc = 0.0;
+                for (int p = 0; p < 2; p++) {
+                    for (int q = 0; q < 3; q++) {
+                        acc += (double)a[o * 2 + p] * core[(p * 3 + q) * 9 + k] * b[q * 6 + i];
+                    }
+                }
+                w[(o * 6 + i) * 9 + k] = (float)acc;
+            }
+        }
+    }
+    ck_assert_int_eq(mp_model_add(in, "conv.weight", MP_DT_F32, 4, shape, w, sizeof w, NULL), 0);
+
+    /* energy finds the ranks of both channel modes; three factors reproduce the weight */
+    out = run(in, "{\"steps\":[{\"lowrank\":{\"energy\":0.9999}}]}", &rep);
+    e = tensor_entry(rep, "conv.weight");
+    rank = json_object_get(e, "rank");
+    ck_assert_str_eq(json_string_value(json_object_get(e, "decomposition")), "tucker2");
+    ck_assert_int_eq(json_integer_value(json_array_get(rank, 0)), 2);
+    ck_assert_int_eq(json_integer_value(json_array_get(rank, 1)), 3);
+    stored(out, "conv.weight_u_out", MP_DT_F32, 2, (const int64_t[]){8, 2});
+    stored(out, "conv.weight_core", MP_DT_F32, 4, (const int64_t[]){2, 3, 3, 3});
+    stored(out, "conv.weight_u_in", MP_DT_F32, 2, (const int64_t[]){3, 6});
+    /* 1x1 conv 6 -> 3, 3x3 conv 3 -> 2, 1x1 conv 2 -> 8: 18 + 54 + 16 weights */
+    ck_assert_int_eq(jint(e, "params_before"), 432);
+    ck_assert_int_eq(jint(e, "params_after"), 88);
+    ck_assert_int_eq(jint(e, "bytes_after"), 4 * 88);
+    ck_assert_int_eq(jint(e, "flops_before"), 2 * 432);
+    ck_assert_int_eq(jint(e, "flops_after"), 2 * (18 + 54 + 16));
+    ck_assert(jnum(e, "rel_error") < 1e-5);
+    check_and_free(in, out, rep);
+
+    /* a fixed rank applies to both modes; a ratio to each mode's full rank (8 and 6) */
+    out = run(in, "{\"steps\":[{\"lowrank\":{\"rank\":1}}]}", &rep);
+    stored(out, "conv.weight_core", MP_DT_F32, 4, (const int64_t[]){1, 1, 3, 3});
+    ck_assert(jnum(tensor_entry(rep, "conv.weight"), "rel_error") > 1e-3);
+    check_and_free(in, out, rep);
+    out = run(in, "{\"steps\":[{\"lowrank\":{\"rank_ratio\":0.5}}]}", &rep);
+    stored(out, "conv.weight_u_out", MP_DT_F32, 2, (const int64_t[]){8, 4});
+    stored(out, "conv.weight_u_in", MP_DT_F32, 2, (const int64_t[]){3, 6});
+    json_decref(rep);
+    mp_model_free(out);
+    mp_model_free(in);
+}
+END_TEST
+
+/* ---- composition: Deep Compression's stages ------------------------------------------------- */
+
+/* fc1 [64, 128], fc2 [32, 64] from lcg_fill, and their biases. */
+static mp_model_t *two_layers(float *w1, float *w2)
+{
+    static float b1[64], b2[32];
+    const int64_t s1[2] = {64, 128}, s2[2] = {32, 64}, sb1[1] = {64}, sb2[1] = {32};
+    mp_model_t *m = mp_model_new();
+
+    lcg_fill(w1, 64 * 128, 10);
+    lcg_fill(w2, 32 * 64, 11);
+    lcg_fill(b1, 64, 12);
+    lcg_fill(b2, 32, 13);
+    ck_assert_int_eq(mp_model_add(m, "fc1.weight", MP_DT_F32, 2, s1, w1, 64 * 128 * 4, NULL), 0);
+    ck_assert_int_eq(mp_model_add(m, "fc1.bias", MP_DT_F32, 1, sb1, b1, sizeof b1, NULL), 0);
+    ck_assert_int_eq(mp_model_add(m, "fc2.weight", MP_DT_F32, 2, s2, w2, 32 * 64 * 4, NULL), 0);
+    ck_assert_int_eq(mp_model_add(m, "fc2.bias", MP_DT_F32, 1, sb2, b2, sizeof b2, NULL), 0);
+    return m;
+}
+
+/* The stages of rep, which must name the steps in order; sizes into bytes. */
+static void stages_of(const json_t *rep, const char *const *steps, size_t n, json_int_t *bytes)
+{
+    const json_t *st = json_object_get(rep, "stages");
+
+    ck_assert_uint_eq(json_array_size(st), n);
+    for (size_t i = 0; i < n; i++) {
+        ck_assert_str_eq(json_string_value(json_object_get(json_array_get(st, i), "step")),
+                         steps[i]);
+        bytes[i] = jint(json_array_get(st, i), "bytes");
+    }
+}
+
+/* The size of out as an .mpz file. */
+static size_t mpz_file_bytes(const mp_model_t *out)
+{
+    char path[] = "/tmp/check_pipeline-XXXXXX";
+    struct stat st;
+    mp_errctx_t err = {0};
+    int fd = mkstemp(path);
+
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    ck_assert_msg(mp_mpz_save(out, path, &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(stat(path, &st), 0);
+    unlink(path);
+    return (size_t)st.st_size;
+}
+
+START_TEST(test_deep_compression)
+{
+    static float w1[64 * 128], w2[32 * 64];
+    static const char *const steps[3] = {"prune", "share", "huffman"};
+    mp_model_t *in = two_layers(w1, w2), *out, *loaded, *plain;
+    const json_int_t dense = (64 * 128 + 32 * 64 + 64 + 32) * 4;
+    json_int_t b[3];
+    json_t *rep;
+    float *v = malloc(64 * 128 * sizeof *v);
+
+    out = run(in, "{\"steps\":[{\"prune\":{\"sparsity\":0.9}},{\"share\":{\"clusters\":16}},"
+                  "{\"huffman\":{}}]}",
+              &rep);
+    stages_of(rep, steps, 3, b);
+    /* pruned weights are still stored densely; sharing stores a byte a weight and 16 floats;
+     * the container codes the runs of zeros and the indices */
+    ck_assert_int_eq(b[0], dense);
+    ck_assert_int_eq(b[1], 64 * 128 + 32 * 64 + 2 * 16 * 4 + (64 + 32) * 4);
+    ck_assert_int_lt(b[2], b[1]);
+    ck_assert_int_eq(b[2], (json_int_t)mpz_file_bytes(out));
+    ck_assert_int_eq(jint(rep, "bytes_after"), b[2]);
+    ck_assert_double_eq(jnum(rep, "compression_ratio"), (double)dense / (double)b[2]);
+    ck_assert_str_eq(json_string_value(json_object_get(rep, "output_format")), "mpz");
+    /* 90 % of each weight stays exactly 0 through sharing and the container */
+    plain = round_trip(out, 1, &loaded);
+    unpacked_values(plain, "fc1.weight", v, 64 * 128);
+    ck_assert_uint_eq(zeros(v, 64 * 128), 7373); /* llround(0.9 * 8192) */
+    unpacked_values(plain, "fc2.weight", v, 32 * 64);
+    ck_assert_uint_eq(zeros(v, 32 * 64), 1843);  /* llround(0.9 * 2048) */
+    ck_assert_int_eq(memcmp(mp_model_find(plain, "fc1.bias")->data,
+                            mp_model_find(in, "fc1.bias")->data, 64 * 4),
+                     0);
+    mp_model_free(plain);
+    mp_model_free(loaded);
+    check_and_free(in, out, rep);
+    free(v);
+    mp_model_free(in);
+}
+END_TEST
+
+START_TEST(test_prune_int4_huffman)
+{
+    static float w1[64 * 128], w2[32 * 64];
+    static const char *const steps[3] = {"prune", "quantize", "huffman"};
+    static const char *const mpz_steps[2] = {"quantize", "mpz"};
+    mp_model_t *in = two_layers(w1, w2), *out;
+    json_int_t b[3];
+    json_t *rep;
+
+    out = run(in, "{\"steps\":[{\"prune\":{\"sparsity\":0.9}},{\"quantize\":{\"bits\":4}},"
+                  "{\"huffman\":{}}]}",
+              &rep);
+    stages_of(rep, steps, 3, b);
+    /* 4 bits a weight, the shapes, a scale per row */
+    ck_assert_int_eq(b[1], (64 * 128 + 32 * 64) / 2 + 2 * 16 + (64 + 32) * 4 + (64 + 32) * 4);
+    ck_assert_int_lt(b[1], b[0]);
+    ck_assert_int_lt(b[2], b[1]);
+    ck_assert_int_eq(b[2], (json_int_t)mpz_file_bytes(out));
+    check_and_free(in, out, rep);
+
+    /* output.format mpz without a huffman step: the container is a stage of its own */
+    out = run(in, "{\"steps\":[{\"quantize\":{\"bits\":4}}],\"output\":{\"format\":\"mpz\"}}",
+              &rep);
+    stages_of(rep, mpz_steps, 2, b);
+    ck_assert_int_eq(b[1], (json_int_t)mpz_file_bytes(out));
+    ck_assert_int_eq(jint(rep, "bytes_after"), b[1]);
+    json_decref(rep);
+    mp_model_free(out);
+    mp_model_free(in);
+}
+END_TEST
+
+/* A global prune runs over all tensors first; the steps after it go tensor by tensor. */
+START_TEST(test_global_prune_share)
+{
+    static float w1[64 * 128], w2[32 * 64];
+    mp_model_t *in = two_layers(w1, w2), *out;
+    json_t *rep;
+    double s1, s2;
+
+    out = run(in, "{\"steps\":[{\"prune\":{\"sparsity\":0.3}},{\"prune\":{\"sparsity\":0.6,"
+                  "\"scope\":\"global\"}},{\"share\":{\"clusters\":8}}]}",
+              &rep);
+    s1 = jnum(tensor_entry(rep, "fc1.weight"), "sparsity");
+    s2 = jnum(tensor_entry(rep, "fc2.weight"), "sparsity");
+    /* llround(0.6 * 10240) = 6144 zeros in all, shared out by one threshold */
+    ck_assert_double_eq_tol(s1 * 8192 + s2 * 2048, 6144.0, 1e-9);
+    ck_assert(s1 >= 0.3 && s2 >= 0.3);
+    check_and_free(in, out, rep);
+    mp_model_free(in);
+}
+END_TEST
+
+/* ---- unpack refuses what no encoder writes ------------------------------------------------- */
+
+/* Unpack m with the record text; expect code and message. */
+static void assert_unpack_refused(mp_model_t *m, const char *record, int code, const char *msg)
+{
+    mp_model_t *out = (mp_model_t *)1;
+    mp_errctx_t err = {0};
+
+    ck_assert_int_eq(mp_model_set_meta(m, MP_META_KEY, record), 0);
+    ck_assert_int_eq(mp_model_unpack(m, &out, &err), code);
+    ck_assert_str_eq(err.msg, msg);
+    ck_assert_ptr_null(out);
+}
+
+START_TEST(test_unpack_refusals_v2)
+{
+    static const uint8_t idx[4] = {0, 1, 5, 1}, tern[1] = {0xff}, u8[4] = {1, 2, 3, 4};
+    static const float book[2] = {0.0f, 1.0f}, sc[2] = {0.5f, 0.5f}, one[1] = {1.0f};
+    static const float four[4] = {1.0f, 2.0f, 3.0f, 4.0f};
+    static const uint8_t ok_idx[4] = {0, 1, 1, 0};
+    static const int64_t good_shape[2] = {2, 2}, bad_shape[2] = {4, 1};
+    static const int32_t zp[1] = {300};
+    const int64_t s22[2] = {2, 2}, s2[1] = {2}, s1[1] = {1}, s4[1] = {4};
+    mp_model_t *m = mp_model_new();
+
+    ck_assert_int_eq(mp_model_add(m, "s_indices", MP_DT_U8, 2, s22, idx, 4, NULL), 0);
+    ck_assert_int_eq(mp_model_add(m, "s_codebook", MP_DT_F32, 1, s2, book, 8, NULL), 0);
+    ck_assert_int_eq(mp_model_add(m, "t_packed", MP_DT_U8, 1, s1, tern, 1, NULL), 0);
+    ck_assert_int_eq(mp_model_add(m, "t_shape", MP_DT_I64, 1, s2, good_shape, 16, NULL), 0);
+    ck_assert_int_eq(mp_model_add(m, "t_scale", MP_DT_F32, 1, s2, sc, 8, NULL), 0);
+    ck_assert_int_eq(mp_model_add(m, "b_packed", MP_DT_U8, 1, s1, tern, 1, NULL), 0);
+    ck_assert_int_eq(mp_model_add(m, "b_shape", MP_DT_I64, 1, s2, bad_shape, 16, NULL), 0);
+    ck_assert_int_eq(mp_model_add(m, "b_scale", MP_DT_F32, 1, s2, sc, 8, NULL), 0);
+    ck_assert_int_eq(mp_model_add(m, "a", MP_DT_U8, 2, s22, u8, 4, NULL), 0);
+    ck_assert_int_eq(mp_model_add(m, "a_scale", MP_DT_F32, 1, s1, one, 4, NULL), 0);
+    ck_assert_int_eq(mp_model_add(m, "a_zero_point", MP_DT_I32, 1, s1, zp, 4, NULL), 0);
+    ck_assert_int_eq(mp_model_add(m, "f_u", MP_DT_F32, 1, s4, four, sizeof four, NULL), 0);
+
+    assert_unpack_refused(m, "{\"version\":2,\"tensors\":{\"s\":{\"shape\":[2,2],\"code\":{"
+                             "\"kind\":\"share\",\"clusters\":2}}}}",
+                          MP_EFORMAT, "tensor 's': index 2 is 5, past the codebook of 2 entries");
+    assert_unpack_refused(m, "{\"version\":2,\"tensors\":{\"t\":{\"shape\":[2,2],\"code\":{"
+                             "\"kind\":\"ternary\",\"granularity\":\"channel\"}}}}",
+                          MP_EFORMAT, "tensor 't': ternary code 0 is 3");
+    assert_unpack_refused(m, "{\"version\":2,\"tensors\":{\"b\":{\"shape\":[2,2],\"code\":{"
+                             "\"kind\":\"binary\",\"granularity\":\"channel\"}}}}",
+                          MP_EFORMAT, "tensor 'b_shape': dim 0 is 4, but the part is 2");
+    assert_unpack_refused(m, "{\"version\":2,\"tensors\":{\"a\":{\"shape\":[2,2],\"code\":{"
+                             "\"kind\":\"int\",\"bits\":8,\"scheme\":\"asymmetric\","
+                             "\"granularity\":\"tensor\"}}}}",
+                          MP_EFORMAT, "tensor 'a': zero point 0 is 300, outside 0..255");
+    assert_unpack_refused(m, "{\"version\":2,\"tensors\":{\"s\":{\"shape\":[2,2],\"code\":{"
+                             "\"kind\":\"share\",\"clusters\":3}}}}",
+                          MP_EFORMAT, "metadata 'modelpress': 's_codebook' must be F32 [3] to "
+                                      "store 's', not F32 [2]");
+    assert_unpack_refused(m, "{\"version\":2,\"tensors\":{\"f\":{\"shape\":[2,2],\"code\":{"
+                             "\"kind\":\"raw\",\"dtype\":\"F32\"},\"lowrank\":{\"decomposition\":"
+                             "\"svd\",\"rank\":3}}}}",
+                          MP_EFORMAT, "metadata 'modelpress': tensor 'f': the rank must be from "
+                                      "1 to the smaller dim");
+    assert_unpack_refused(m, "{\"version\":2,\"tensors\":{\"f\":{\"shape\":[2,2],\"code\":{"
+                             "\"kind\":\"raw\",\"dtype\":\"F32\"},\"lowrank\":{\"decomposition\":"
+                             "\"svd\",\"rank\":2}}}}",
+                          MP_EFORMAT, "metadata 'modelpress': 'f_u' must be F32 [2, 2] to store "
+                                      "'f', not F32 [4]");
+    assert_unpack_refused(m, "{\"version\":2,\"tensors\":{\"g\":{\"shape\":[2,2],\"code\":{"
+                             "\"kind\":\"int\",\"bits\":4,\"scheme\":\"symmetric\","
+                             "\"granularity\":\"channel\"}}}}",
+                          MP_EFORMAT, "metadata 'modelpress': tensor 'g' is stored as "
+                                      "'g_packed', which is missing");
+    assert_unpack_refused(m, "{\"version\":2,\"tensors\":{\"a\":{\"shape\":[2,2],"
+                             "\"code\":{\"kind\":\"share\",\"clusters\":2}}}}",
+                          MP_EFORMAT, "metadata 'modelpress': tensor 'a' is stored as "
+                                      "'a_indices', which is missing");
+    assert_unpack_refused(m, "{\"version\":3,\"tensors\":{}}", MP_EUNSUPPORTED,
+                          "metadata 'modelpress': only versions 1 and 2 are understood by this "
+                          "version");
+    assert_unpack_refused(m, "{\"version\":2,\"tensors\":{\"s\":{\"shape\":[2,-2],\"code\":{"
+                             "\"kind\":\"share\",\"clusters\":2}}}}",
+                          MP_EFORMAT, "metadata 'modelpress': tensor 's': dim 1 of \"shape\" is "
+                                      "not a positive integer");
+    assert_unpack_refused(m, "{\"version\":2,\"tensors\":{\"s\":{\"shape\":[2,2],\"code\":{"
+                             "\"kind\":\"lzma\"}}}}",
+                          MP_EFORMAT, "metadata 'modelpress': tensor 's': \"code\" must be an "
+                                      "object with a kind of raw, int, binary, ternary or share");
+    mp_model_free(m);
+
+    /* a restored tensor would take the name of one that is passed through */
+    m = mp_model_new();
+    ck_assert_int_eq(mp_model_add(m, "w", MP_DT_F32, 2, s22, four, sizeof four, NULL), 0);
+    ck_assert_int_eq(mp_model_add(m, "w_indices", MP_DT_U8, 2, s22, ok_idx, 4, NULL), 0);
+    ck_assert_int_eq(mp_model_add(m, "w_codebook", MP_DT_F32, 1, s2, book, 8, NULL), 0);
+    assert_unpack_refused(m, "{\"version\":2,\"tensors\":{\"w\":{\"shape\":[2,2],\"code\":{"
+                             "\"kind\":\"share\",\"clusters\":2}}}}",
+                          MP_EFORMAT, "metadata 'modelpress' lists tensor 'w' as compressed, but "
+                                      "the model also has a tensor of that name that is not part "
+                                      "of it");
+    mp_model_free(m);
+}
+END_TEST
+
 static Suite *pipeline_suite(void)
 {
     Suite *s = suite_create("pipeline");
@@ -693,6 +1613,28 @@ static Suite *pipeline_suite(void)
     tcase_add_checked_fixture(tc, model_setup, model_teardown);
     tcase_add_test(tc, test_save_reload_unpack);
     tcase_add_test(tc, test_unpack_refusals);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("formats");
+    tcase_add_test(tc, test_int4_group);
+    tcase_add_test(tc, test_int_asymmetric);
+    tcase_add_test(tc, test_binary_ternary);
+    tcase_add_test(tc, test_fp16_bf16);
+    tcase_add_test(tc, test_share);
+    tcase_add_test(tc, test_channels_and_nm);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("lowrank");
+    tcase_add_test(tc, test_lowrank_rank_rules);
+    tcase_add_test(tc, test_lowrank_quantized_and_f16);
+    tcase_add_test(tc, test_tucker2);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("compose");
+    tcase_add_test(tc, test_deep_compression);
+    tcase_add_test(tc, test_prune_int4_huffman);
+    tcase_add_test(tc, test_global_prune_share);
+    tcase_add_test(tc, test_unpack_refusals_v2);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("dtypes");
