@@ -201,8 +201,7 @@ int mp__quant_affine(const char *name, const float *w, size_t rows, size_t cols,
 }
 
 void mp__dequant_affine(const void *q, size_t rows, size_t cols, size_t group, int bits,
-                        int asymmetric, const float *scales, const int32_t *zero_points,
-                        float *w)
+                        int asymmetric, const float *scales, const int32_t *zero_points, float *w)
 {
     const mp_qbits_table_t *qb = mp__kern_qbits();
     const uint8_t *codes = q;
@@ -301,8 +300,8 @@ int mp__quant_binary(const char *name, const float *w, size_t rows, size_t cols,
     return quant_sign(name, w, rows, cols, 0, codes, alphas, err);
 }
 
-int mp__quant_ternary(const char *name, const float *w, size_t rows, size_t cols,
-                      uint8_t *codes, float *alphas, mp_errctx_t *err)
+int mp__quant_ternary(const char *name, const float *w, size_t rows, size_t cols, uint8_t *codes,
+                      float *alphas, mp_errctx_t *err)
 {
     return quant_sign(name, w, rows, cols, 1, codes, alphas, err);
 }

@@ -187,9 +187,9 @@ void mp_kern_pack_bits_avx2(const uint8_t *codes, size_t n, int bits, uint8_t *o
         }
         break;
     case 2: { /* 32 codes -> 8 bytes */
-        const __m256i first = _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
-                                               -1, -1, 0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1,
-                                               -1, -1, -1, -1);
+        const __m256i first =
+            _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 4, 8,
+                             12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
         for (; i + 32 <= n; i += 32) {
             __m256i p = _mm256_maddubs_epi16(load_codes32(codes + i, 2), _mm256_set1_epi16(0x0401));
             p = _mm256_madd_epi16(p, _mm256_set1_epi32(0x00100001));

@@ -73,8 +73,7 @@ void mp_kern_minmax_f32_avx512(const float *x, size_t n, float *lo, float *hi)
     minmax_run(x, n, lo, hi);
 }
 
-void mp_kern_minmax_groups_f32_avx512(const float *x, size_t n, size_t group, float *lo,
-                                      float *hi)
+void mp_kern_minmax_groups_f32_avx512(const float *x, size_t n, size_t group, float *lo, float *hi)
 {
     for (size_t i = 0, g = 0; i < n; i += group, g++) {
         minmax_run(x + i, n - i < group ? n - i : group, &lo[g], &hi[g]);
@@ -148,12 +147,12 @@ static inline void pack64(const uint8_t *codes, size_t r, int bits, uint8_t *out
         __m512i p = _mm512_maddubs_epi16(v, _mm512_set1_epi16(0x1001)); /* c0 + 16 c1 */
         _mm256_mask_storeu_epi8(out, (__mmask32)mask64(nb), _mm512_cvtepi16_epi8(p));
     } else if (bits == 2) {
-        __m512i p = _mm512_maddubs_epi16(v, _mm512_set1_epi16(0x0401));  /* c0 + 4 c1 */
-        p = _mm512_madd_epi16(p, _mm512_set1_epi32(0x00100001));         /* + 16 (c2 + 4 c3) */
+        __m512i p = _mm512_maddubs_epi16(v, _mm512_set1_epi16(0x0401)); /* c0 + 4 c1 */
+        p = _mm512_madd_epi16(p, _mm512_set1_epi32(0x00100001));        /* + 16 (c2 + 4 c3) */
         _mm_mask_storeu_epi8(out, (__mmask16)mask64(nb), _mm512_cvtepi32_epi8(p));
     } else {
         uint64_t m = _mm512_test_epi8_mask(v, v); /* bits == 1: v is 0 or 1 */
-        memcpy(out, &m, nb);                     /* little-endian: code k is bit k */
+        memcpy(out, &m, nb);                      /* little-endian: code k is bit k */
     }
 }
 
@@ -184,10 +183,9 @@ static inline void unpack64(const uint8_t *in, size_t r, int bits, uint8_t *code
     } else if (bits == 2) { /* each byte widened to a dword, field k to byte k */
         __m512i x = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8((__mmask16)mask64(nb), in));
         y = _mm512_and_si512(x, _mm512_set1_epi32(0x3));
-        y = _mm512_or_si512(
-            y, _mm512_and_si512(_mm512_slli_epi32(x, 6), _mm512_set1_epi32(0x300)));
-        y = _mm512_or_si512(
-            y, _mm512_and_si512(_mm512_slli_epi32(x, 12), _mm512_set1_epi32(0x30000)));
+        y = _mm512_or_si512(y, _mm512_and_si512(_mm512_slli_epi32(x, 6), _mm512_set1_epi32(0x300)));
+        y = _mm512_or_si512(y,
+                            _mm512_and_si512(_mm512_slli_epi32(x, 12), _mm512_set1_epi32(0x30000)));
         y = _mm512_or_si512(
             y, _mm512_and_si512(_mm512_slli_epi32(x, 18), _mm512_set1_epi32(0x3000000)));
     } else { /* bits == 1: the packed bits are the lane mask */

@@ -56,8 +56,8 @@ void mp_kern_quant_sym_f32_ref(const float *x, size_t n, float inv_scale, int qm
 
 /* clamp(rint(y) + zp, 0, qmax) == rint(clamp(y, -zp, qmax - zp)) + zp: the bounds are
  * integers, so the same argument as above holds on the shifted range. */
-void mp_kern_quant_asym_f32_ref(const float *x, size_t n, float inv_scale, int zero_point,
-                                int qmax, uint8_t *q)
+void mp_kern_quant_asym_f32_ref(const float *x, size_t n, float inv_scale, int zero_point, int qmax,
+                                uint8_t *q)
 {
     const float lo = (float)-zero_point, hi = (float)(qmax - zero_point);
     for (size_t i = 0; i < n; i++) {
@@ -69,8 +69,7 @@ void mp_kern_quant_asym_f32_ref(const float *x, size_t n, float inv_scale, int z
 }
 
 /* The integer difference is exact in float (|q - zp| < 2^24), then one rounded multiply. */
-void mp_kern_dequant_asym_f32_ref(const uint8_t *q, size_t n, float scale, int zero_point,
-                                  float *y)
+void mp_kern_dequant_asym_f32_ref(const uint8_t *q, size_t n, float scale, int zero_point, float *y)
 {
     for (size_t i = 0; i < n; i++) {
         y[i] = (float)((int)q[i] - zero_point) * scale;
@@ -132,8 +131,7 @@ void mp_kern_unpack_bits_ref(const uint8_t *in, size_t n, int bits, uint8_t *cod
         .pack_bits = mp_kern_pack_bits_##name, .unpack_bits = mp_kern_unpack_bits_##name,          \
     }
 
-static const mp_qbits_table_t tables[] = {QBITS_TABLE(ref), QBITS_TABLE(avx2),
-                                          QBITS_TABLE(avx512)};
+static const mp_qbits_table_t tables[] = {QBITS_TABLE(ref), QBITS_TABLE(avx2), QBITS_TABLE(avx512)};
 
 const mp_qbits_table_t *mp__kern_qbits_for(const char *isa)
 {

@@ -71,10 +71,10 @@ static float bits_to_float(uint32_t u)
 enum { K_UNIFORM, K_BITS, K_TIES, K_SPECIAL, K_NONFINITE, N_KINDS };
 static const char *const kind_names[N_KINDS] = {"uniform", "bits", "ties", "special", "nonfinite"};
 
-static const float specials[] = {0.0f,    -0.0f,   0x1p-149f, -0x1p-149f, FLT_MIN, -FLT_MIN,
-                                 FLT_MAX, -FLT_MAX, 1e30f,    -1e30f,     0.5f,    -0.5f,
-                                 1.5f,    2.5f,    -3.5f,     7.5f,       -7.5f,   127.5f,
-                                 -127.5f, 255.5f,  300.0f,    -300.0f,    1.0f,    -1.0f};
+static const float specials[] = {0.0f,    -0.0f,    0x1p-149f, -0x1p-149f, FLT_MIN, -FLT_MIN,
+                                 FLT_MAX, -FLT_MAX, 1e30f,     -1e30f,     0.5f,    -0.5f,
+                                 1.5f,    2.5f,     -3.5f,     7.5f,       -7.5f,   127.5f,
+                                 -127.5f, 255.5f,   300.0f,    -300.0f,    1.0f,    -1.0f};
 #define N_SPECIALS (sizeof(specials) / sizeof(specials[0]))
 
 static void fill(float *x, size_t n, int kind)
@@ -244,7 +244,8 @@ static void inv_scales(const float *x, size_t n, int qmax, float inv[N_INV])
     inv[4] = 1e-30f;
 }
 
-#define N_QMAX_SYM 7
+#define N_QMAX_SYM 7                   /* widths 2..8 */
+#define SYM_CALLS (N_QMAX_SYM * N_INV) /* calls per case */
 static size_t check_quant_sym(const where_t *w, const float *x, size_t n)
 {
     char what[64];
@@ -264,11 +265,12 @@ static size_t check_quant_sym(const where_t *w, const float *x, size_t n)
             }
         }
     }
-    return N_QMAX_SYM * N_INV;
+    return SYM_CALLS;
 }
 
 /* Each width 2..8 with zero points 0, about the middle, and qmax. */
 #define N_ZP 3
+#define ASYM_CALLS (N_QMAX_SYM * N_ZP * N_INV)
 static size_t check_quant_asym(const where_t *w, const float *x, size_t n)
 {
     char what[80];
@@ -285,14 +287,14 @@ static size_t check_quant_asym(const where_t *w, const float *x, size_t n)
                 w->v->quant_asym_f32(x, n, inv[k], zps[z], qmax, bvar);
                 size_t d = first_diff(bref, bvar, n + GUARD);
                 if (d != n + GUARD) {
-                    snprintf(what, sizeof what, "qmax %d zero point %d inv_scale %a", qmax,
-                             zps[z], (double)inv[k]);
+                    snprintf(what, sizeof what, "qmax %d zero point %d inv_scale %a", qmax, zps[z],
+                             (double)inv[k]);
                     FAIL_AT(w, "quant_asym_f32", n, what, d);
                 }
             }
         }
     }
-    return N_QMAX_SYM * N_ZP * N_INV;
+    return ASYM_CALLS;
 }
 
 /* The codes are bytes drawn from the float bits, so every value 0..255 occurs. */
@@ -385,8 +387,8 @@ static const struct {
     size_t calls_per_case;
 } ops[] = {{check_minmax, 1},
            {check_minmax_groups, N_GROUPS},
-           {check_quant_sym, N_QMAX_SYM * N_INV},
-           {check_quant_asym, N_QMAX_SYM * N_ZP * N_INV},
+           {check_quant_sym, SYM_CALLS},
+           {check_quant_asym, ASYM_CALLS},
            {check_dequant, 2 * N_DEQ},
            {check_pack, 8}};
 #define N_OPS (int)(sizeof(ops) / sizeof(ops[0]))
@@ -468,8 +470,8 @@ START_TEST(test_spec_quant_sym)
 {
     const mp_qbits_table_t *t = all_tables[_i];
     /* qmax 7 (4 bits): ties to even, clamping at ±7, NaN to -7 */
-    const float base[12] = {2.5f, -3.5f, 7.5f, -8.0f, NAN, 6.5f, 0.5f, -0.5f, 1e30f, 6.49f,
-                            -6.51f, 3.0f};
+    const float base[12] = {2.5f, -3.5f, 7.5f,  -8.0f, NAN,    6.5f,
+                            0.5f, -0.5f, 1e30f, 6.49f, -6.51f, 3.0f};
     const int8_t want[12] = {2, -4, 7, -7, -7, 6, 0, 0, 7, 6, -7, 3};
     float x[36];
     int8_t q[36], w2[36];
@@ -496,8 +498,8 @@ START_TEST(test_spec_quant_asym)
     const mp_qbits_table_t *t = all_tables[_i];
     /* qmax 15 (4 bits), zero point 3: code = clamp(rint(x) + 3, 0, 15). 0.5 -> 0 + 3 = 3,
      * where rounding after adding (rint(3.5) = 4) would give 4; 1.5 -> 2 + 3 = 5. */
-    const float base[12] = {0.0f, -3.0f, -3.5f, -2.5f, 0.5f, 1.5f, 12.0f, 12.5f, 100.0f, NAN,
-                            2.5f, -1e30f};
+    const float base[12] = {0.0f,  -3.0f, -3.5f,  -2.5f, 0.5f, 1.5f,
+                            12.0f, 12.5f, 100.0f, NAN,   2.5f, -1e30f};
     const uint8_t want[12] = {3, 0, 0, 1, 3, 5, 15, 15, 15, 0, 5, 0};
     float x[36];
     uint8_t q[36], w2[36];
@@ -546,9 +548,9 @@ START_TEST(test_spec_layout_figures)
         uint8_t codes[9], packed[4];
     } cases[] = {
         {4, 3, 2, {1, 2, 3}, {0x21, 0x03}},
-        {4, 2, 1, {0x1f, 0x02}, {0x2f}},             /* only the low 4 bits are stored */
-        {2, 5, 2, {1, 2, 3, 0, 3}, {0x39, 0x03}},    /* 1 | 2 << 2 | 3 << 4 | 0 << 6 */
-        {3, 3, 2, {7, 0, 5}, {0x47, 0x01}},          /* 5 straddles bytes 0 and 1 */
+        {4, 2, 1, {0x1f, 0x02}, {0x2f}},          /* only the low 4 bits are stored */
+        {2, 5, 2, {1, 2, 3, 0, 3}, {0x39, 0x03}}, /* 1 | 2 << 2 | 3 << 4 | 0 << 6 */
+        {3, 3, 2, {7, 0, 5}, {0x47, 0x01}},       /* 5 straddles bytes 0 and 1 */
         {1, 9, 2, {1, 0, 1, 1, 0, 0, 0, 0, 1}, {0x0d, 0x01}},
         {5, 2, 2, {31, 1}, {0x3f, 0x00}},
         {6, 3, 3, {0x3f, 0x00, 0x15}, {0x3f, 0x50, 0x01}},
@@ -601,8 +603,8 @@ START_TEST(test_spec_layout_bitwise)
                 unsigned got = (out[k / 8] >> (k % 8)) & 1u;
                 unsigned want = k < n * (size_t)b ? (codes[k / b] >> (k % b)) & 1u : 0u;
                 if (got != want) {
-                    ck_abort_msg("%s: %d bits, n=%zu: stream bit %zu is %u, want %u", t->isa, b,
-                                 n, k, got, want);
+                    ck_abort_msg("%s: %d bits, n=%zu: stream bit %zu is %u, want %u", t->isa, b, n,
+                                 k, got, want);
                 }
             }
             ck_assert_uint_eq(out[nb], 0xa5);
@@ -718,8 +720,7 @@ START_TEST(test_dispatch_for)
     ck_assert((mp__kern_qbits_for("avx2") != NULL) == (mp__kern_for("avx2") != NULL));
     ck_assert((mp__kern_qbits_for("avx512") != NULL) == (mp__kern_for("avx512") != NULL));
     if (mp__kern_for("avx512")) {
-        ck_assert(mp__kern_qbits_for("avx512")->dequant_sym_f32 ==
-                  mp_kern_dequant_i8_f32_avx512);
+        ck_assert(mp__kern_qbits_for("avx512")->dequant_sym_f32 == mp_kern_dequant_i8_f32_avx512);
     }
 }
 END_TEST
@@ -729,6 +730,7 @@ static Suite *qbits_suite(void)
     Suite *s = suite_create("qbits");
 
     TCase *tc = tcase_create("spec");
+    tcase_set_timeout(tc, 120); /* slow under sanitizers on a shared machine */
     tcase_add_loop_test(tc, test_spec_minmax, 0, n_all);
     tcase_add_loop_test(tc, test_spec_minmax_groups, 0, n_all);
     tcase_add_loop_test(tc, test_spec_quant_sym, 0, n_all);

@@ -396,8 +396,8 @@ static void check_group(const float *w, const void *q, size_t m, int bits, int a
         ck_assert(zp >= 0 && zp <= qmax);
         excused = fabsf(z - floorf(z) - 0.5f) <= 1e-3f;
         if (real_scale && lo < 0.0f) {
-            ck_assert_msg(excused ? qa[amin] <= 1 : qa[amin] == 0, "%s: minimum has code %d",
-                          what, qa[amin]);
+            ck_assert_msg(excused ? qa[amin] <= 1 : qa[amin] == 0, "%s: minimum has code %d", what,
+                          qa[amin]);
         }
         if (real_scale && hi > 0.0f) {
             ck_assert_msg(excused ? qa[amax] >= qmax - 1 : qa[amax] == qmax,
@@ -429,7 +429,7 @@ enum { G_TENSOR, G_CHANNEL, G_32, G_128, G_45, N_GRAN };
 static const char *const gran_names[N_GRAN] = {"tensor", "channel", "group 32", "group 128",
                                                "group 45"};
 
-static const shape_t affine_shapes[] = {{1, 1},   {7, 300}, {64, 257}, {3, 4099},
+static const shape_t affine_shapes[] = {{1, 1},    {7, 300}, {64, 257}, {3, 4099},
                                         {129, 65}, {2, 0},   {12, 1000}};
 #define N_AFFINE_SHAPES (sizeof(affine_shapes) / sizeof(affine_shapes[0]))
 
@@ -515,10 +515,9 @@ START_TEST(test_affine_matches_int8)
         ck_assert(w && s1 && s2 && q1 && q2);
         fill_matrix(w, sh.rows, sh.cols);
         ck_assert_int_eq(mp__quant_i8_sym("t", w, sh.rows, sh.cols, 1, q1, s1, NULL), 0);
-        ck_assert_int_eq(
-            mp__quant_affine("t", w, sh.rows, sh.cols, sh.cols ? sh.cols : 1, 8, 0, q2, s2, NULL,
-                             NULL),
-            0);
+        ck_assert_int_eq(mp__quant_affine("t", w, sh.rows, sh.cols, sh.cols ? sh.cols : 1, 8, 0, q2,
+                                          s2, NULL, NULL),
+                         0);
         ck_assert_mem_eq(q1, q2, n);
         ck_assert_mem_eq(s1, s2, sh.cols ? sh.rows * sizeof(float) : 0);
         ck_assert_int_eq(mp__quant_i8_sym("t", w, sh.rows, sh.cols, 0, q1, s1, NULL), 0);
@@ -835,6 +834,7 @@ static Suite *quant_suite(void)
     suite_add_tcase(s, tc);
 
     tc = tcase_create("binary_ternary");
+    tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_binary_ternary_figures);
     tcase_add_test(tc, test_binary_ternary_random);
     tcase_add_test(tc, test_binary_ternary_refused);

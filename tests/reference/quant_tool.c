@@ -90,8 +90,7 @@ int main(int argc, char **argv)
     if (argc != 6 || parse_size(argv[2], &rows) || parse_size(argv[3], &cols) ||
         parse_size(argv[4], &group) || group == 0 || rows == 0 || cols == 0 ||
         __builtin_mul_overflow(rows, cols, &n) || n > ((size_t)1 << 28)) {
-        fputs("usage: quant_tool IN.f32 ROWS COLS GROUP OUTDIR (at most 2^28 elements)\n",
-              stderr);
+        fputs("usage: quant_tool IN.f32 ROWS COLS GROUP OUTDIR (at most 2^28 elements)\n", stderr);
         return 2;
     }
     const char *dir = argv[5];
@@ -118,8 +117,7 @@ int main(int argc, char **argv)
             }
             mp__dequant_affine(q, rows, cols, group, bits, asym, scales, asym ? zps : NULL, deq);
             if (write_part(dir, bits, asym, "codes.u8", q, n) < 0 ||
-                write_part(dir, bits, asym, "scales.f32", scales, n_groups * sizeof *scales) <
-                    0 ||
+                write_part(dir, bits, asym, "scales.f32", scales, n_groups * sizeof *scales) < 0 ||
                 (asym && write_part(dir, bits, asym, "zp.i32", zps, n_groups * sizeof *zps) < 0) ||
                 write_part(dir, bits, asym, "deq.f32", deq, n * sizeof *deq) < 0) {
                 goto out;
