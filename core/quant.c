@@ -14,10 +14,13 @@
  * - 1, so at 8 bits per channel it gives mp__quant_i8_sym's bits exactly. Asymmetric groups
  * span [min(lo, 0), max(hi, 0)], so 0 is always the exact code zero_point; their scale is
  * computed in double and rounded once to float because hi - lo of two finite floats may exceed
- * FLT_MAX (the quotient never does: it is at most 2 FLT_MAX / 3). The multiply by the float
- * 1/scale, rounding half to even and adding the zero point after rounding is also what
- * torch.quantize_per_channel (fbgemm's Quantize) does, so with the same scales and zero points
- * the codes are torch's bit for bit (tests/reference/quant_ref.py). Rows are checked for
+ * FLT_MAX (the quotient never does: it is at most 2 FLT_MAX / 3). The minimum and maximum get
+ * the end codes 0 and 2^bits - 1, except when -lo / scale is within rounding of a half-integer:
+ * the zero point's tie goes to even and an end may land one code inside, still within scale/2.
+ * The rule for a code — multiply by the float 1/scale, round half to even, add the zero point
+ * after rounding — is PyTorch's quantize_val (and fbgemm's non-legacy Quantize), so with the
+ * same scales and zero points torch.quantize_per_channel and fake_quantize give our codes and
+ * dequantized values bit for bit (tests/reference/quant_ref.py). Rows are checked for
  * non-finite values, measured and quantized one at a time, so each row is read from memory once
  * and the later passes hit the cache; on a refusal the rows before it are already written.
  *
