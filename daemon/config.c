@@ -19,7 +19,8 @@
 
 #include "core/modelpress.h"
 
-typedef enum { OPT_STR, OPT_INT, OPT_BYTES } opt_type_t;
+/* OPT_SECONDS: a decimal number of seconds, kept as milliseconds (bounds in ms too). */
+typedef enum { OPT_STR, OPT_INT, OPT_BYTES, OPT_SECONDS } opt_type_t;
 
 typedef struct opt {
     const char *name;
@@ -54,7 +55,7 @@ static const opt_t options[] = {
      "bearer tokens: on, off, or auto (on unless listening on loopback only)"},
     {"quota-bytes", OPT_BYTES, "0", 0, INT64_C(1) << 50, OFF(quota_bytes),
      "per user: bytes of uploads and results kept (0: no limit; `token add` can override)"},
-    {"job-timeout", OPT_INT, "0", 0, 30 * 86400, OFF(job_timeout),
+    {"job-timeout", OPT_SECONDS, "0", 0, INT64_C(30) * 86400 * 1000, OFF(job_timeout_ms),
      "seconds a job may run before it fails as timed out (0: no limit)"},
     {"job-memory-max", OPT_BYTES, "0", 0, INT64_C(1) << 50, OFF(job_memory_max),
      "working memory a job may need, estimated before it starts (0: no limit)"},
@@ -127,7 +128,16 @@ static int set_opt(dmn_config_t *cfg, const opt_t *o, const char *value, const c
     }
     int64_t v;
     char *end;
-    if (o->type == OPT_BYTES) {
+    if (o->type == OPT_SECONDS) {
+        errno = 0;
+        double s = strtod(value, &end);
+        if (errno != 0 || end == value || *end != '\0' || !(s >= 0) || s > 9e15) {
+            fprintf(stderr, "modelpressd: %s: %s=%s is not a number of seconds\n", where, o->name,
+                    value);
+            return -1;
+        }
+        v = (int64_t)(s * 1000.0 + 0.5);
+    } else if (o->type == OPT_BYTES) {
         if (parse_bytes(value, &v) != 0) {
             fprintf(stderr, "modelpressd: %s: %s=%s is not a size in bytes (e.g. 512M, 4G)\n",
                     where, o->name, value);

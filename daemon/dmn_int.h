@@ -34,7 +34,7 @@ typedef struct dmn_config {
     char *auth; /* on, off, auto */
     int64_t quota_bytes;
     int64_t quota_jobs;
-    int64_t job_timeout;    /* seconds, 0: none */
+    int64_t job_timeout_ms; /* 0: none */
     int64_t job_memory_max; /* bytes, 0: none */
 } dmn_config_t;
 

@@ -175,7 +175,7 @@ int main(int argc, char **argv)
         log_at(LOG_ERR_, "cannot start the worker pool");
         goto out;
     }
-    dmn_pool_set_budgets(d.pool, (double)d.cfg.job_timeout, d.cfg.job_memory_max);
+    dmn_pool_set_budgets(d.pool, (double)d.cfg.job_timeout_ms / 1000.0, d.cfg.job_memory_max);
     api_hooks_t hooks = {&d, on_job_queued, on_job_cancel, on_request_log};
     int auth = dmn_config_auth_on(&d.cfg);
     api_config_t acfg = {d.cfg.state_dir,   pick_web_dir(&d.cfg), (uint64_t)d.cfg.upload_max, auth,

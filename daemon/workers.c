@@ -338,7 +338,7 @@ static void finish_job(dmn_pool_t *p, worker_t *w, ev_t *e)
         char msg[160];
         api_result_remove(p->state_dir, e->job_id);
         snprintf(msg, sizeof msg,
-                 "the job ran past this server's time budget of %.0f s (job-timeout)",
+                 "the job ran past this server's time budget of %g s (job-timeout)",
                  p->job_timeout);
         rc = db_job_finish(p->db, e->job_id, DB_JOB_FAILED, "ETIMEDOUT", msg, NULL, 0);
         log_at(LOG_INFO_, "job=%s failed ETIMEDOUT: %s", e->job_id, msg);
@@ -403,7 +403,7 @@ static void async_cb(uv_async_t *handle)
     dmn_pool_schedule(p);
 }
 
-/* Once a second: a job past the time budget is asked to stop, and fails as timed out. */
+/* A few times per budget: a job past it is asked to stop, and fails as timed out. */
 static void budget_cb(uv_timer_t *t)
 {
     dmn_pool_t *p = t->data;
@@ -413,7 +413,7 @@ static void budget_cb(uv_timer_t *t)
         if (w->busy && !w->timed_out && !w->requeue && now - w->handed_at > p->job_timeout) {
             w->timed_out = 1;
             atomic_store(&w->cancel, 1);
-            log_at(LOG_WARN_, "job=%s over its time budget of %.0f s: stopping it", w->job_id,
+            log_at(LOG_WARN_, "job=%s over its time budget of %g s: stopping it", w->job_id,
                    p->job_timeout);
         }
     }
@@ -424,7 +424,10 @@ void dmn_pool_set_budgets(dmn_pool_t *p, double job_timeout_s, int64_t job_memor
     p->job_timeout = job_timeout_s;
     p->job_memory_max = job_memory_max;
     if (job_timeout_s > 0) {
-        uv_timer_start(&p->budget_timer, budget_cb, 1000, 1000);
+        /* Check four times per budget, between every 50 ms and every second. */
+        double every = job_timeout_s * 250.0;
+        uint64_t ms = every < 50 ? 50 : every > 1000 ? 1000 : (uint64_t)every;
+        uv_timer_start(&p->budget_timer, budget_cb, ms, ms);
     } else {
         uv_timer_stop(&p->budget_timer);
     }

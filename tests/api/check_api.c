@@ -921,8 +921,7 @@ END_TEST
 START_TEST(test_job_budgets)
 {
     stop_daemon(SIGKILL);
-    const char *extra[] = {"--job-memory-max", "4M", "--job-timeout", "1", "--upload-max", "1G",
-                           NULL};
+    const char *extra[] = {"--job-memory-max", "4M", "--upload-max", "1G", NULL};
     start_daemon_args(state_dir, 1, extra);
     size_t small_len, mid_len, big_len;
     void *small = make_model(1, 32, 32, &small_len);  /* 12 KiB of working memory */
@@ -949,8 +948,9 @@ START_TEST(test_job_budgets)
     free(st);
     stop_daemon(SIGKILL);
 
-    /* Time: a job of ~2.5 s against a 1 s budget (checked once a second). */
-    const char *extra2[] = {"--job-timeout", "1", "--upload-max", "1G", NULL};
+    /* Time: a job over 384 MiB of weights (global pruning copies and selects over all of them)
+     * against a 0.1 s budget, checked every 50 ms. */
+    const char *extra2[] = {"--job-timeout", "0.1", "--upload-max", "1G", NULL};
     start_daemon_args(state_dir, 1, extra2);
     void *big = make_model(96, 1024, 1024, &big_len);
     r = post_job(big, big_len,
