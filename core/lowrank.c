@@ -195,6 +195,21 @@ static int svd_lwork(char job, size_t p, size_t q, size_t *lwork)
     return 0;
 }
 
+/* svd_cm on a fresh copy of src (p x q) in x: gesdd, and should it not converge, gesvd. */
+static lapack_int svd_robust(char job, size_t p, size_t q, const float *src, float *x, float *s,
+                             float *u, float *vt, float *work, size_t lwork, lapack_int *iwork)
+{
+    lapack_int info = 0;
+    for (int qr_iter = 0; qr_iter < 2; qr_iter++) {
+        memcpy(x, src, p * q * sizeof(float));
+        info = svd_cm(job, qr_iter, p, q, x, s, u, vt, work, (lapack_int)lwork, iwork, NULL);
+        if (info <= 0) {
+            break;
+        }
+    }
+    return info;
+}
+
 /* ||w - a b||_F^2 in double, forming the residual rows_per_block rows at a time in scratch
  * (rows_per_block x n floats). */
 static double residual_sumsq(const float *w, size_t m, size_t n, const float *a, const float *b,
@@ -251,14 +266,8 @@ int mp__svd_values(const float *w, size_t m, size_t n, float *s, mp_errctx_t *er
     }
     lapack_int *iwork = (lapack_int *)iw;
 
-    lapack_int info = 0;
-    for (int qr_iter = 0; qr_iter < 2; qr_iter++) {
-        memcpy(x, w, m * n * sizeof(float)); /* w^T, column-major n x m: same values of s */
-        info = svd_cm('N', qr_iter, n, m, x, s, NULL, NULL, work, (lapack_int)lwork, iwork, NULL);
-        if (info <= 0) {
-            break;
-        }
-    }
+    /* w^T, column-major n x m, has the same singular values */
+    lapack_int info = svd_robust('N', n, m, w, x, s, NULL, NULL, work, lwork, iwork);
     MP_GOTO_IF(info != 0, MP_EINTERNAL,
                "svd: LAPACK found no SVD of the %zu x %zu matrix (info %d)", m, n, (int)info);
 out:
@@ -285,14 +294,7 @@ static int svd_exact(const float *w, size_t m, size_t n, size_t r, double norm2,
     }
     lapack_int *iwork = (lapack_int *)iw;
 
-    lapack_int info = 0;
-    for (int qr_iter = 0; qr_iter < 2; qr_iter++) {
-        memcpy(x, w, m * n * sizeof(float));
-        info = svd_cm('O', qr_iter, n, m, x, s, sq, sq, work, (lapack_int)lwork, iwork, NULL);
-        if (info <= 0) {
-            break;
-        }
-    }
+    lapack_int info = svd_robust('O', n, m, w, x, s, sq, sq, work, lwork, iwork);
     MP_GOTO_IF(info != 0, MP_EINTERNAL,
                "svd: LAPACK found no SVD of the %zu x %zu matrix (info %d)", m, n, (int)info);
 
@@ -469,13 +471,7 @@ static int svd_randomized(const float *w, size_t m, size_t n, size_t r, int n_it
             defect += (i == j ? 1.0 : 2.0) * e[i + j * l] * rr[i + j * l];
         }
     }
-    for (int qr_iter = 0; qr_iter < 2; qr_iter++) {
-        memcpy(rr, r2, l * l * sizeof(float));
-        info = svd_cm('O', qr_iter, l, l, rr, s, NULL, vt, work, (lapack_int)lwork, iwork, NULL);
-        if (info <= 0) {
-            break;
-        }
-    }
+    info = svd_robust('O', l, l, r2, rr, s, NULL, vt, work, lwork, iwork);
     MP_GOTO_IF(info != 0, MP_EINTERNAL,
                "svd: LAPACK found no SVD of the %zu x %zu projected matrix (info %d)", l, l,
                (int)info);
