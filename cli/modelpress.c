@@ -37,11 +37,14 @@ static const char USAGE[] =
     "\n"
     "commands:\n"
     "  compress MODEL -r RECIPE.json -o OUT [--json]\n"
-    "                      apply a recipe (prune, quantize) and write the compressed model\n"
+    "                      apply a recipe (prune, quantize, share, lowrank, huffman) and write\n"
+    "                      the compressed model: .mpz when OUT ends in .mpz or the recipe has a\n"
+    "                      huffman step, else safetensors\n"
     "  inspect MODEL [--json]\n"
-    "                      list tensors, dtypes, shapes, sizes and the default selection\n"
+    "                      list tensors, dtypes, shapes, sizes and the default selection, or\n"
+    "                      for a compressed model (safetensors or .mpz) what was done to each\n"
     "  unpack IN -o OUT.safetensors\n"
-    "                      restore plain F32 tensors from a compressed model\n"
+    "                      restore plain F32 tensors from a compressed model (.mpz too)\n"
     "\n"
     "options:\n"
     "  -r, --recipe FILE   the recipe (JSON); '-' reads it from stdin\n"
@@ -50,7 +53,8 @@ static const char USAGE[] =
     "  -h, --help          this text\n"
     "      --version       print the version\n"
     "\n"
-    "A recipe: {\"steps\": [{\"prune\": {\"sparsity\": 0.5}}, {\"quantize\": {\"bits\": 8}}]}\n"
+    "A recipe: {\"steps\": [{\"prune\": {\"sparsity\": 0.9}}, {\"share\": {\"clusters\": 16}},\n"
+    "           {\"huffman\": {}}]}   (every step and field: the README's Recipes section)\n"
     "Exit status: 0 success, 1 the job failed, 2 bad usage or bad recipe.\n";
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -83,6 +87,13 @@ static void catch_signals(void)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+}
+
+static int ends_with(const char *s, const char *suffix)
+{
+    const size_t n = strlen(s), k = strlen(suffix);
+
+    return n >= k && strcmp(s + n - k, suffix) == 0;
 }
 
 /* "1.5 MiB" */
@@ -194,8 +205,9 @@ static int fsync_path(const char *path, int flags)
     return rc;
 }
 
-/* Save m to path through path.tmp-XXXXXX: write, fsync, rename, fsync the folder. */
-static int save_atomic(const mp_model_t *m, const char *path, mp_errctx_t *err)
+/* Save m to path (as .mpz when mpz, else safetensors) through path.tmp-XXXXXX: write, fsync,
+ * rename, fsync the folder. */
+static int save_atomic(const mp_model_t *m, const char *path, int mpz, mp_errctx_t *err)
 {
     const size_t len = strlen(path);
     char *tmp = malloc(len + sizeof ".tmp-XXXXXX");
@@ -225,7 +237,8 @@ static int save_atomic(const mp_model_t *m, const char *path, mp_errctx_t *err)
     (void)fchmod(fd, 0666 & ~mask);
     close(fd);
 
-    if ((rc = mp_safetensors_save(m, tmp, err)) < 0) {
+    rc = mpz ? mp_mpz_save(m, tmp, err) : mp_safetensors_save(m, tmp, err);
+    if (rc < 0) {
         goto out;
     }
     if (atomic_load(&g_cancel)) {
@@ -253,49 +266,104 @@ out:
 
 /* ---- compress ----------------------------------------------------------------------------- */
 
+/* "int4 sym group 128", "share 16", "svd rank 12 + int8 sym channel" from a report or record
+ * entry's code and the object holding its "decomposition" and "rank" (a report entry itself,
+ * a record entry's "lowrank"; NULL or without them when not factored). */
+static void code_text(const json_t *code, const json_t *factors, char *buf, size_t cap)
+{
+    const char *kind = json_string_value(json_object_get(code, "kind"));
+    const char *gran = json_string_value(json_object_get(code, "granularity"));
+    const char *decomposition = json_string_value(json_object_get(factors, "decomposition"));
+    const json_t *rank = json_object_get(factors, "rank");
+    char lr[64] = "", what[64];
+
+    if (decomposition != NULL) {
+        if (json_is_array(rank)) {
+            snprintf(lr, sizeof lr, "%s rank %" JSON_INTEGER_FORMAT "/%" JSON_INTEGER_FORMAT " + ",
+                     decomposition, json_integer_value(json_array_get(rank, 0)),
+                     json_integer_value(json_array_get(rank, 1)));
+        } else {
+            snprintf(lr, sizeof lr, "%s rank %" JSON_INTEGER_FORMAT " + ", decomposition,
+                     json_integer_value(rank));
+        }
+    }
+    if (kind == NULL) {
+        snprintf(what, sizeof what, "?");
+    } else if (strcmp(kind, "raw") == 0) {
+        snprintf(what, sizeof what, "%s", json_string_value(json_object_get(code, "dtype")));
+    } else if (strcmp(kind, "share") == 0) {
+        snprintf(what, sizeof what, "share %" JSON_INTEGER_FORMAT,
+                 json_integer_value(json_object_get(code, "clusters")));
+    } else if (strcmp(kind, "int") == 0) {
+        const json_t *g = json_object_get(code, "group_size");
+        const char *scheme = json_string_value(json_object_get(code, "scheme"));
+        snprintf(what, sizeof what, "int%" JSON_INTEGER_FORMAT " %s %s",
+                 json_integer_value(json_object_get(code, "bits")),
+                 scheme != NULL && strcmp(scheme, "asymmetric") == 0 ? "asym" : "sym",
+                 gran ? gran : "?");
+        if (g != NULL) {
+            size_t used = strlen(what);
+            snprintf(what + used, sizeof what - used, " %" JSON_INTEGER_FORMAT,
+                     json_integer_value(g));
+        }
+    } else {
+        snprintf(what, sizeof what, "%s %s", kind, gran ? gran : "?");
+    }
+    snprintf(buf, cap, "%s%s", lr, what);
+}
+
 static void print_summary(const char *model_path, const char *out_path, const char *report_text)
 {
     json_t *rep = json_loads(report_text, 0, NULL);
     json_t *t, *stage;
     size_t i;
-    char before[32], after[32], shape[64];
+    char before[32], after[32], shape[64], code[96];
     int pruned = 0;
+    const char *format;
 
     if (rep == NULL) {
         return;
     }
+    format = json_string_value(json_object_get(rep, "output_format"));
     fprintf(stderr, "modelpress: %s: compressed %" JSON_INTEGER_FORMAT " of %" JSON_INTEGER_FORMAT
             " tensors in %.0f ms (kernels: %s)\n",
             model_path, json_integer_value(json_object_get(rep, "n_compressed")),
             json_integer_value(json_object_get(rep, "n_tensors")),
             json_number_value(json_object_get(rep, "duration_ms")),
             json_string_value(json_object_get(rep, "isa")));
-    fprintf(stderr, "  %-32s %-14s %8s %7s %10s %10s %9s %8s\n", "tensor", "shape", "sparsity",
-            "bits/w", "before", "after", "rel_err", "SQNR dB");
+    fprintf(stderr, "  %-28s %-12s %-30s %8s %7s %10s %10s %9s %8s\n", "tensor", "shape",
+            "stored as", "sparsity", "bits/w", "before", "after", "rel_err", "SQNR dB");
     json_array_foreach(json_object_get(rep, "tensors"), i, t) {
         const json_t *sq = json_object_get(t, "sqnr_db");
         char sqnr[16];
         shape_text(json_object_get(t, "shape"), shape, sizeof shape);
+        code_text(json_object_get(t, "code"), t, code, sizeof code);
         human_bytes(json_number_value(json_object_get(t, "bytes_before")), before, sizeof before);
         human_bytes(json_number_value(json_object_get(t, "bytes_after")), after, sizeof after);
         snprintf(sqnr, sizeof sqnr, json_is_null(sq) ? "exact" : "%.1f", json_number_value(sq));
-        fprintf(stderr, "  %-32s %-14s %7.1f%% %7.2f %10s %10s %9.2e %8s\n",
-                json_string_value(json_object_get(t, "name")), shape,
+        fprintf(stderr, "  %-28s %-12s %-30s %7.1f%% %7.2f %10s %10s %9.2e %8s\n",
+                json_string_value(json_object_get(t, "name")), shape, code,
                 100.0 * json_number_value(json_object_get(t, "sparsity")),
                 json_number_value(json_object_get(t, "bits_per_weight")), before, after,
                 json_number_value(json_object_get(t, "rel_error")), sqnr);
     }
-    json_array_foreach(json_object_get(rep, "stages"), i, stage) {
-        pruned |= strcmp(json_string_value(json_object_get(stage, "step")), "prune") == 0;
-    }
     human_bytes(json_number_value(json_object_get(rep, "bytes_before")), before, sizeof before);
+    fprintf(stderr, "  stages: %s", before);
+    json_array_foreach(json_object_get(rep, "stages"), i, stage) {
+        const char *step = json_string_value(json_object_get(stage, "step"));
+        pruned |= strcmp(step, "prune") == 0;
+        human_bytes(json_number_value(json_object_get(stage, "bytes")), after, sizeof after);
+        fprintf(stderr, " -> %s %s", step, after);
+    }
+    fprintf(stderr, "\n");
     human_bytes(json_number_value(json_object_get(rep, "bytes_after")), after, sizeof after);
-    fprintf(stderr, "  total: %s -> %s (%.2fx), written to %s\n", before, after,
-            json_number_value(json_object_get(rep, "compression_ratio")), out_path);
-    if (pruned) {
+    fprintf(stderr, "  total: %s -> %s (%.2fx), written to %s (%s)\n", before, after,
+            json_number_value(json_object_get(rep, "compression_ratio")), out_path,
+            format ? format : "?");
+    if (pruned && format != NULL && strcmp(format, "safetensors") == 0) {
         fprintf(stderr, "  note: safetensors stores pruned zeros densely, so pruning alone does "
                         "not shrink the file;\n        sparse storage comes with the .mpz "
-                        "container\n");
+                        "container (a huffman step, or -o OUT.mpz)\n");
     }
     json_decref(rep);
 }
@@ -356,6 +424,15 @@ static int cmd_compress(int argc, char **argv)
         status = rc == MP_ERECIPE ? EXIT_USAGE : EXIT_FAILED;
         goto out;
     }
+    /* the file name may ask for the container; a .safetensors name may not refuse it */
+    if ((ends_with(out_path, ".mpz") && mp_recipe_set_output_format(recipe, "mpz", &err) < 0) ||
+        (ends_with(out_path, ".safetensors") &&
+         mp_recipe_set_output_format(recipe, "safetensors", &err) < 0)) {
+        fprintf(stderr, "modelpress: %s: %s; name the output .mpz\n", out_path,
+                err.msg + (strncmp(err.msg, "output: ", 8) == 0 ? 8 : 0));
+        status = EXIT_USAGE;
+        goto out;
+    }
     if (mp_model_load(argv[optind], &in, &err) < 0) {
         fprintf(stderr, "modelpress: %s: %s\n", argv[optind], err.msg);
         goto out;
@@ -376,7 +453,8 @@ static int cmd_compress(int argc, char **argv)
         fprintf(stderr, "modelpress: %s: %s\n", argv[optind], err.msg);
         goto out;
     }
-    if (save_atomic(out, out_path, &err) < 0) {
+    if (save_atomic(out, out_path, strcmp(mp_recipe_output_format(recipe), "mpz") == 0,
+                    &err) < 0) {
         fprintf(stderr, "modelpress: %s\n", err.msg);
         goto out;
     }
@@ -397,9 +475,19 @@ out:
 
 /* ---- inspect ------------------------------------------------------------------------------ */
 
-static json_t *inspect_json(const mp_model_t *m)
+/* The record of a compressed model ("modelpress" metadata) as JSON, new; NULL if absent or
+ * not JSON (unpack says what is wrong with it). */
+static json_t *record_of(const mp_model_t *m)
+{
+    const char *text = mp_model_get_meta(m, "modelpress");
+
+    return text != NULL ? json_loads(text, 0, NULL) : NULL;
+}
+
+static json_t *inspect_json(const mp_model_t *m, const char *container, json_int_t file_bytes)
 {
     json_t *root = json_object(), *tensors = json_array(), *meta = json_object();
+    json_t *record = record_of(m);
     json_int_t params = 0, sel_params = 0, n_sel = 0, bytes = 0;
     int bad = root == NULL || tensors == NULL || meta == NULL;
 
@@ -432,6 +520,13 @@ static json_t *inspect_json(const mp_model_t *m)
     bad |= json_object_set_new(root, "selected_parameters", json_integer(sel_params));
     bad |= json_object_set_new(root, "compressed_by_modelpress",
                                json_boolean(mp_model_get_meta(m, "modelpress") != NULL));
+    bad |= json_object_set_new(root, "container", json_string(container));
+    bad |= json_object_set_new(root, "file_bytes", json_integer(file_bytes));
+    if (json_is_object(json_object_get(record, "tensors"))) {
+        /* what was done to each compressed tensor: shape, code, factorization, sparsity */
+        bad |= json_object_set(root, "compressed", json_object_get(record, "tensors"));
+    }
+    json_decref(record);
     bad |= json_object_set(root, "tensors", tensors);
     bad |= json_object_set(root, "metadata", meta);
     json_decref(tensors);
@@ -463,15 +558,60 @@ static void print_inspect(const char *path, const json_t *info)
                 json_is_true(json_object_get(t, "selected")) ? "compress" : "keep");
     }
     human_bytes(json_number_value(json_object_get(info, "bytes")), bytes, sizeof bytes);
-    fprintf(stderr,
-            "  total: %" JSON_INTEGER_FORMAT " parameters, %s; the default selection compresses "
-            "%" JSON_INTEGER_FORMAT " tensors (%" JSON_INTEGER_FORMAT " parameters)\n",
-            json_integer_value(json_object_get(info, "parameters")), bytes,
-            json_integer_value(json_object_get(info, "n_selected")),
-            json_integer_value(json_object_get(info, "selected_parameters")));
-    if (json_is_true(json_object_get(info, "compressed_by_modelpress"))) {
-        fprintf(stderr, "  compressed by modelpress: `modelpress unpack` restores F32 tensors\n");
+    if (!json_is_true(json_object_get(info, "compressed_by_modelpress"))) {
+        fprintf(stderr,
+                "  total: %" JSON_INTEGER_FORMAT " parameters, %s; the default selection "
+                "compresses %" JSON_INTEGER_FORMAT " tensors (%" JSON_INTEGER_FORMAT
+                " parameters)\n",
+                json_integer_value(json_object_get(info, "parameters")), bytes,
+                json_integer_value(json_object_get(info, "n_selected")),
+                json_integer_value(json_object_get(info, "selected_parameters")));
+    } else {
+        const char *name;
+        json_t *e;
+        fprintf(stderr, "  total: %" JSON_INTEGER_FORMAT " stored values, %s\n",
+                json_integer_value(json_object_get(info, "parameters")), bytes);
+        human_bytes(json_number_value(json_object_get(info, "file_bytes")), bytes, sizeof bytes);
+        fprintf(stderr, "  compressed by modelpress (%s, %s): `modelpress unpack` restores F32 "
+                        "tensors\n",
+                json_string_value(json_object_get(info, "container")), bytes);
+        fprintf(stderr, "  %-40s %-16s %-32s %8s\n", "compressed tensor", "shape", "stored as",
+                "sparsity");
+        json_object_foreach(json_object_get(info, "compressed"), name, e) {
+            char code[96];
+            shape_text(json_object_get(e, "shape"), shape, sizeof shape);
+            code_text(json_object_get(e, "code"), json_object_get(e, "lowrank"), code,
+                      sizeof code);
+            fprintf(stderr, "  %-40s %-16s %-32s %7.1f%%\n", name, shape, code,
+                    100.0 * json_number_value(json_object_get(e, "sparsity")));
+        }
     }
+}
+
+static json_int_t file_size(const char *path)
+{
+    struct stat st;
+
+    return stat(path, &st) == 0 ? (json_int_t)st.st_size : -1;
+}
+
+/* "mpz", "onnx" or "safetensors": what mp_model_load found in path (the .mpz magic is
+ * docs/mpz.md's). */
+static const char *container_of(const char *path, const mp_model_t *m)
+{
+    static const unsigned char MPZ_MAGIC[8] = {0x89, 'M', 'P', 'Z', '\r', '\n', 0x1a, '\n'};
+    unsigned char head[8];
+    FILE *f;
+    size_t n = 0;
+
+    if (mp_model_is_onnx(m)) {
+        return "onnx";
+    }
+    if ((f = fopen(path, "rb")) != NULL) {
+        n = fread(head, 1, sizeof head, f);
+        fclose(f);
+    }
+    return n == sizeof head && memcmp(head, MPZ_MAGIC, sizeof head) == 0 ? "mpz" : "safetensors";
 }
 
 static int cmd_inspect(int argc, char **argv)
@@ -504,7 +644,7 @@ static int cmd_inspect(int argc, char **argv)
         fprintf(stderr, "modelpress: %s: %s\n", argv[optind], err.msg);
         goto out;
     }
-    info = inspect_json(m);
+    info = inspect_json(m, container_of(argv[optind], m), file_size(argv[optind]));
     if (info == NULL) {
         fprintf(stderr, "modelpress: %s: out of memory, or a name that is not UTF-8\n",
                 argv[optind]);
@@ -529,13 +669,6 @@ out:
 }
 
 /* ---- unpack ------------------------------------------------------------------------------- */
-
-static int ends_with(const char *s, const char *suffix)
-{
-    const size_t n = strlen(s), k = strlen(suffix);
-
-    return n >= k && strcmp(s + n - k, suffix) == 0;
-}
 
 static int cmd_unpack(int argc, char **argv)
 {
@@ -570,7 +703,7 @@ static int cmd_unpack(int argc, char **argv)
         goto out;
     }
     catch_signals();
-    if (save_atomic(out, out_path, &err) < 0) {
+    if (save_atomic(out, out_path, 0, &err) < 0) {
         fprintf(stderr, "modelpress: %s\n", err.msg);
         goto out;
     }

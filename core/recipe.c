@@ -817,8 +817,8 @@ int mp_recipe_set_output_format(mp_recipe_t *r, const char *format, mp_errctx_t 
     MP_RETURN_IF(strcmp(format, "safetensors") != 0, MP_EINVAL,
                  "output format '%s' is not one of safetensors, mpz", format);
     MP_RETURN_IF(r->has_huffman, MP_ERECIPE,
-                 "output: safetensors cannot hold the Huffman coding of steps[%zu].huffman; "
-                 "write .mpz",
+                 "output: steps[%zu].huffman writes the .mpz container, which safetensors cannot "
+                 "hold",
                  r->n_steps - 1);
     MP_RETURN_IF(r->format == MP_OUT_MPZ, MP_ERECIPE,
                  "output: the recipe's output.format is 'mpz', not safetensors");

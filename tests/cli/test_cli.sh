@@ -7,7 +7,12 @@
 # pruning puts them, scales = row absmax / 127, every value within half a step); human output
 # goes to stderr only; a bad recipe exits 2 naming the field and writes nothing; a truncated or
 # missing model exits 1 (the job failed: the model is data, not usage); unpack restores F32
-# exactly as q * scale; inspect lists what the default selection compresses.
+# exactly as q * scale; the .mpz round trip (on a 128 x 256 weight): prune 90 % + share 16
+# written as safetensors and, by the -o name, as .mpz unpack to the same bytes, which are
+# codebook[indices] with exactly 90 % zeros; a huffman recipe's stages shrink and end at the
+# .mpz file's size, inspect shows the .mpz's record, and a .safetensors name is refused for it;
+# 4-bit group codes decode in Python to what unpack gives; inspect lists what the default
+# selection compresses.
 #
 # Run by `make check` with MODELPRESS and top_srcdir set; by hand:
 #   MODELPRESS=build/cli/modelpress top_srcdir=. sh tests/cli/test_cli.sh
@@ -86,6 +91,21 @@ def write_model(path):
         f.write(struct.pack("<Q", len(text)) + text + b"".join(t[3] for t in tensors))
 
 
+def write_big(path):
+    """One 128 x 256 F32 weight and its bias: big enough that the .mpz's own header and record
+    are small beside what its coding saves."""
+    rng = np.random.default_rng(11)
+    w = rng.standard_normal((128, 256)).astype("<f4").tobytes()
+    b = rng.standard_normal(128).astype("<f4").tobytes()
+    header = {"fc.bias": {"dtype": "F32", "shape": [128], "data_offsets": [0, len(b)]},
+              "fc.weight": {"dtype": "F32", "shape": [128, 256],
+                            "data_offsets": [len(b), len(b) + len(w)]}}
+    text = json.dumps(header).encode()
+    text += b" " * (-(8 + len(text)) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text + b + w)
+
+
 def data_bytes(header):
     return sum(h["data_offsets"][1] - h["data_offsets"][0] for h in header.values())
 
@@ -119,7 +139,7 @@ def check_compress(model, out, report_path):
               and res[name].tobytes() == orig[name].tobytes(), name + " changed")
     check(rmeta.get("format") == "pt", "input metadata lost: %r" % rmeta)
     record = json.loads(rmeta["modelpress"])
-    check(record["version"] == 1, "record version %r" % record.get("version"))
+    check(record["version"] == 2, "record version %r" % record.get("version"))
 
     for name in weights:
         w = orig[name].astype(np.float64)
@@ -129,8 +149,10 @@ def check_compress(model, out, report_path):
         check(rhead[name]["dtype"] == "I8" and q.shape == w.shape, name + ": not I8 of its shape")
         check(rhead[name + "_scale"]["dtype"] == "F32" and s.shape == (rows,),
               name + "_scale: not F32 [rows]")
-        check(rec["quantize"] == {"bits": 8, "scheme": "symmetric", "granularity": "channel"}
-              and rec["dtype"] == ohead[name]["dtype"], name + ": record %r" % rec)
+        check(rec["code"] == {"kind": "int", "bits": 8, "scheme": "symmetric",
+                              "granularity": "channel"}
+              and rec["dtype"] == ohead[name]["dtype"] and rec["shape"] == list(w.shape),
+              name + ": record %r" % rec)
         k = int(math.floor(SPARSITY * n + 0.5))
         order = np.argsort(np.abs(w).ravel(), kind="stable")
         pruned = np.zeros(n, dtype=bool)
@@ -185,6 +207,89 @@ def check_unpack(out, plain):
     print("unpack: F32 equal to q * scale, the rest unchanged")
 
 
+def check_share(model, out, plain, report_path, mpz_path, mpz_report_path):
+    """prune 0.9 + share 16, written as safetensors and (by the -o name) as .mpz."""
+    orig, _, _ = read_safetensors(model)
+    res, _, rhead = read_safetensors(out)
+    got, _, head = read_safetensors(plain)
+    with open(report_path) as f:
+        rep = json.load(f)
+    with open(mpz_report_path) as f:
+        mrep = json.load(f)
+    entries = {e["name"]: e for e in rep["tensors"]}
+    check(sorted(entries) == ["fc.weight"], "share: report lists %s" % sorted(entries))
+    for name in ("fc.weight",):
+        idx, book = res[name + "_indices"], res[name + "_codebook"]
+        w = orig[name].astype(np.float32)
+        check(rhead[name + "_indices"]["dtype"] == "U8" and idx.shape == w.shape
+              and rhead[name + "_codebook"]["dtype"] == "F32" and book.shape == (16,),
+              name + ": not U8 indices of its shape and 16 F32 entries")
+        check(book[0] == 0.0 and np.array_equal(idx == 0, got[name] == 0),
+              name + ": the zeros are not codebook entry 0")
+        k = int(math.floor(0.9 * w.size + 0.5))
+        check(int((got[name] == 0).sum()) == k, name + ": %d zeros, expected %d"
+              % (int((got[name] == 0).sum()), k))
+        check(head[name]["dtype"] == "F32" and np.array_equal(got[name], book[idx]),
+              name + ": unpack is not codebook[indices]")
+        d = got[name].astype(np.float64) - w.astype(np.float64)
+        rel = float(np.linalg.norm(d) / np.linalg.norm(w.astype(np.float64)))
+        e = entries[name]
+        check(close(e["rel_error"], rel, 1e-6) and e["clusters"] == 16
+              and e["bytes_after"] == w.size + 64, name + ": report %r" % e)
+    size = os.path.getsize(mpz_path)
+    check([s["step"] for s in rep["stages"]] == ["prune", "share"]
+          and [s["step"] for s in mrep["stages"]] == ["prune", "share", "mpz"]
+          and mrep["stages"][-1]["bytes"] == size and mrep["bytes_after"] == size
+          and mrep["output_format"] == "mpz" and rep["output_format"] == "safetensors"
+          and size < rep["bytes_after"],
+          "stages %r / %r, .mpz %d bytes" % (rep["stages"], mrep["stages"], size))
+    print("share: indices and codebook as stored, .mpz %d bytes < %d" % (size, rep["bytes_after"]))
+
+
+def check_huffman(report_path, mpz_path, inspect_path):
+    with open(report_path) as f:
+        rep = json.load(f)
+    with open(inspect_path) as f:
+        info = json.load(f)
+    size = os.path.getsize(mpz_path)
+    b = [s["bytes"] for s in rep["stages"]]
+    check([s["step"] for s in rep["stages"]] == ["prune", "share", "huffman"]
+          and b[0] == 131584 and b[1] == 32768 + 64 + 512 and b[2] < b[1] and b[2] == size
+          and rep["bytes_after"] == size
+          and close(rep["compression_ratio"], 131584 / size, 1e-12),
+          "stages %r, file %d" % (rep["stages"], size))
+    check(info["container"] == "mpz" and info["file_bytes"] == size
+          and info["compressed_by_modelpress"]
+          and sorted(info["compressed"]) == ["fc.weight"]
+          and info["compressed"]["fc.weight"]["code"] == {"kind": "share", "clusters": 16}
+          and info["compressed"]["fc.weight"]["shape"] == [128, 256],
+          "inspect of the .mpz: %r" % info)
+    print("huffman: stages %r, the last the .mpz's %d bytes" % (b, size))
+
+
+def check_int4(out, plain):
+    """4-bit codes in groups of 16: nibbles offset by 8, unpacked as (code - 8) * scale."""
+    res, _, rhead = read_safetensors(out)
+    got, _, _ = read_safetensors(plain)
+    for name in ("emb", "fc1.weight", "fc2.weight"):
+        shape = [int(d) for d in res[name + "_shape"]]
+        scale = res[name + "_scale"]
+        packed = res[name + "_packed"]
+        n = int(np.prod(shape))
+        codes = np.empty(2 * packed.size, dtype=np.int32)
+        codes[0::2], codes[1::2] = packed & 15, packed >> 4
+        codes = codes[:n].reshape(shape[0], -1) - 8
+        cols = codes.shape[1]
+        groups = -(-cols // 16)
+        check(rhead[name + "_packed"]["dtype"] == "U8" and packed.size == (n + 1) // 2
+              and scale.shape == (shape[0], groups) and name not in res,
+              name + ": not packed 4-bit codes with [rows, groups] scales")
+        s = np.repeat(scale, 16, axis=1)[:, :cols]
+        want = (codes.astype(np.float32) * s).reshape(shape)
+        check(np.array_equal(got[name], want), name + ": unpack is not (code - 8) * scale")
+    print("int4: nibbles and group scales decode to exactly what unpack gives")
+
+
 def check_inspect(path):
     with open(path) as f:
         info = json.load(f)
@@ -205,12 +310,20 @@ if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "make":
         write_model(sys.argv[2])
+    elif cmd == "make_big":
+        write_big(sys.argv[2])
     elif cmd == "compress":
         check_compress(*sys.argv[2:5])
     elif cmd == "unpack":
         check_unpack(*sys.argv[2:4])
     elif cmd == "inspect":
         check_inspect(sys.argv[2])
+    elif cmd == "share":
+        check_share(*sys.argv[2:8])
+    elif cmd == "huffman":
+        check_huffman(*sys.argv[2:5])
+    elif cmd == "int4":
+        check_int4(*sys.argv[2:4])
 EOF
 export top_srcdir
 "$MP_PYTHON" "$T/check.py" make "$T/model.safetensors" || mp_fail "could not write the model"
@@ -277,6 +390,49 @@ mp_run 1 unpack_plain unpack "$T/model.safetensors" -o "$T/plain2.safetensors"
 expect_err unpack_plain "nothing to unpack"
 mp_run 2 unpack_onnx unpack "$T/out.safetensors" -o "$T/plain.onnx"
 expect_err unpack_onnx "ONNX output is not available"
+
+# ---- .mpz and the other methods, through the command -------------------------------------------
+# prune 90 % + share 16 as safetensors, and the same recipe as .mpz because of the -o name
+"$MP_PYTHON" "$T/check.py" make_big "$T/big.safetensors" || mp_fail "could not write big"
+printf '%s\n' '{"steps":[{"prune":{"sparsity":0.9}},{"share":{"clusters":16}}]}' >"$T/share.json"
+mp_run 0 share compress "$T/big.safetensors" -r "$T/share.json" -o "$T/share.safetensors" --json
+mp_run 0 share_mpz compress "$T/big.safetensors" -r "$T/share.json" -o "$T/share.mpz" --json
+mp_run 0 unpack_share unpack "$T/share.safetensors" -o "$T/share-plain.safetensors"
+mp_run 0 unpack_share_mpz unpack "$T/share.mpz" -o "$T/share-mpz-plain.safetensors"
+cmp -s "$T/share-plain.safetensors" "$T/share-mpz-plain.safetensors" ||
+    mp_fail "unpacking the .mpz gave other bytes than unpacking the safetensors"
+"$MP_PYTHON" "$T/check.py" share "$T/big.safetensors" "$T/share.safetensors" \
+    "$T/share-plain.safetensors" "$T/share.out" "$T/share.mpz" "$T/share_mpz.out" ||
+    mp_fail "share: values or figures wrong"
+
+# Deep Compression's three stages: a huffman step makes the output .mpz
+printf '%s\n' '{"steps":[{"prune":{"sparsity":0.9}},{"share":{"clusters":16}},{"huffman":{}}]}' \
+    >"$T/dc.json"
+mp_run 0 dc compress "$T/big.safetensors" -r "$T/dc.json" -o "$T/dc.mpz" --json
+mp_run 0 dc_inspect inspect "$T/dc.mpz" --json
+"$MP_PYTHON" "$T/check.py" huffman "$T/dc.out" "$T/dc.mpz" "$T/dc_inspect.out" ||
+    mp_fail "huffman: stages or inspect wrong"
+mp_run 0 dc_unpack unpack "$T/dc.mpz" -o "$T/dc-plain.safetensors"
+cmp -s "$T/dc-plain.safetensors" "$T/share-plain.safetensors" ||
+    mp_fail "the huffman recipe restored other values than prune + share"
+mp_run 0 dc_human compress "$T/big.safetensors" -r "$T/dc.json" -o "$T/dc2.mpz"
+expect_err dc_human "-> huffman "
+expect_err dc_human "(mpz)"
+mp_run 0 dc_inspect_h inspect "$T/dc.mpz"
+expect_err dc_inspect_h "compressed by modelpress (mpz, "
+expect_err dc_inspect_h "share 16"
+# a huffman recipe cannot write safetensors: refused before any work, nothing written
+mp_run 2 dc_st compress "$T/model.safetensors" -r "$T/dc.json" -o "$T/dc.safetensors"
+expect_err dc_st "steps[2].huffman writes the .mpz container, which safetensors cannot hold; name the output .mpz"
+[ ! -e "$T/dc.safetensors" ] || mp_fail "a safetensors file was written for a huffman recipe"
+
+# 4-bit codes in groups of 16, decoded by Python from the packed bytes
+printf '%s\n' '{"steps":[{"quantize":{"bits":4,"granularity":"group","group_size":16}}]}' \
+    >"$T/int4.json"
+mp_run 0 int4 compress "$T/model.safetensors" -r "$T/int4.json" -o "$T/int4.safetensors"
+mp_run 0 int4_unpack unpack "$T/int4.safetensors" -o "$T/int4-plain.safetensors"
+"$MP_PYTHON" "$T/check.py" int4 "$T/int4.safetensors" "$T/int4-plain.safetensors" ||
+    mp_fail "int4: packed codes wrong"
 
 # ---- inspect ---------------------------------------------------------------------------------
 mp_run 0 inspect inspect "$T/model.safetensors" --json
