@@ -31,7 +31,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 /* jansson also refuses names that are not UTF-8, which only models built in memory can have */
 #define REPORT_FAIL "cannot write the report: out of memory or a tensor name that is not UTF-8"
@@ -206,7 +208,8 @@ typedef struct run {
     const mp_recipe_t *r;
     const mp_run_opts_t *opts;
     size_t done, total;          /* progress units: one per tensor per step */
-    float *scratch;              /* max_n floats: pruning's selection, the input for the report */
+    float *scratch;              /* pruning's selection, or the input as F32 for the report: */
+    size_t max_n;                /* floats for the largest tensor, allocated on first need */
     size_t *stage_bytes;         /* size of the model after each step */
     json_t *tensors;             /* report entries */
     json_t *record;              /* the "modelpress" metadata's "tensors" */
@@ -223,6 +226,20 @@ static void progress(run_t *run, size_t units, const char *stage)
     if (run->opts != NULL && run->opts->progress_cb != NULL) {
         run->opts->progress_cb(run->opts->ud, (double)run->done / (double)run->total, stage);
     }
+}
+
+/* The scratch, allocated on first use: a run that only quantizes F32 never needs it. */
+static float *scratch(run_t *run, const char *name, mp_errctx_t *err)
+{
+    size_t n = mp__prune_scratch_elems(&run->max_n, 1), bytes;
+
+    if (run->scratch == NULL) {
+        if (n < run->max_n || mp__mul_size(n, sizeof(float), &bytes) ||
+            (run->scratch = malloc(bytes)) == NULL) {
+            mp__err_set(err, MP_ENOMEM, "out of memory for the scratch of tensor '%s'", name);
+        }
+    }
+    return run->scratch;
 }
 
 static const char *const VERBS[] = {"pruning", "quantizing", "sharing the weights of",
@@ -450,6 +467,9 @@ static int prune_tensor(work_t *x, const mp_step_t *st, run_t *run, mp_errctx_t 
 
     switch (st->prune.structure) {
     case MP_STRUCT_NONE:
+        if (scratch(run, x->t->name, err) == NULL) {
+            return MP_ENOMEM;
+        }
         return mp__prune_magnitude(&x->w, &x->n, 1, st->prune.sparsity, run->scratch, &n_zeroed,
                                    err);
     case MP_STRUCT_CHANNEL: {
@@ -777,7 +797,8 @@ static int lowrank_figures(json_t *e, const work_t *x)
     return bad ? -1 : 0;
 }
 
-/* The report entry of x, from its final values and the input's (in run->scratch). */
+/* The report entry of x, from its final values and the input's: read where they are mapped
+ * when they are aligned F32, else converted into the scratch. */
 static int report_tensor(run_t *run, const work_t *x, mp_errctx_t *err)
 {
     json_t *e = json_object(), *stored = json_array();
@@ -785,14 +806,20 @@ static int report_tensor(run_t *run, const work_t *x, mp_errctx_t *err)
     const double sparsity = (double)count_zeros(x->w, x->n) / (double)x->n;
     double rel, sqnr;
     mp_code_t code;
-    int bad = e == NULL || stored == NULL, rc;
+    const float *orig;
+    int bad = e == NULL || stored == NULL, rc = 0;
 
-    if ((rc = mp__tensor_to_f32(x->t, run->scratch, err)) < 0) {
+    if (x->t->dtype == MP_DT_F32 && (uintptr_t)x->t->data % _Alignof(float) == 0) {
+        orig = x->t->data;
+    } else if (scratch(run, x->t->name, err) == NULL ||
+               (rc = mp__tensor_to_f32(x->t, run->scratch, err)) < 0) {
         json_decref(e);
         json_decref(stored);
-        return rc;
+        return rc < 0 ? rc : MP_ENOMEM;
+    } else {
+        orig = run->scratch;
     }
-    mp__error_stats(run->scratch, x->w, x->n, &rel, &sqnr);
+    mp__error_stats(orig, x->w, x->n, &rel, &sqnr);
     for (size_t p = 0; x->coded && p < x->n_parts && !bad; p++) {
         for (int k = 0; k < MP_ROLE_COUNT && !bad; k++) {
             if (x->parts[p].l.role[k].suffix != NULL) {
@@ -963,6 +990,26 @@ out:
     return rc;
 }
 
+/* Hand the pages of a mapped input tensor that is done with back to the kernel: the output
+ * no longer refers to them, and a later read (the caller may still look) faults them in again
+ * from the file. Without this a file-backed mapping keeps the whole input resident, and the
+ * run's peak memory is the input plus everything made from it. */
+static void release_input(const mp_model_t *in, const mp_tensor_t *t)
+{
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), map = (uintptr_t)in->map;
+    uintptr_t lo = (uintptr_t)t->data, hi = lo + t->n_bytes;
+
+    if (in->map == NULL || lo < map || hi > map + in->map_bytes || page == 0) {
+        return;
+    }
+    /* whole pages inside the tensor only: a neighbour may share the first or the last */
+    lo = (lo + page - 1) / page * page;
+    hi = hi / page * page;
+    if (hi > lo) {
+        (void)madvise((void *)lo, hi - lo, MADV_DONTNEED);
+    }
+}
+
 /* Measure the output as the .mpz container: the size of the encoded image. */
 static int mpz_bytes(const mp_model_t *m, size_t *n_bytes, mp_errctx_t *err)
 {
@@ -1056,9 +1103,7 @@ int mp_pipeline_run(const mp_model_t *in, const mp_recipe_t *r, const mp_run_opt
         max_n = x->n > max_n ? x->n : max_n;
     }
     run.total = r->n_steps * n_work;
-    run.scratch = malloc(mp__prune_scratch_elems(&max_n, 1) * sizeof *run.scratch);
-    MP_GOTO_IF(run.scratch == NULL || mp__prune_scratch_elems(&max_n, 1) < max_n, MP_ENOMEM,
-               "out of memory for a tensor of %zu elements", max_n);
+    run.max_n = max_n;
     for (size_t s = 0; s < r->n_steps; s++) {
         run.stage_bytes[s] = bytes_kept;
     }
@@ -1094,6 +1139,7 @@ int mp_pipeline_run(const mp_model_t *in, const mp_recipe_t *r, const mp_run_opt
             goto out;
         }
         free_work(x);
+        release_input(in, t);
     }
 
     MP_GOTO_IF(json_object_set_new(record, "version", json_integer(MP_RECORD_VERSION)) ||
