@@ -359,7 +359,7 @@ static void split_reflectors(float *y, size_t rows, size_t l, float *v1)
  * Householder QR by LAPACK's recursive geqrt3, whose compact WY form Q = I - V T V^T gives the
  * first l columns as [I; 0] - (V T) V1^T, two in-place triangular products. This is the same
  * Householder QR as geqrf + orgqr but mostly level-3 work: about a quarter faster at
- * 4096 x 266, and the QR steps are a sixth of a randomized SVD. t and v1 are l x l. */
+ * 4096 x 266, and the QR steps are a seventh of a randomized SVD. t and v1 are l x l. */
 static lapack_int orthonormalize(float *y, size_t rows, size_t l, float *t, float *v1)
 {
     int ir = (int)rows, il = (int)l;
@@ -538,44 +538,53 @@ int mp__svd_lowrank(const float *w, size_t m, size_t n, size_t r, int randomized
 
 /* ---- Tucker-2 -------------------------------------------------------------------------------- */
 
-/* The leading r left singular vectors of the row-major p x q matrix mat (destroyed): the SVD of
- * mat read column-major (q x p, i.e. mat^T = V S U^T) without its left vectors; U^T comes back
- * column-major in vt (p x p at most), which is U row-major with row stride ldvt. When r passes
- * min(p, q) the full U is asked for (its extra columns complete the basis). out[row * r + j] or,
- * transposed, out[j * p + row] = U[row][j]. */
-static int leading_vectors(float *mat, size_t p, size_t q, size_t r, int transposed, float *s,
-                           float *vt, float *work, size_t lwork, float *out, mp_errctx_t *err)
+/* The leading r left singular vectors of the p x q matrix src (row-major; the order of its
+ * columns is free, it does not change them): the SVD of src read column-major, src^T = V S U^T
+ * (q x p), in x. With r <= min(p, q), gesdd 'O' (gesvd should it not converge) leaves U^T
+ * column-major in vt (q >= p) or in x (q < p), that is U row-major with row stride min(p, q).
+ * Above that, gesvd builds the whole p x p U, whose extra columns complete the basis.
+ * out[row * r + j] or, transposed, out[j * p + row] = U[row][j]. */
+static int leading_vectors(const float *src, size_t p, size_t q, size_t r, int transposed, float *x,
+                           float *s, float *vt, float *work, size_t lwork, lapack_int *iwork,
+                           float *out, mp_errctx_t *err)
 {
-    size_t k = p < q ? p : q;
-    char jv = r > k ? 'A' : 'S';
-    lapack_int ldvt = (lapack_int)(r > k ? p : k);
-    lapack_int info =
-        LAPACKE_sgesvd_work(LAPACK_COL_MAJOR, 'N', jv, (lapack_int)q, (lapack_int)p, mat,
-                            (lapack_int)q, s, NULL, 1, vt, ldvt, work, (lapack_int)lwork);
+    size_t k = p < q ? p : q, ld = k;
+    const float *u = q >= p ? vt : x;
+    lapack_int info;
+    if (r <= k) {
+        info = svd_robust('O', q, p, src, x, s, vt, vt, work, lwork, iwork);
+    } else {
+        memcpy(x, src, p * q * sizeof(float));
+        info = LAPACKE_sgesvd_work(LAPACK_COL_MAJOR, 'N', 'A', (lapack_int)q, (lapack_int)p, x,
+                                   (lapack_int)q, s, NULL, 1, vt, (lapack_int)p, work,
+                                   (lapack_int)lwork);
+        u = vt;
+        ld = p;
+    }
     MP_RETURN_IF(info != 0, MP_EINTERNAL,
                  "tucker2: LAPACK found no SVD of a %zu x %zu unfolding (info %d)", p, q,
                  (int)info);
     for (size_t row = 0; row < p; row++) {
         for (size_t j = 0; j < r; j++) {
-            float v = vt[row * (size_t)ldvt + j];
             if (transposed) {
-                out[j * p + row] = v;
+                out[j * p + row] = u[row * ld + j];
             } else {
-                out[row * r + j] = v;
+                out[row * r + j] = u[row * ld + j];
             }
         }
     }
     return 0;
 }
 
+/* Workspace of leading_vectors(., p, q, r, ...), merged into *lwork. */
 static int leading_lwork(size_t p, size_t q, size_t r, size_t *lwork)
 {
-    size_t k = p < q ? p : q;
+    if (r <= (p < q ? p : q)) {
+        return svd_lwork('O', q, p, lwork);
+    }
     float wq = 0.0f, f = 0.0f;
-    char jv = r > k ? 'A' : 'S';
-    lapack_int ldvt = (lapack_int)(r > k ? p : k);
-    if (LAPACKE_sgesvd_work(LAPACK_COL_MAJOR, 'N', jv, (lapack_int)q, (lapack_int)p, &f,
-                            (lapack_int)q, &f, NULL, 1, &f, ldvt, &wq, -1) != 0) {
+    if (LAPACKE_sgesvd_work(LAPACK_COL_MAJOR, 'N', 'A', (lapack_int)q, (lapack_int)p, &f,
+                            (lapack_int)q, &f, NULL, 1, &f, (lapack_int)p, &wq, -1) != 0) {
         return -1;
     }
     return lwork_from(wq, lwork);
@@ -632,33 +641,36 @@ int mp__tucker2(const float *w, size_t o, size_t i, size_t kh, size_t kw, size_t
         leading_lwork(o, i * d, r_out, &lwork) || leading_lwork(o, r_in * d, r_out, &lwork) ||
             leading_lwork(i, o * d, r_in, &lwork) || leading_lwork(i, r_out * d, r_in, &lwork),
         MP_ETOOBIG, "tucker2: LAPACK's workspace passes its 32-bit sizes");
-    float *mat, *res, *vt, *s, *work;
-    piece_t pieces[] = {{&mat, n_el}, {&res, n_el}, {&vt, ch * ch}, {&s, ch}, {&work, lwork}};
+    float *mat, *res, *vt, *s, *work, *iw;
+    piece_t pieces[] = {{&mat, n_el}, {&res, n_el},   {&vt, ch * ch},
+                        {&s, ch},     {&work, lwork}, {&iw, INTS(8 * ch)}};
     rc = block_alloc(pieces, N_PIECES(pieces), &blk, err);
     if (rc != 0) {
         return rc;
     }
+    lapack_int *iwork = (lapack_int *)iw;
 
     /* HOSVD: left vectors of the mode-0 unfolding (w itself) and of the mode-1 unfolding (rows
      * are input channels; the order of the columns does not change left singular vectors). */
-    memcpy(mat, w, n_el * sizeof(float));
-    rc = leading_vectors(mat, o, i * d, r_out, 0, s, vt, work, lwork, u_out, err);
+    rc = leading_vectors(w, o, i * d, r_out, 0, mat, s, vt, work, lwork, iwork, u_out, err);
     if (rc != 0) {
         goto out;
     }
     for (size_t p = 0; p < o; p++) {
         for (size_t c = 0; c < i; c++) {
-            memcpy(mat + (c * o + p) * d, w + (p * i + c) * d, d * sizeof(float));
+            memcpy(res + (c * o + p) * d, w + (p * i + c) * d, d * sizeof(float));
         }
     }
-    rc = leading_vectors(mat, i, o * d, r_in, 1, s, vt, work, lwork, u_in, err);
+    rc = leading_vectors(res, i, o * d, r_in, 1, mat, s, vt, work, lwork, iwork, u_in, err);
     /* HOOI: each factor from the tensor projected on the other one. */
     for (int it = 0; it < n_iter && rc == 0; it++) {
-        mode2_product(w, o, i, d, u_in, r_in, mat);
-        rc = leading_vectors(mat, o, r_in * d, r_out, 0, s, vt, work, lwork, u_out, err);
+        mode2_product(w, o, i, d, u_in, r_in, res);
+        rc =
+            leading_vectors(res, o, r_in * d, r_out, 0, mat, s, vt, work, lwork, iwork, u_out, err);
         if (rc == 0) {
-            mode1_product(w, o, i, d, u_out, r_out, mat);
-            rc = leading_vectors(mat, i, r_out * d, r_in, 1, s, vt, work, lwork, u_in, err);
+            mode1_product(w, o, i, d, u_out, r_out, res);
+            rc = leading_vectors(res, i, r_out * d, r_in, 1, mat, s, vt, work, lwork, iwork, u_in,
+                                 err);
         }
     }
     if (rc != 0) {
