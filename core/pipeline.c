@@ -11,9 +11,9 @@
  * once, to measure it.
  *
  * Tensors go through all their steps one at a time (a working copy lives only while its tensor
- * is processed), so the memory a run needs beyond the mapped input and the output is about one
- * tensor's worth; only a global prune, which needs one threshold over every selected tensor,
- * keeps all working copies up to that step. Progress is reported after each step of each tensor
+ * is processed, and the mapped input pages of a finished tensor are handed back), so the memory
+ * a run needs beyond the output is about one tensor's worth; only a global prune, which needs
+ * one threshold over every selected tensor, keeps all working copies up to that step. Progress is reported after each step of each tensor
  * (a global prune and the .mpz encoding count for all tensors at once); the cancel flag is read
  * before each of them, so a run stops within one step of one tensor.
  *
