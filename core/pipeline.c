@@ -820,6 +820,7 @@ static int report_tensor(run_t *run, const work_t *x, mp_errctx_t *err)
         orig = run->scratch;
     }
     mp__error_stats(orig, x->w, x->n, &rel, &sqnr);
+    final_code(x, &code);
     for (size_t p = 0; x->coded && p < x->n_parts && !bad; p++) {
         for (int k = 0; k < MP_ROLE_COUNT && !bad; k++) {
             if (x->parts[p].l.role[k].suffix != NULL) {
@@ -836,7 +837,7 @@ static int report_tensor(run_t *run, const work_t *x, mp_errctx_t *err)
           json_object_set_new(e, "shape", shape_json(x->t->n_dims, x->t->shape)) ||
           json_object_set_new(e, "dtype", json_string(mp_dtype_name(x->t->dtype))) ||
           json_object_set_new(e, "steps", steps_json(run->r)) ||
-          json_object_set_new(e, "code", mp__code_json((final_code(x, &code), &code))) ||
+          json_object_set_new(e, "code", mp__code_json(&code)) ||
           json_object_set(e, "stored", stored) ||
           json_object_set_new(e, "elements", json_integer((json_int_t)x->n)) ||
           json_object_set_new(e, "sparsity", json_real(sparsity)) ||
