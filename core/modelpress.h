@@ -261,6 +261,51 @@ int mp_pipeline_run(const mp_model_t *in, const mp_recipe_t *r, const mp_run_opt
  * compressed are borrowed from in. */
 int mp_model_unpack(const mp_model_t *in, mp_model_t **out, mp_errctx_t *err);
 
+/* ---- datasets (dataset.c) ----------------------------------------------------------------- */
+
+/* Evaluation and calibration data: inputs x, whose first axis counts the samples, and
+ * optionally integer class labels y, one per sample. Read from a NumPy .npy (x alone), a .npz
+ * (members x.npy and y.npy, stored or deflated; other members are not read) or a safetensors
+ * file (tensors x and y). x may be f4 f8 f2 u1 i1 i2 i4 i8 u2 u4 u8 (safetensors also BF16) and
+ * becomes F32, finite values only; y may be any integer type and becomes int64, values >= 0. A
+ * fortran_order .npy array is transposed into C order (what np.load gives). Files are validated
+ * like model uploads (RELIABILITY.md item 8): the .npy header at most MP_NPY_MAX_HEADER_BYTES
+ * with exactly the keys descr, fortran_order and shape (object dtypes, i.e. pickles, refused),
+ * shapes checked for sign and overflow, data neither truncated nor followed by stray bytes; zip
+ * offsets checked against the file, overlapping members refused, a deflated member inflated
+ * only to its declared size, at most MP_DATASET_MAX_BYTES and (above 1 MiB) at most
+ * MP_ZIP_MAX_RATIO times its compressed size, CRC-32 checked. Nothing is extracted to disk.
+ * Failures are MP_EFORMAT (malformed), MP_EUNSUPPORTED (a valid file modelpress cannot use, such
+ * as a big-endian dtype), MP_ETOOBIG (limits) or MP_ENOMEM, with a message naming the array or
+ * member and the byte. A dataset owns its values: the buffer or file may go once it is read;
+ * distinct datasets may be used from distinct threads, one dataset from many for reading. */
+#define MP_NPY_MAX_HEADER_BYTES 10000u
+#define MP_DATASET_MAX_BYTES (4ull << 30)
+#define MP_ZIP_MAX_RATIO 200u
+
+typedef struct mp_dataset mp_dataset_t;
+
+/* Parse a dataset held in memory, the format chosen by content. */
+int mp_dataset_parse(const void *buf, size_t n_bytes, mp_dataset_t **out, mp_errctx_t *err);
+/* Map a file, parse it, unmap it. */
+int mp_dataset_load(const char *path, mp_dataset_t **out, mp_errctx_t *err);
+void mp_dataset_free(mp_dataset_t *ds);
+
+/* "npy", "npz" or "safetensors" (static). */
+const char *mp_dataset_format(const mp_dataset_t *ds);
+/* Number of samples: x's first dimension, >= 1. */
+int64_t mp_dataset_samples(const mp_dataset_t *ds);
+/* x's shape (borrowed, *n_dims >= 1 entries, the first the samples). */
+const int64_t *mp_dataset_shape(const mp_dataset_t *ds, int *n_dims);
+/* Values per sample (product of the shape after the first axis), >= 1. */
+int64_t mp_dataset_sample_elements(const mp_dataset_t *ds);
+/* x as F32, samples × sample_elements in C order (borrowed). */
+const float *mp_dataset_x(const mp_dataset_t *ds);
+/* The labels, one per sample (borrowed), or NULL without labels. */
+const int64_t *mp_dataset_labels(const mp_dataset_t *ds);
+/* The largest label plus one; 0 without labels. */
+int64_t mp_dataset_classes(const mp_dataset_t *ds);
+
 /* ---- kernels ------------------------------------------------------------------------------- */
 
 /* Name of the instruction set the kernels run with: "ref", "avx2" or "avx512". Chosen once from
