@@ -114,9 +114,9 @@ out:
     return buf;
 }
 
-static int write_file(const char *path, const void *buf, size_t n_bytes)
+static int put_file(const char *path, const char *mode, const void *buf, size_t n_bytes)
 {
-    FILE *f = fopen(path, "wb");
+    FILE *f = fopen(path, mode);
     int ok = f != NULL && fwrite(buf, 1, n_bytes, f) == n_bytes;
 
     if (f != NULL && fclose(f) != 0) {
@@ -126,6 +126,16 @@ static int write_file(const char *path, const void *buf, size_t n_bytes)
         fprintf(stderr, "bench_core: cannot write %s\n", path);
     }
     return ok ? 0 : -1;
+}
+
+static int write_file(const char *path, const void *buf, size_t n_bytes)
+{
+    return put_file(path, "wb", buf, n_bytes);
+}
+
+static int append_file(const char *path, const void *buf, size_t n_bytes)
+{
+    return put_file(path, "ab", buf, n_bytes);
 }
 
 /* ---- one timed call per method; each returns 0 or a negative MP_E* code ------------------ */
@@ -296,6 +306,11 @@ static int report_quality(ctx_t *c, const method_t *m, result_t *res)
         extra_add(res, "]");
     } else if (m->call == call_svd) {
         extra_add(res, ",\"rel_error\":%.17g", c->quality);
+        /* a (rows x rank) then b (rank x cols), for the error to be measured like the peer's */
+        if (o->out_path && (write_file(o->out_path, c->a, o->rows * o->rank * sizeof(float)) < 0 ||
+                            append_file(o->out_path, c->b, o->rank * o->cols * sizeof(float)) < 0)) {
+            return -1;
+        }
     }
     return 0;
 }
