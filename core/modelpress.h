@@ -194,9 +194,13 @@ int mp_onnx_apply(const mp_model_t *onnx_in, const mp_model_t *compressed, mp_mo
                   mp_errctx_t *err);
 
 /* For `modelpress inspect`: a malloc'd JSON document describing an ONNX model — ir_version,
- * opset, producer, operator counts, and per weight its origin (initializer or Constant), the
- * graph it is in, its element count and the nodes that consume it (op_type, input index). */
-int mp_onnx_describe(const mp_model_t *m, char **json, mp_errctx_t *err);
+ * opset, producer, node and parameter counts, operator counts ("domain.Op" outside the default
+ * domain), and per weight its name, graph value, origin (initializer or Constant), subgraph
+ * depth, dtype, shape, elements, the nodes that consume it (op, node, input index), the output
+ * channel axis its consumers imply (Conv 0, Gemm by transB, MatMul's last; null when unknown or
+ * disagreeing) and whether recipe r (NULL: the default selection) would compress it. */
+typedef struct mp_recipe mp_recipe_t; /* (declared again below; C11 allows it) */
+int mp_onnx_describe(const mp_model_t *m, const mp_recipe_t *r, char **json, mp_errctx_t *err);
 
 /* ---- the .mpz container (mpz.c, huffman.c) ----------------------------------------------- */
 

@@ -31,7 +31,7 @@
 #include <string.h>
 
 #define REC "metadata '" MP_META_KEY "'"
-#define MAX_NEW 16
+#define MAX_NEW 160
 
 /* ---- names ------------------------------------------------------------------------------- */
 
@@ -199,7 +199,8 @@ static mp__pb_msg_t *tensor_msg(const char *name, int onnx_type, int n_dims, con
     return t;
 }
 
-/* A node op(inputs) -> outputs; NULL inputs are written as "" (an omitted optional input). */
+/* A node op(inputs) -> outputs, named name (none when NULL); NULL inputs are written as ""
+ * (an omitted optional input). */
 static mp__pb_msg_t *node_msg(const char *op, const char *const *in, int n_in,
                               const char *const *out, int n_out, const char *name)
 {
@@ -212,7 +213,7 @@ static mp__pb_msg_t *node_msg(const char *op, const char *const *in, int n_in,
     for (int i = 0; i < n_out && !bad; i++) {
         bad = mp__pb_add_str(n, ONNX_NODE_OUTPUT, out[i]) < 0;
     }
-    bad = bad || mp__pb_add_str(n, ONNX_NODE_NAME, name) < 0;
+    bad = bad || (name != NULL && mp__pb_add_str(n, ONNX_NODE_NAME, name) < 0);
     bad = bad || mp__pb_add_str(n, ONNX_NODE_OP_TYPE, op) < 0;
     if (bad) {
         mp__pb_msg_free(n);
@@ -248,6 +249,21 @@ static int node_attr_tensor_take(mp__pb_msg_t *n, const char *name, mp__pb_msg_t
         return MP_ENOMEM;
     }
     if (mp__pb_add_varint(a, ONNX_ATTR_TYPE, ONNX_AT_TENSOR) < 0) {
+        mp__pb_msg_free(a);
+        return MP_ENOMEM;
+    }
+    return mp__pb_add_msg_take(n, ONNX_NODE_ATTRIBUTE, a);
+}
+
+static int node_attr_ints(mp__pb_msg_t *n, const char *name, const int64_t *v, int k)
+{
+    mp__pb_msg_t *a = mp__pb_msg_new();
+    int bad = a == NULL || mp__pb_add_str(a, ONNX_ATTR_NAME, name) < 0;
+
+    for (int i = 0; i < k && !bad; i++) {
+        bad = mp__pb_add_varint(a, ONNX_ATTR_INTS, (uint64_t)v[i]) < 0;
+    }
+    if (bad || mp__pb_add_varint(a, ONNX_ATTR_TYPE, ONNX_AT_INTS) < 0) {
         mp__pb_msg_free(a);
         return MP_ENOMEM;
     }
@@ -317,6 +333,7 @@ typedef struct rw {
     mp_model_t *m;               /* its model (tensor names) */
     const mp_model_t *cm;        /* the compressed model */
     names_t names;
+    const char *tmp;             /* short unique prefix for the intermediate values of a weight */
     mp_errctx_t *err;
 } rw_t;
 
@@ -346,7 +363,9 @@ static int edit_tensor(rw_t *rw, edit_t *e, const char *value, const char *suffi
     MP_RETURN_IF(t->name == NULL, MP_ENOMEM, "out of memory naming a tensor of '%s'", value);
     t->onnx_type = mp__onnx_type_of(dt);
     t->n_dims = n_dims;
-    memcpy(t->dims, dims, (size_t)n_dims * sizeof *dims);
+    if (n_dims > 0) {
+        memcpy(t->dims, dims, (size_t)n_dims * sizeof *dims);
+    }
     t->msg = tensor_msg(t->name, t->onnx_type, n_dims, dims, data, n_bytes);
     MP_RETURN_IF(t->msg == NULL, MP_ENOMEM, "out of memory writing a tensor of '%s'", value);
     e->n_t++;
@@ -359,14 +378,10 @@ static int edit_node(rw_t *rw, edit_t *e, const char *op, const char *const *in,
                      const char *out, mp__pb_msg_t **node)
 {
     mp_errctx_t *err = rw->err;
-    char *nn = NULL;
 
     MP_RETURN_IF(e->n_node == MAX_NEW, MP_EINTERNAL, "too many nodes for '%s'", out);
-    if (asprintf(&nn, "modelpress/%s/%s", out, op) < 0) {
-        return mp__err_set(err, MP_ENOMEM, "out of memory");
-    }
-    e->node[e->n_node] = node_msg(op, in, n_in, &out, 1, nn);
-    free(nn);
+    /* no node name: optional in ONNX, and long names would cost more than small weights */
+    e->node[e->n_node] = node_msg(op, in, n_in, &out, 1, NULL);
     MP_RETURN_IF(e->node[e->n_node] == NULL, MP_ENOMEM, "out of memory writing a node");
     *node = e->node[e->n_node++];
     return 0;
@@ -374,7 +389,7 @@ static int edit_node(rw_t *rw, edit_t *e, const char *op, const char *const *in,
 
 static int edit_cast(rw_t *rw, edit_t *e, const char *in, const char *out, mp_dtype_t to)
 {
-    mp__pb_msg_t *n;
+    mp__pb_msg_t *n = NULL;
     int rc = edit_node(rw, e, "Cast", &in, 1, out, &n);
 
     if (rc == 0 && node_attr_int(n, "to", mp__onnx_type_of(to)) < 0) {
@@ -412,13 +427,321 @@ static int stored(rw_t *rw, const char *name, const char *suffix, mp_dtype_t dt,
     return 0;
 }
 
-/* What the record says of one weight. */
+/* What the record says of one weight (or one low-rank factor). */
 typedef struct code {
-    enum { CODE_RAW, CODE_INT, CODE_SHARE } kind;
+    enum { CODE_RAW, CODE_INT, CODE_SHARE, CODE_BINARY, CODE_TERNARY } kind;
     mp_dtype_t dtype;            /* RAW */
-    int bits, asymmetric, per_channel;
-    int clusters;
+    int bits, asymmetric;        /* INT */
+    enum { GRAN_CHANNEL, GRAN_TENSOR, GRAN_GROUP } gran; /* INT, BINARY, TERNARY */
+    int64_t group;               /* GRAN_GROUP: elements per group along a row */
+    int clusters;                /* SHARE */
 } code_t;
+
+/* One record entry (v1 or v2): its code and factorization. */
+typedef struct entry {
+    code_t code;                 /* of the tensor, or of each factor (resolved per factor) */
+    int factored;                /* 0; 1 SVD factors _u, _v; 2 Tucker-2 _u_out, _core, _u_in */
+    int64_t r_out, r_in;         /* SVD: r_out is the rank */
+} entry_t;
+
+/* The shape-dependent part of a code, as the pipeline settles it (mp__code_resolve): per
+ * channel needs two dims, a group is at most a row. */
+static void code_resolve(code_t *c, int n_dims, const int64_t *shape)
+{
+    int64_t n = 1;
+
+    for (int d = 0; d < n_dims; d++) {
+        n *= shape[d];
+    }
+    if (c->gran == GRAN_CHANNEL && n_dims < 2) {
+        c->gran = GRAN_TENSOR;
+    }
+    if (c->gran == GRAN_GROUP && n_dims >= 2 && shape[0] > 0 && c->group > n / shape[0]) {
+        c->group = n / shape[0];
+    }
+}
+
+/* A new INT64 [n] tensor, for shapes and Slice bounds. */
+static int edit_i64(rw_t *rw, edit_t *e, const char *value, const char *suffix, int n,
+                    const int64_t *v, const char **name)
+{
+    const int64_t dim = n;
+
+    return edit_tensor(rw, e, value, suffix, MP_DT_I64, 1, &dim, v, (size_t)n * sizeof *v, name);
+}
+
+/* A node out = op(a, b) with out a fresh name from value + suffix (or value itself when
+ * suffix is NULL). */
+static int edit_op2(rw_t *rw, edit_t *e, const char *op, const char *a, const char *b,
+                    const char *value, const char *suffix, const char **out)
+{
+    const char *in[2] = {a, b};
+    mp__pb_msg_t *n;
+
+    *out = suffix == NULL ? value : fresh_name(&rw->names, value, suffix);
+    if (*out == NULL) {
+        return mp__err_set(rw->err, MP_ENOMEM, "out of memory");
+    }
+    return edit_node(rw, e, op, in, b != NULL ? 2 : 1, *out, &n);
+}
+
+static int edit_reshape(rw_t *rw, edit_t *e, const char *in, int n_dims, const int64_t *dims,
+                        const char *value, const char *suffix, const char **out)
+{
+    const char *shape;
+    int rc = edit_i64(rw, e, rw->tmp, "_shape", n_dims, dims, &shape);
+
+    return rc < 0 ? rc : edit_op2(rw, e, "Reshape", in, shape, value, suffix, out);
+}
+
+/* Unpack n codes of `bits` bits (the little-endian bit stream of mp__pack_bits) from the UINT8
+ * tensor named packed (nb bytes) into a float value of shape [n] (*out), with operators every
+ * opset from 7 has: bit k of each byte (as INT32) is x / 2^k - 2 (x / 2^(k+1)) in integer
+ * division (Mod came only with opset 10); the bit stream, cut to n x bits, is read as
+ * [n, bits] and multiplied by the column 1, 2, 4 … (MatMul). */
+static int edit_unpack(rw_t *rw, edit_t *e, const char *value, const char *packed, int64_t nb,
+                       int64_t n, int bits, const char **out)
+{
+    const int32_t pow2[8] = {1, 2, 4, 8, 16, 32, 64, 128},
+                  pow2n[8] = {2, 4, 8, 16, 32, 64, 128, 256}, two = 2;
+    const float weights[8] = {1, 2, 4, 8, 16, 32, 64, 128};
+    const int64_t d18[2] = {1, 8}, dbits[2] = {bits, 1}, col[2] = {nb, 1};
+    const int64_t flat = nb * 8, used = n * bits, nb_shape[2] = {n, bits};
+    const int64_t zero = 0;
+    const char *x, *p2, *p2n, *t2, *w, *hi, *lo, *starts, *ends;
+    int rc;
+
+    (void)value;
+    if ((rc = edit_op2(rw, e, "Cast", packed, NULL, rw->tmp, "_bytes", &x)) < 0 ||
+        node_attr_int(e->node[e->n_node - 1], "to", 6) < 0) {
+        return rc < 0 ? rc : mp__err_set(rw->err, MP_ENOMEM, "out of memory");
+    }
+    if ((rc = edit_reshape(rw, e, x, 2, col, rw->tmp, "_col", &x)) < 0 ||
+        (rc = edit_tensor(rw, e, rw->tmp, "_pow2", MP_DT_I32, 2, d18, pow2, sizeof pow2, &p2)) <
+            0 ||
+        (rc = edit_tensor(rw, e, rw->tmp, "_pow2next", MP_DT_I32, 2, d18, pow2n, sizeof pow2n,
+                          &p2n)) < 0 ||
+        (rc = edit_tensor(rw, e, rw->tmp, "_two", MP_DT_I32, 0, NULL, &two, sizeof two, &t2)) <
+            0 ||
+        (rc = edit_op2(rw, e, "Div", x, p2, rw->tmp, "_shifted", &lo)) < 0 ||
+        (rc = edit_op2(rw, e, "Div", x, p2n, rw->tmp, "_above", &hi)) < 0 ||
+        (rc = edit_op2(rw, e, "Mul", hi, t2, rw->tmp, "_above2", &hi)) < 0 ||
+        (rc = edit_op2(rw, e, "Sub", lo, hi, rw->tmp, "_bits", &x)) < 0 ||
+        (rc = edit_reshape(rw, e, x, 1, &flat, rw->tmp, "_stream", &x)) < 0) {
+        return rc;
+    }
+    if (used != flat) {
+        const char *in[3] = {x, NULL, NULL};
+        mp__pb_msg_t *node;
+        const int with_inputs = rw->c->opset >= 10; /* Slice-10 takes starts/ends as inputs */
+        if (with_inputs && ((rc = edit_i64(rw, e, rw->tmp, "_starts", 1, &zero, &starts)) < 0 ||
+                            (rc = edit_i64(rw, e, rw->tmp, "_ends", 1, &used, &ends)) < 0)) {
+            return rc;
+        }
+        in[1] = with_inputs ? starts : NULL;
+        in[2] = with_inputs ? ends : NULL;
+        x = fresh_name(&rw->names, rw->tmp, "_cut");
+        if (x == NULL) {
+            return mp__err_set(rw->err, MP_ENOMEM, "out of memory");
+        }
+        if ((rc = edit_node(rw, e, "Slice", in, with_inputs ? 3 : 1, x, &node)) < 0) {
+            return rc;
+        }
+        if (!with_inputs && (node_attr_ints(node, "starts", &zero, 1) < 0 ||
+                             node_attr_ints(node, "ends", &used, 1) < 0)) {
+            return mp__err_set(rw->err, MP_ENOMEM, "out of memory");
+        }
+    }
+    if ((rc = edit_reshape(rw, e, x, 2, nb_shape, rw->tmp, "_codebits", &x)) < 0 ||
+        (rc = edit_op2(rw, e, "Cast", x, NULL, rw->tmp, "_codebits_f", &x)) < 0 ||
+        node_attr_int(e->node[e->n_node - 1], "to", 1) < 0 ||
+        (rc = edit_tensor(rw, e, rw->tmp, "_bitweights", MP_DT_F32, 2, dbits, weights,
+                          (size_t)bits * sizeof *weights, &w)) < 0) {
+        return rc < 0 ? rc : mp__err_set(rw->err, MP_ENOMEM, "out of memory");
+    }
+    return edit_op2(rw, e, "MatMul", x, w, rw->tmp, "_codes", out);
+}
+
+/* A per-row (or per-group, or per-tensor) float table t of n_scales values as a value that
+ * broadcasts against [rows, cols]: a scalar, [rows, 1], or — per group — [rows, n_groups]
+ * gathered along axis 1 by the INT32 group index of each column. scale_by multiplies each
+ * value (binary codes use 2 alpha). */
+static int edit_table(rw_t *rw, edit_t *e, const char *value, const char *suffix,
+                      const code_t *c, const float *t, int64_t rows, int64_t cols, float scale_by,
+                      int as_u8, const char **out)
+{
+    const int64_t n_groups = c->gran == GRAN_GROUP ? (cols + c->group - 1) / c->group : 1;
+    const int64_t n = c->gran == GRAN_TENSOR ? 1 : rows * n_groups;
+    const int64_t shape[2] = {rows, c->gran == GRAN_GROUP ? n_groups : 1};
+    float *v = malloc((size_t)(n ? n : 1) * sizeof *v);
+    int32_t *idx = NULL;
+    const char *tab, *ix;
+    int rc;
+
+    if (v == NULL) {
+        return mp__err_set(rw->err, MP_ENOMEM, "out of memory");
+    }
+    for (int64_t i = 0; i < n; i++) {
+        v[i] = t[i] * scale_by;
+    }
+    if (as_u8) {
+        /* zero points are whole numbers 0..255: stored as UINT8, a quarter of F32 */
+        uint8_t *u = (uint8_t *)v;
+        for (int64_t i = 0; i < n; i++) {
+            u[i] = (uint8_t)v[i];
+        }
+        rc = edit_tensor(rw, e, value, suffix, MP_DT_U8, c->gran == GRAN_TENSOR ? 0 : 2, shape, u,
+                         (size_t)n, &tab);
+        if (rc == 0 && ((rc = edit_op2(rw, e, "Cast", tab, NULL, rw->tmp, "_zp", &tab)) < 0 ||
+                        node_attr_int(e->node[e->n_node - 1], "to", 1) < 0)) {
+            rc = rc < 0 ? rc : mp__err_set(rw->err, MP_ENOMEM, "out of memory");
+        }
+    } else {
+        rc = edit_tensor(rw, e, value, suffix, MP_DT_F32, c->gran == GRAN_TENSOR ? 0 : 2, shape,
+                         v, (size_t)n * sizeof *v, &tab);
+    }
+    free(v);
+    if (rc < 0 || c->gran != GRAN_GROUP) {
+        *out = tab;
+        return rc;
+    }
+    idx = malloc((size_t)(cols ? cols : 1) * sizeof *idx);
+    if (idx == NULL) {
+        return mp__err_set(rw->err, MP_ENOMEM, "out of memory");
+    }
+    for (int64_t j = 0; j < cols; j++) {
+        idx[j] = (int32_t)(j / c->group);
+    }
+    rc = edit_tensor(rw, e, rw->tmp, "_group_index", MP_DT_I32, 1, &cols, idx,
+                     (size_t)cols * sizeof *idx, &ix);
+    free(idx);
+    if (rc == 0) {
+        rc = edit_op2(rw, e, "Gather", tab, ix, rw->tmp, suffix, out);
+    }
+    if (rc == 0 && node_attr_int(e->node[e->n_node - 1], "axis", 1) < 0) {
+        rc = mp__err_set(rw->err, MP_ENOMEM, "out of memory");
+    }
+    return rc;
+}
+
+/* Integer, binary and ternary codes in general: (code - offset) x scale on [rows, cols] in
+ * float, then the value's own shape. The codes are a plain INT8/UINT8 tensor (8 bits) or a
+ * packed UINT8 stream unpacked in the graph. */
+static int emit_codes(rw_t *rw, edit_t *e, const char *name, const char *value, const char *f32,
+                      int n_dims, const int64_t *shape, const code_t *c)
+/* (f32 is the float value written: value itself, or a name the caller casts to value) */
+{
+    mp_errctx_t *err = rw->err;
+    const int bits = c->kind == CODE_BINARY ? 1 : c->kind == CODE_TERNARY ? 2 : c->bits;
+    const int sign = c->kind != CODE_INT;
+    int64_t n = 1, rows = n_dims >= 2 ? shape[0] : 1, cols, nb, n_scales, nd = n_dims;
+    int64_t sshape[2], mat[2];
+    const mp_tensor_t *tq, *ts, *tz = NULL, *tshape;
+    const char *codes, *off = NULL, *scale, *x;
+    float *zf = NULL, offset;
+    int rc;
+
+    for (int d = 0; d < n_dims; d++) {
+        n *= shape[d];
+    }
+    cols = rows ? n / rows : 0;
+    if (c->gran == GRAN_TENSOR) {
+        rows = 1;
+        cols = n;
+    }
+    n_scales = c->gran == GRAN_TENSOR ? 1 : c->gran == GRAN_CHANNEL ? rows
+                                                                    : rows * ((cols + c->group - 1) / c->group);
+    sshape[0] = c->gran == GRAN_TENSOR ? 1 : rows;
+    sshape[1] = c->gran == GRAN_GROUP ? n_scales / rows : 1;
+    if ((rc = stored(rw, name, "_scale", MP_DT_F32, c->gran == GRAN_GROUP ? 2 : 1, sshape,
+                     &ts)) < 0) {
+        return rc;
+    }
+    if (c->asymmetric &&
+        (rc = stored(rw, name, "_zero_point", MP_DT_I32, c->gran == GRAN_GROUP ? 2 : 1, sshape,
+                     &tz)) < 0) {
+        return rc;
+    }
+    mat[0] = rows;
+    mat[1] = cols;
+    if (bits == 8) {
+        if ((rc = stored(rw, name, "", c->asymmetric ? MP_DT_U8 : MP_DT_I8, n_dims, shape,
+                         &tq)) < 0 ||
+            (rc = edit_tensor(rw, e, value, "_quantized", tq->dtype, n_dims, shape, tq->data,
+                              tq->n_bytes, &codes)) < 0 ||
+            (rc = edit_op2(rw, e, "Cast", codes, NULL, rw->tmp, "_codes_f", &x)) < 0 ||
+            node_attr_int(e->node[e->n_node - 1], "to", 1) < 0 ||
+            (rc = edit_reshape(rw, e, x, 2, mat, rw->tmp, "_matrix", &codes)) < 0) {
+            return rc < 0 ? rc : mp__err_set(err, MP_ENOMEM, "out of memory");
+        }
+    } else {
+        nb = (n * bits + 7) / 8;
+        if ((rc = stored(rw, name, "_packed", MP_DT_U8, 1, &nb, &tq)) < 0 ||
+            (rc = stored(rw, name, "_shape", MP_DT_I64, 1, &nd, &tshape)) < 0) {
+            return rc;
+        }
+        MP_RETURN_IF(memcmp(tshape->data, shape, (size_t)n_dims * sizeof *shape) != 0,
+                     MP_EFORMAT, REC ": '%s_shape' disagrees with the shape the record gives",
+                     name);
+        if (c->kind == CODE_TERNARY) {
+            /* code 3 is no ternary value: refused here as mp_model_unpack refuses it */
+            for (int64_t i = 0; i < n; i++) {
+                const uint8_t byte = ((const uint8_t *)tq->data)[i / 4];
+                MP_RETURN_IF(((byte >> (2 * (i % 4))) & 3) == 3, MP_EFORMAT,
+                             "tensor '%s': ternary code %lld is 3", name, (long long)i);
+            }
+        }
+        if ((rc = edit_tensor(rw, e, value, "_packed", MP_DT_U8, 1, &nb, tq->data, tq->n_bytes,
+                              &codes)) < 0 ||
+            (rc = edit_unpack(rw, e, value, codes, nb, n, bits, &x)) < 0 ||
+            (rc = edit_reshape(rw, e, x, 2, mat, rw->tmp, "_matrix", &codes)) < 0) {
+            return rc;
+        }
+    }
+    /* the offset: a zero point per group, or the constant that centres the codes */
+    if (c->asymmetric) {
+        zf = malloc((size_t)n_scales * sizeof *zf);
+        MP_RETURN_IF(zf == NULL, MP_ENOMEM, "out of memory");
+        for (int64_t i = 0; i < n_scales; i++) {
+            int32_t z;
+            memcpy(&z, (const char *)tz->data + 4 * i, 4);
+            if (z < 0 || z >= (1 << bits)) {
+                free(zf);
+                return mp__err_set(err, MP_EFORMAT, REC ": '%s_zero_point' has %d, not 0..%d",
+                                   name, (int)z, (1 << bits) - 1);
+            }
+            zf[i] = (float)z;
+        }
+        rc = edit_table(rw, e, value, "_zero_point", c, zf, rows, cols, 1.0f, 1, &off);
+        free(zf);
+    } else if (bits < 8 || sign) {
+        offset = c->kind == CODE_BINARY ? 0.5f : c->kind == CODE_TERNARY ? 1.0f
+                                                                          : (float)(1 << (bits - 1));
+        rc = edit_tensor(rw, e, rw->tmp, "_offset", MP_DT_F32, 0, NULL, &offset, sizeof offset,
+                         &off);
+    }
+    if (rc == 0 && off != NULL) {
+        rc = edit_op2(rw, e, "Sub", codes, off, rw->tmp, "_centred", &codes);
+    }
+    /* binary: (code - 1/2) x 2 alpha = ±alpha */
+    if (rc == 0) {
+        float *sv = malloc((size_t)n_scales * sizeof *sv);
+        rc = sv == NULL ? mp__err_set(err, MP_ENOMEM, "out of memory") : 0;
+        if (rc == 0) {
+            memcpy(sv, ts->data, (size_t)n_scales * sizeof *sv);
+            rc = edit_table(rw, e, value, "_scale", c, sv, rows, cols,
+                            c->kind == CODE_BINARY ? 2.0f : 1.0f, 0, &scale);
+        }
+        free(sv);
+    }
+    if (rc == 0) {
+        rc = edit_op2(rw, e, "Mul", codes, scale, rw->tmp, "_dequantized", &x);
+    }
+    if (rc == 0) {
+        rc = edit_reshape(rw, e, x, n_dims, shape, f32, NULL, &x);
+    }
+    return rc;
+}
 
 /* The nodes and tensors that compute value (of original dtype orig, shape of t_main) from
  * the stored tensors of weight `name` under code c. */
@@ -433,7 +756,7 @@ static int emit_value(rw_t *rw, edit_t *e, const char *name, const char *value, 
     int rc;
 
     if (orig != MP_DT_F32) {
-        f32 = fresh_name(&rw->names, value, "_f32");
+        f32 = fresh_name(&rw->names, rw->tmp, "_f32");
         MP_RETURN_IF(f32 == NULL, MP_ENOMEM, "out of memory");
     }
     if (c->kind == CODE_RAW) {
@@ -470,7 +793,7 @@ static int emit_value(rw_t *rw, edit_t *e, const char *name, const char *value, 
             return rc;
         }
         /* Gather's indices must be INT32 or INT64: stored as UINT8, widened at load */
-        idx = fresh_name(&rw->names, value, "_indices_i32");
+        idx = fresh_name(&rw->names, rw->tmp, "_indices");
         MP_RETURN_IF(idx == NULL, MP_ENOMEM, "out of memory");
         if ((rc = edit_cast(rw, e, q, idx, MP_DT_I32)) < 0) {
             return rc;
@@ -483,17 +806,19 @@ static int emit_value(rw_t *rw, edit_t *e, const char *name, const char *value, 
         return f32 == value ? 0 : edit_cast(rw, e, f32, value, orig);
     }
 
-    /* integer codes */
+    if (c->kind != CODE_INT || c->bits != 8 || c->gran == GRAN_GROUP) {
+        rc = emit_codes(rw, e, name, value, f32, n_dims, shape, c);
+        return rc < 0 || f32 == value ? rc : edit_cast(rw, e, f32, value, orig);
+    }
+
+    /* 8-bit codes per channel or per tensor: DequantizeLinear where the opset has it */
+    const int per_channel = c->gran == GRAN_CHANNEL;
     const int64_t rows = n_dims >= 1 ? shape[0] : 1;
-    const int64_t n_scale = c->per_channel ? rows : 1;
+    const int64_t n_scale = per_channel ? rows : 1;
     const mp_dtype_t qdt = c->asymmetric ? MP_DT_U8 : MP_DT_I8;
     int64_t bshape[MP_MAX_DIMS];
     uint8_t *zpb = NULL;
 
-    MP_RETURN_IF(c->bits != 8, MP_EUNSUPPORTED,
-                 "tensor '%s': %d-bit codes cannot be written to ONNX by this version (8-bit "
-                 "can; see docs/onnx.md)",
-                 name, c->bits);
     if ((rc = stored(rw, name, "", qdt, n_dims, shape, &tq)) < 0 ||
         (rc = stored(rw, name, "_scale", MP_DT_F32, 1, &n_scale, &ts)) < 0) {
         return rc;
@@ -516,9 +841,9 @@ static int emit_value(rw_t *rw, edit_t *e, const char *name, const char *value, 
         }
     }
     rc = edit_tensor(rw, e, value, "_quantized", qdt, n_dims, shape, tq->data, tq->n_bytes, &q);
-    if (rc == 0 && (opset >= 13 || (opset >= 10 && !c->per_channel))) {
+    if (rc == 0 && (opset >= 13 || (opset >= 10 && !per_channel))) {
         /* DequantizeLinear: per tensor with scalars, per axis (opset 13) with [rows] along 0 */
-        const int sd = c->per_channel ? 1 : 0;
+        const int sd = per_channel ? 1 : 0;
         static const int8_t zeros8[1];
         rc = edit_tensor(rw, e, value, "_scale", MP_DT_F32, sd, &n_scale, ts->data, ts->n_bytes,
                          &s);
@@ -539,14 +864,14 @@ static int emit_value(rw_t *rw, edit_t *e, const char *name, const char *value, 
         if (rc == 0) {
             rc = edit_node(rw, e, "DequantizeLinear", in, 3, f32, &node);
         }
-        if (rc == 0 && c->per_channel && node_attr_int(node, "axis", 0) < 0) {
+        if (rc == 0 && per_channel && node_attr_int(node, "axis", 0) < 0) {
             rc = mp__err_set(err, MP_ENOMEM, "out of memory writing a node");
         }
     } else if (rc == 0) {
         /* Cast + (Sub) + Mul, the scales shaped [rows, 1, 1, …] to broadcast along axis 0 */
-        const char *qf = fresh_name(&rw->names, value, "_quantized_f32");
+        const char *qf = fresh_name(&rw->names, rw->tmp, "_codes_f");
         const char *centred = qf;
-        const int bd = c->per_channel ? n_dims : 0;
+        const int bd = per_channel ? n_dims : 0;
         bshape[0] = n_scale;
         for (int d = 1; d < bd; d++) {
             bshape[d] = 1;
@@ -562,7 +887,7 @@ static int emit_value(rw_t *rw, edit_t *e, const char *name, const char *value, 
             for (int64_t i = 0; zf != NULL && i < n_scale; i++) {
                 zf[i] = (float)zpb[i];
             }
-            centred = fresh_name(&rw->names, value, "_centred");
+            centred = fresh_name(&rw->names, rw->tmp, "_centred");
             rc = zf == NULL || centred == NULL
                      ? mp__err_set(err, MP_ENOMEM, "out of memory")
                      : edit_tensor(rw, e, value, "_zero_point", MP_DT_F32, bd, bshape, zf,
@@ -585,6 +910,397 @@ static int emit_value(rw_t *rw, edit_t *e, const char *name, const char *value, 
         rc = edit_cast(rw, e, f32, value, orig);
     }
     return rc;
+}
+
+/* ---- low-rank factors -------------------------------------------------------------------- */
+
+static const char *const SVD_PARTS[2] = {"_u", "_v"};
+static const char *const TUCKER_PARTS[3] = {"_u_out", "_core", "_u_in"};
+
+/* The shapes of the factors (as mp__part_shapes): SVD w [m, n] ~ u [m, r] v [r, n]; Tucker-2
+ * w [o, i, k…] ~ u_out [o, r_out], core [r_out, r_in, k…], u_in [r_in, i]. */
+static int part_shapes(const mp_tensor_t *t, const entry_t *en, int *pd,
+                       int64_t (*ps)[MP_MAX_DIMS])
+{
+    if (en->factored == 1) {
+        pd[0] = pd[1] = 2;
+        ps[0][0] = t->shape[0];
+        ps[0][1] = en->r_out;
+        ps[1][0] = en->r_out;
+        ps[1][1] = t->shape[1];
+        return 2;
+    }
+    pd[0] = pd[2] = 2;
+    pd[1] = t->n_dims;
+    ps[0][0] = t->shape[0];
+    ps[0][1] = en->r_out;
+    ps[1][0] = en->r_out;
+    ps[1][1] = en->r_in;
+    memcpy(&ps[1][2], &t->shape[2], (size_t)(t->n_dims - 2) * sizeof *t->shape);
+    ps[2][0] = en->r_in;
+    ps[2][1] = t->shape[1];
+    return 3;
+}
+
+/* Each factor as a float value (its own code, resolved for its shape); names into pv[]. */
+static int emit_parts(rw_t *rw, edit_t *e, const char *name, const char *value,
+                      const mp_tensor_t *t, const entry_t *en, const char **pv)
+{
+    const char *const *suffix = en->factored == 1 ? SVD_PARTS : TUCKER_PARTS;
+    int pd[3];
+    int64_t ps[3][MP_MAX_DIMS];
+    const int n = part_shapes(t, en, pd, ps);
+    char *base = NULL;
+    int rc = 0;
+
+    for (int p = 0; p < n && rc == 0; p++) {
+        code_t c = en->code;
+        code_resolve(&c, pd[p], ps[p]);
+        pv[p] = fresh_name(&rw->names, value, suffix[p]);
+        if (pv[p] == NULL || asprintf(&base, "%s%s", name, suffix[p]) < 0) {
+            return mp__err_set(rw->err, MP_ENOMEM, "out of memory");
+        }
+        rc = emit_value(rw, e, base, pv[p], MP_DT_F32, pd[p], ps[p], &c);
+        free(base);
+        base = NULL;
+    }
+    return rc;
+}
+
+
+/* The weight rebuilt from its factors inside the graph, for consumers that cannot be rewired:
+ * SVD: MatMul(u, v); Tucker-2: u_out (core as [r_out, r_in k]) -> [o, r_in, k] -> [o, k, r_in]
+ * times u_in -> [o, k, i] -> [o, i, k] -> w's shape. */
+static int emit_product(rw_t *rw, edit_t *e, const char *value, const char *f32,
+                        const mp_tensor_t *t, const entry_t *en, const char **pv)
+{
+    const int64_t perm[3] = {0, 2, 1};
+    int64_t k = 1, s2[2], s3[3];
+    const char *x;
+    int rc;
+
+    if (en->factored == 1) {
+        return edit_op2(rw, e, "MatMul", pv[0], pv[1], f32, NULL, &x);
+    }
+    for (int d = 2; d < t->n_dims; d++) {
+        k *= t->shape[d];
+    }
+    s2[0] = en->r_out;
+    s2[1] = en->r_in * k;
+    s3[0] = t->shape[0];
+    s3[1] = en->r_in;
+    s3[2] = k;
+    if ((rc = edit_reshape(rw, e, pv[1], 2, s2, rw->tmp, "_core_matrix", &x)) < 0 ||
+        (rc = edit_op2(rw, e, "MatMul", pv[0], x, rw->tmp, "_outer", &x)) < 0 ||
+        (rc = edit_reshape(rw, e, x, 3, s3, rw->tmp, "_outer3", &x)) < 0 ||
+        (rc = edit_op2(rw, e, "Transpose", x, NULL, rw->tmp, "_outer3t", &x)) < 0 ||
+        node_attr_ints(e->node[e->n_node - 1], "perm", perm, 3) < 0 ||
+        (rc = edit_op2(rw, e, "MatMul", x, pv[2], rw->tmp, "_full_t", &x)) < 0 ||
+        (rc = edit_op2(rw, e, "Transpose", x, NULL, rw->tmp, "_full", &x)) < 0 ||
+        node_attr_ints(e->node[e->n_node - 1], "perm", perm, 3) < 0) {
+        return rc < 0 ? rc : mp__err_set(rw->err, MP_ENOMEM, "out of memory");
+    }
+    return edit_reshape(rw, e, x, t->n_dims, t->shape, f32, NULL, &x);
+}
+
+/* Index (among its inputs) at which node reads value, or -1; several uses count as -2. */
+static int input_index(const mp__pb_msg_t *node, const char *value)
+{
+    int k = 0, at = -1;
+
+    for (size_t j = 0; j < node->n; j++) {
+        if (node->f[j].num != ONNX_NODE_INPUT) {
+            continue;
+        }
+        if (mp__pb_streq(&node->f[j], value)) {
+            at = at == -1 ? k : -2;
+        }
+        k++;
+    }
+    return at;
+}
+
+/* 1 if a subgraph of a node of g (at any depth) names value anywhere. */
+static int used_below(const mp__pb_msg_t *g, const char *value)
+{
+    for (size_t i = 0; i < g->n; i++) {
+        const mp__pb_msg_t *node = g->f[i].sub;
+        if (g->f[i].num != ONNX_GRAPH_NODE || node == NULL) {
+            continue;
+        }
+        for (size_t j = 0; j < node->n; j++) {
+            const mp__pb_msg_t *a = node->f[j].sub;
+            if (node->f[j].num != ONNX_NODE_ATTRIBUTE || a == NULL) {
+                continue;
+            }
+            for (size_t k = 0; k < a->n; k++) {
+                const mp__pb_msg_t *sg = a->f[k].sub;
+                if ((a->f[k].num == ONNX_ATTR_G || a->f[k].num == ONNX_ATTR_GRAPHS) &&
+                    sg != NULL) {
+                    for (size_t q = 0; q < sg->n; q++) {
+                        if (sg->f[q].num == ONNX_GRAPH_NODE && sg->f[q].sub != NULL &&
+                            input_index(sg->f[q].sub, value) != -1) {
+                            return 1;
+                        }
+                    }
+                    if (used_below(sg, value)) {
+                        return 1;
+                    }
+                }
+            }
+        }
+    }
+    return 0;
+}
+
+/* 1 if g lists value among its outputs. */
+static int is_output(const mp__pb_msg_t *g, const char *value)
+{
+    for (size_t i = 0; i < g->n; i++) {
+        mp__pb_msg_t *vi;
+        int same = 0;
+        if (g->f[i].num != ONNX_GRAPH_OUTPUT) {
+            continue;
+        }
+        if (mp__pb_parse(g->f[i].data, g->f[i].len, g->f[i].off, g->depth + 1, &vi, NULL) == 0) {
+            const mp__pb_field_t *nf = mp__pb_find(vi, ONNX_VI_NAME);
+            same = nf != NULL && mp__pb_streq(nf, value);
+            mp__pb_msg_free(vi);
+        }
+        if (same) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int64_t attr_i(mp__pb_msg_t *node, const char *name, int64_t dflt)
+{
+    const mp__pb_msg_t *a = mp__onnx_node_attr(node, name);
+    const mp__pb_field_t *f = a ? mp__pb_find(a, ONNX_ATTR_I) : NULL;
+
+    return f ? (int64_t)f->v : dflt;
+}
+
+/* Whether every use of the factored weight is one the graph can split: SVD under MatMul (either
+ * input) or Gemm (B, opset 11 for the optional C), Tucker-2 under Conv (W, group 1); all in the
+ * weight's own graph, none in a subgraph or a graph output, the weight F32. */
+static int can_rewire(const rw_t *rw, mp__pb_msg_t *g, const char *value, const mp_tensor_t *t,
+                      const entry_t *en)
+{
+    int n_uses = 0;
+
+    if (t->dtype != MP_DT_F32 || used_below(g, value) || is_output(g, value)) {
+        return 0;
+    }
+    for (size_t i = 0; i < g->n; i++) {
+        mp__pb_msg_t *node = g->f[i].sub;
+        int at;
+        if (g->f[i].num != ONNX_GRAPH_NODE || node == NULL ||
+            (at = input_index(node, value)) == -1) {
+            continue;
+        }
+        n_uses++;
+        if (at == -2) {
+            return 0;
+        }
+        if (en->factored == 1) {
+            const int ok = mp__onnx_node_is(node, "MatMul") ||
+                           (mp__onnx_node_is(node, "Gemm") && at == 1 && rw->c->opset >= 11);
+            if (!ok) {
+                return 0;
+            }
+        } else if (!mp__onnx_node_is(node, "Conv") || at != 1 || attr_i(node, "group", 1) != 1) {
+            return 0;
+        }
+    }
+    return n_uses > 0;
+}
+
+/* Field index of the k-th field num of m, or m->n. */
+static size_t nth_field(const mp__pb_msg_t *m, uint32_t num, int k)
+{
+    for (size_t i = 0; i < m->n; i++) {
+        if (m->f[i].num == num && k-- == 0) {
+            return i;
+        }
+    }
+    return m->n;
+}
+
+static int set_str(mp__pb_msg_t *m, uint32_t num, int k, const char *s)
+{
+    const size_t i = nth_field(m, num, k);
+
+    return i == m->n ? MP_EINTERNAL : mp__pb_set_bytes_at(m, i, s, strlen(s));
+}
+
+static void drop_attr(mp__pb_msg_t *node, const char *name)
+{
+    for (size_t i = node->n; i-- > 0;) {
+        const mp__pb_msg_t *a = node->f[i].sub;
+        if (node->f[i].num == ONNX_NODE_ATTRIBUTE && a != NULL &&
+            mp__pb_find(a, ONNX_ATTR_NAME) != NULL &&
+            mp__pb_streq(mp__pb_find(a, ONNX_ATTR_NAME), name)) {
+            mp__pb_remove_at(node, i);
+        }
+    }
+}
+
+/* A copy of a node's attribute by name onto another node (nothing when absent). */
+static int copy_attr(mp__pb_msg_t *from, mp__pb_msg_t *to, const char *name)
+{
+    mp__pb_msg_t *a = mp__onnx_node_attr(from, name), *c;
+
+    if (a == NULL) {
+        return 0;
+    }
+    c = mp__pb_msg_clone(a);
+    return c == NULL ? MP_ENOMEM : mp__pb_add_msg_take(to, ONNX_NODE_ATTRIBUTE, c);
+}
+
+/* Split one consumer: it is rewritten in place to its first half, writing a fresh value, and
+ * its second half is inserted after it writing the consumer's own output. */
+static int rewire_one(rw_t *rw, mp__pb_msg_t *g, size_t at, const char *value,
+                      const mp_tensor_t *t, const entry_t *en, const char **pv)
+{
+    mp__pb_msg_t *node = g->f[at].sub, *second = NULL, *first = NULL;
+    const int in = input_index(node, value);
+    char *out = mp__pb_strdup(&node->f[nth_field(node, ONNX_NODE_OUTPUT, 0)]);
+    const char *mid = fresh_name(&rw->names, rw->tmp, "_partial");
+    const char *ins[3];
+    int64_t ones[MP_MAX_DIMS];
+    int rc = 0;
+
+    if (out == NULL || mid == NULL || nth_field(node, ONNX_NODE_OUTPUT, 0) == node->n) {
+        free(out);
+        return mp__err_set(rw->err, MP_ENOMEM, "out of memory rewiring '%s'", value);
+    }
+    if (en->factored == 1 && mp__onnx_node_is(node, "MatMul")) {
+        /* X w = (X u) v;  w X = u (v X) */
+        rc = set_str(node, ONNX_NODE_INPUT, in, in == 1 ? pv[0] : pv[1]);
+        ins[0] = in == 1 ? mid : pv[0];
+        ins[1] = in == 1 ? pv[1] : mid;
+        second = node_msg("MatMul", ins, 2, (const char *const *)&out, 1, mid);
+    } else if (en->factored == 1) {
+        /* Gemm: A' op(w) = A' op(u v): transB 0 -> (A' u) v, transB 1 -> (A' v^T) u^T; alpha,
+         * beta and C go to the second Gemm */
+        const int tb = attr_i(node, "transB", 0) != 0;
+        const size_t ci = nth_field(node, ONNX_NODE_INPUT, 2);
+        char *cname = ci < node->n ? mp__pb_strdup(&node->f[ci]) : NULL;
+        rc = set_str(node, ONNX_NODE_INPUT, 1, tb ? pv[1] : pv[0]);
+        if (ci < node->n) {
+            mp__pb_remove_at(node, ci);
+        }
+        ins[0] = mid;
+        ins[1] = tb ? pv[0] : pv[1];
+        ins[2] = cname;
+        second = node_msg("Gemm", ins, cname ? 3 : 2, (const char *const *)&out, 1, mid);
+        if (second == NULL || copy_attr(node, second, "alpha") < 0 ||
+            copy_attr(node, second, "beta") < 0 || copy_attr(node, second, "transB") < 0) {
+            rc = MP_ENOMEM;
+        }
+        drop_attr(node, "alpha");
+        drop_attr(node, "beta");
+        free(cname);
+    } else {
+        /* Conv(X, w, B) = Conv1x1(Conv_kxk(Conv1x1(X, u_in), core), u_out, B) */
+        const size_t bi = nth_field(node, ONNX_NODE_INPUT, 2);
+        char *bname = bi < node->n ? mp__pb_strdup(&node->f[bi]) : NULL;
+        const char *uin4, *uout4, *x0 = NULL, *first_out;
+        int64_t sin[MP_MAX_DIMS], sout[MP_MAX_DIMS];
+        edit_t e2 = {0};
+        for (int d = 0; d < t->n_dims; d++) {
+            ones[d] = 1;
+        }
+        memcpy(sin, ones, sizeof ones);
+        memcpy(sout, ones, sizeof ones);
+        sin[0] = en->r_in;
+        sin[1] = t->shape[1];
+        sout[0] = t->shape[0];
+        sout[1] = en->r_out;
+        /* the 1x1 kernels: the factors reshaped to [r_in, i, 1…] and [o, r_out, 1…] */
+        if ((rc = edit_reshape(rw, &e2, pv[2], t->n_dims, sin, rw->tmp, "_u_in_kernel", &uin4)) <
+                0 ||
+            (rc = edit_reshape(rw, &e2, pv[0], t->n_dims, sout, rw->tmp, "_u_out_kernel",
+                               &uout4)) < 0) {
+            edit_cleanup(&e2);
+            free(bname);
+            free(out);
+            return rc;
+        }
+        x0 = mp__pb_strdup(&node->f[nth_field(node, ONNX_NODE_INPUT, 0)]);
+        first_out = fresh_name(&rw->names, rw->tmp, "_reduced");
+        ins[0] = x0;
+        ins[1] = uin4;
+        first = x0 && first_out ? node_msg("Conv", ins, 2, &first_out, 1, first_out) : NULL;
+        rc = first == NULL ? MP_ENOMEM : 0;
+        if (rc == 0) {
+            rc = set_str(node, ONNX_NODE_INPUT, 0, first_out);
+        }
+        if (rc == 0) {
+            rc = set_str(node, ONNX_NODE_INPUT, 1, pv[1]);
+        }
+        if (rc == 0 && bi < node->n) {
+            mp__pb_remove_at(node, bi);
+        }
+        ins[0] = mid;
+        ins[1] = uout4;
+        ins[2] = bname;
+        if (rc == 0) {
+            second = node_msg("Conv", ins, bname ? 3 : 2, (const char *const *)&out, 1, mid);
+            rc = second == NULL ? MP_ENOMEM : 0;
+        }
+        /* the reshapes and the first 1x1 go right before the consumer */
+        for (size_t i = 0; i < e2.n_t && rc == 0; i++) {
+            rc = mp__pb_insert_msg_take(g, 0, ONNX_GRAPH_INITIALIZER,
+                                        e2.t[i].msg);
+            e2.t[i].msg = NULL;
+            at++;
+        }
+        for (size_t i = 0; i < e2.n_node && rc == 0; i++) {
+            rc = mp__pb_insert_msg_take(g, at++, ONNX_GRAPH_NODE, e2.node[i]);
+            e2.node[i] = NULL;
+        }
+        if (rc == 0) {
+            rc = mp__pb_insert_msg_take(g, at++, ONNX_GRAPH_NODE, first);
+            first = NULL;
+        }
+        edit_cleanup(&e2);
+        free((char *)x0);
+        free(bname);
+    }
+    if (rc == 0) {
+        rc = set_str(node, ONNX_NODE_OUTPUT, 0, mid);
+    }
+    if (rc == 0) {
+        rc = mp__pb_insert_msg_take(g, at + 1, ONNX_GRAPH_NODE, second);
+        second = NULL;
+    }
+    mp__pb_msg_free(first);
+    mp__pb_msg_free(second);
+    free(out);
+    return rc < 0 ? mp__err_set(rw->err, rc, "cannot rewire the consumers of '%s'", value) : 0;
+}
+
+static int rewire(rw_t *rw, mp__pb_msg_t *g, const char *value, const mp_tensor_t *t,
+                  const entry_t *en, const char **pv)
+{
+    for (size_t i = 0; i < g->n; i++) {
+        mp__pb_msg_t *node = g->f[i].sub;
+        size_t before = g->n;
+        int rc;
+        if (g->f[i].num != ONNX_GRAPH_NODE || node == NULL || input_index(node, value) < 0) {
+            continue;
+        }
+        if ((rc = rewire_one(rw, g, i, value, t, en, pv)) < 0) {
+            return rc;
+        }
+        /* skip what was inserted: the consumer moved down with what went before it, and its
+         * second half follows it */
+        i += g->n - before;
+    }
+    return 0;
 }
 
 /* ---- placing an edit in the graph --------------------------------------------------------- */
@@ -689,33 +1405,12 @@ static int place(rw_t *rw, const mp__onnx_weight_t *w, const char *value, edit_t
 
 /* ---- the record --------------------------------------------------------------------------- */
 
-/* One record entry (v1 or v2) as a code; what the graph cannot say yet is refused here. */
-static int entry_code(int version, const char *name, const json_t *spec, const mp_tensor_t *orig,
-                      code_t *c, mp_errctx_t *err)
+static int parse_code(const char *name, const json_t *j, code_t *c, mp_errctx_t *err)
 {
-    const json_t *q = NULL, *j;
-    const char *kind, *gran, *scheme;
+    const char *kind = json_string_value(json_object_get(j, "kind"));
+    const char *gran, *scheme;
 
-    memset(c, 0, sizeof *c);
-    MP_RETURN_IF(!json_is_object(spec), MP_EFORMAT, REC ": tensor '%s': not an object", name);
-    if (version == 1) {
-        q = json_object_get(spec, "quantize");
-        if (q == NULL) {
-            c->kind = CODE_RAW;
-            c->dtype = orig->dtype;
-            return 0;
-        }
-        j = q;
-        kind = "int";
-    } else {
-        const json_t *lr = json_object_get(spec, "lowrank");
-        MP_RETURN_IF(lr != NULL, MP_EUNSUPPORTED,
-                     "tensor '%s': low-rank factors cannot be written to ONNX by this version",
-                     name);
-        j = json_object_get(spec, "code");
-        kind = json_string_value(json_object_get(j, "kind"));
-        MP_RETURN_IF(kind == NULL, MP_EFORMAT, REC ": tensor '%s': no code kind", name);
-    }
+    MP_RETURN_IF(kind == NULL, MP_EFORMAT, REC ": tensor '%s': no code kind", name);
     if (strcmp(kind, "raw") == 0) {
         const int dt = mp_dtype_from_name(json_string_value(json_object_get(j, "dtype")) ?: "");
         MP_RETURN_IF(dt < 0 || !mp_dtype_is_float((mp_dtype_t)dt), MP_EFORMAT,
@@ -733,24 +1428,103 @@ static int entry_code(int version, const char *name, const json_t *spec, const m
         c->clusters = (int)json_integer_value(k);
         return 0;
     }
-    MP_RETURN_IF(strcmp(kind, "int") != 0, MP_EUNSUPPORTED,
-                 "tensor '%s': %s codes cannot be written to ONNX by this version", name, kind);
+    if (strcmp(kind, "binary") == 0 || strcmp(kind, "ternary") == 0) {
+        c->kind = kind[0] == 'b' ? CODE_BINARY : CODE_TERNARY;
+    } else {
+        const json_t *bits = json_object_get(j, "bits");
+        MP_RETURN_IF(strcmp(kind, "int") != 0, MP_EFORMAT,
+                     REC ": tensor '%s': unknown code kind '%s'", name, kind);
+        MP_RETURN_IF(!json_is_integer(bits) || json_integer_value(bits) < 2 ||
+                         json_integer_value(bits) > 8,
+                     MP_EFORMAT, REC ": tensor '%s': bits must be from 2 to 8", name);
+        c->kind = CODE_INT;
+        c->bits = (int)json_integer_value(bits);
+        scheme = json_string_value(json_object_get(j, "scheme"));
+        MP_RETURN_IF(scheme == NULL || (strcmp(scheme, "symmetric") != 0 &&
+                                        strcmp(scheme, "asymmetric") != 0),
+                     MP_EFORMAT, REC ": tensor '%s': scheme must be symmetric or asymmetric",
+                     name);
+        c->asymmetric = strcmp(scheme, "asymmetric") == 0;
+    }
     gran = json_string_value(json_object_get(j, "granularity"));
-    scheme = json_string_value(json_object_get(j, "scheme"));
-    MP_RETURN_IF(!json_is_integer(json_object_get(j, "bits")) || gran == NULL || scheme == NULL,
-                 MP_EFORMAT, REC ": tensor '%s': bad quantize record", name);
-    c->kind = CODE_INT;
-    c->bits = (int)json_integer_value(json_object_get(j, "bits"));
-    c->asymmetric = strcmp(scheme, "asymmetric") == 0;
-    MP_RETURN_IF(!c->asymmetric && strcmp(scheme, "symmetric") != 0, MP_EFORMAT,
-                 REC ": tensor '%s': unknown scheme '%s'", name, scheme);
-    MP_RETURN_IF(strcmp(gran, "group") == 0, MP_EUNSUPPORTED,
-                 "tensor '%s': group-wise scales cannot be written to ONNX by this version (per "
-                 "channel and per tensor can)",
-                 name);
+    MP_RETURN_IF(gran == NULL, MP_EFORMAT, REC ": tensor '%s': no granularity", name);
+    if (strcmp(gran, "group") == 0 && c->kind == CODE_INT) {
+        const json_t *g = json_object_get(j, "group_size");
+        MP_RETURN_IF(!json_is_integer(g) || json_integer_value(g) < 1, MP_EFORMAT,
+                     REC ": tensor '%s': group_size must be a positive integer", name);
+        c->gran = GRAN_GROUP;
+        c->group = json_integer_value(g);
+        return 0;
+    }
     MP_RETURN_IF(strcmp(gran, "channel") != 0 && strcmp(gran, "tensor") != 0, MP_EFORMAT,
                  REC ": tensor '%s': unknown granularity '%s'", name, gran);
-    c->per_channel = strcmp(gran, "channel") == 0 && orig->n_dims >= 2;
+    c->gran = strcmp(gran, "channel") == 0 ? GRAN_CHANNEL : GRAN_TENSOR;
+    return 0;
+}
+
+static int entry_parse(int version, const char *name, const json_t *spec, const mp_tensor_t *orig,
+                       entry_t *en, mp_errctx_t *err)
+{
+    const json_t *lr, *rank;
+    const char *dec;
+    int rc;
+
+    memset(en, 0, sizeof *en);
+    MP_RETURN_IF(!json_is_object(spec), MP_EFORMAT, REC ": tensor '%s': not an object", name);
+    if (version == 1) {
+        /* {"quantize": {"bits": 8, "scheme": …, "granularity": …}}, or pruned only */
+        const json_t *q = json_object_get(spec, "quantize");
+        if (q == NULL) {
+            en->code.kind = CODE_RAW;
+            en->code.dtype = orig->dtype;
+            return 0;
+        }
+        json_t *j = json_pack("{s:s, s:O?, s:O?, s:O?}", "kind", "int", "bits",
+                              json_object_get(q, "bits"), "scheme", json_object_get(q, "scheme"),
+                              "granularity", json_object_get(q, "granularity"));
+        MP_RETURN_IF(j == NULL, MP_ENOMEM, "out of memory");
+        rc = parse_code(name, j, &en->code, err);
+        json_decref(j);
+        return rc;
+    }
+    /* version 2: the record's shape must be the weight's */
+    const json_t *shape = json_object_get(spec, "shape");
+    int same = json_is_array(shape) && json_array_size(shape) == (size_t)orig->n_dims;
+    for (int d = 0; same && d < orig->n_dims; d++) {
+        same = json_integer_value(json_array_get(shape, (size_t)d)) == orig->shape[d];
+    }
+    MP_RETURN_IF(!same, MP_EFORMAT, REC ": tensor '%s': \"shape\" is not the weight's shape",
+                 name);
+    if ((rc = parse_code(name, json_object_get(spec, "code"), &en->code, err)) < 0) {
+        return rc;
+    }
+    lr = json_object_get(spec, "lowrank");
+    if (lr == NULL) {
+        return 0;
+    }
+    dec = json_string_value(json_object_get(lr, "decomposition"));
+    rank = json_object_get(lr, "rank");
+    if (dec != NULL && strcmp(dec, "svd") == 0) {
+        MP_RETURN_IF(orig->n_dims != 2 || !json_is_integer(rank) ||
+                         json_integer_value(rank) < 1 ||
+                         json_integer_value(rank) > orig->shape[0] ||
+                         json_integer_value(rank) > orig->shape[1],
+                     MP_EFORMAT, REC ": tensor '%s': bad SVD rank for its shape", name);
+        en->factored = 1;
+        en->r_out = json_integer_value(rank);
+        return 0;
+    }
+    MP_RETURN_IF(dec == NULL || strcmp(dec, "tucker2") != 0, MP_EFORMAT,
+                 REC ": tensor '%s': decomposition must be svd or tucker2", name);
+    MP_RETURN_IF(orig->n_dims < 3 || !json_is_array(rank) || json_array_size(rank) != 2 ||
+                     json_integer_value(json_array_get(rank, 0)) < 1 ||
+                     json_integer_value(json_array_get(rank, 0)) > orig->shape[0] ||
+                     json_integer_value(json_array_get(rank, 1)) < 1 ||
+                     json_integer_value(json_array_get(rank, 1)) > orig->shape[1],
+                 MP_EFORMAT, REC ": tensor '%s': bad Tucker-2 rank for its shape", name);
+    en->factored = 2;
+    en->r_out = json_integer_value(json_array_get(rank, 0));
+    en->r_in = json_integer_value(json_array_get(rank, 1));
     return 0;
 }
 
@@ -807,12 +1581,14 @@ int mp_onnx_apply(const mp_model_t *onnx_in, const mp_model_t *compressed, mp_mo
     json_object_foreach(tensors, name, spec) {
         const mp_tensor_t *t = mp_model_find(work, name);
         const mp__onnx_weight_t *w;
-        code_t c;
+        const char *pv[3] = {NULL, NULL, NULL}, *f32;
+        entry_t en;
+        int split = 0;
 
         MP_GOTO_IF(t == NULL, MP_EFORMAT,
                    REC " names tensor '%s', which is not a weight of the ONNX model", name);
         w = &rw.c->w[t - work->tensors];
-        if ((rc = entry_code(version, name, spec, t, &c, err)) < 0) {
+        if ((rc = entry_parse(version, name, spec, t, &en, err)) < 0) {
             goto out;
         }
         MP_GOTO_IF(!mp_dtype_is_float(t->dtype), MP_EFORMAT,
@@ -820,9 +1596,25 @@ int mp_onnx_apply(const mp_model_t *onnx_in, const mp_model_t *compressed, mp_mo
                    mp_dtype_name(t->dtype));
         free(value);
         value = value_name(w);
-        MP_GOTO_IF(value == NULL, MP_ENOMEM, "out of memory");
-        if ((rc = emit_value(&rw, &e, name, value, t->dtype, t->n_dims, t->shape, &c)) < 0 ||
-            (rc = place(&rw, w, value, &e)) < 0) {
+        rw.tmp = fresh_name(&rw.names, "mp", "");
+        MP_GOTO_IF(value == NULL || rw.tmp == NULL, MP_ENOMEM, "out of memory");
+        if (en.factored == 0) {
+            code_resolve(&en.code, t->n_dims, t->shape);
+            rc = emit_value(&rw, &e, name, value, t->dtype, t->n_dims, t->shape, &en.code);
+        } else {
+            rc = emit_parts(&rw, &e, name, value, t, &en, pv);
+            split = rc == 0 && can_rewire(&rw, w->graph, value, t, &en);
+            if (rc == 0 && !split) {
+                f32 = t->dtype == MP_DT_F32 ? value : fresh_name(&rw.names, rw.tmp, "_f32");
+                MP_GOTO_IF(f32 == NULL, MP_ENOMEM, "out of memory");
+                rc = emit_product(&rw, &e, value, f32, t, &en, pv);
+                if (rc == 0 && f32 != value) {
+                    rc = edit_cast(&rw, &e, f32, value, t->dtype);
+                }
+            }
+        }
+        if (rc < 0 || (rc = place(&rw, w, value, &e)) < 0 ||
+            (split && (rc = rewire(&rw, w->graph, value, t, &en, pv)) < 0)) {
             goto out;
         }
         edit_cleanup(&e);
@@ -942,7 +1734,7 @@ static int describe_graph(desc_t *d, const mp__pb_msg_t *g)
     return 0;
 }
 
-int mp_onnx_describe(const mp_model_t *m, char **json, mp_errctx_t *err)
+int mp_onnx_describe(const mp_model_t *m, const mp_recipe_t *r, char **json, mp_errctx_t *err)
 {
     const mp__onnx_t *c = mp__onnx_ctx(m);
     desc_t d = {.m = m, .c = c};
@@ -981,12 +1773,13 @@ int mp_onnx_describe(const mp_model_t *m, char **json, mp_errctx_t *err)
         params += mp_tensor_elements(t);
         bad |= json_array_append_new(
             weights,
-            json_pack("{s:s, s:s, s:s, s:i, s:s, s:o, s:I, s:O, s:o}", "name", t->name, "value",
-                      d.values[i], "origin",
+            json_pack("{s:s, s:s, s:s, s:i, s:s, s:o, s:I, s:O, s:o, s:b}", "name", t->name,
+                      "value", d.values[i], "origin",
                       c->w[i].origin == MP_ONNX_CONSTANT ? "Constant" : "initializer", "depth",
                       c->w[i].depth, "dtype", mp_dtype_name(t->dtype), "shape", shape, "elements",
                       (json_int_t)mp_tensor_elements(t), "consumers", d.consumers[i],
-                      "channel_axis", d.axis[i] >= 0 ? json_integer(d.axis[i]) : json_null()));
+                      "channel_axis", d.axis[i] >= 0 ? json_integer(d.axis[i]) : json_null(),
+                      "selected", mp_recipe_selects(r, t)));
     }
     prod = mp__pb_find(c->root, ONNX_MODEL_PRODUCER_NAME);
     producer = prod ? mp__pb_strdup(prod) : strdup("");

@@ -345,6 +345,29 @@ int mp__pb_add_bytes(mp__pb_msg_t *m, uint32_t num, const void *data, size_t len
     return rc;
 }
 
+int mp__pb_set_bytes_at(mp__pb_msg_t *m, size_t i, const void *data, size_t len)
+{
+    mp__pb_field_t *f;
+    void *copy;
+
+    if (i >= m->n || (copy = malloc(len ? len : 1)) == NULL) {
+        return MP_ENOMEM;
+    }
+    if (len) {
+        memcpy(copy, data, len);
+    }
+    f = &m->f[i];
+    field_cleanup(f);
+    f->sub = NULL;
+    f->owned = copy;
+    f->data = copy;
+    f->len = len;
+    f->wire = MP_PB_LEN;
+    f->dirty = 1;
+    m->dirty = 1;
+    return 0;
+}
+
 int mp__pb_add_str(mp__pb_msg_t *m, uint32_t num, const char *s)
 {
     return mp__pb_add_bytes(m, num, s, strlen(s));

@@ -98,6 +98,8 @@ int mp__pb_add_str(mp__pb_msg_t *m, uint32_t num, const char *s);
 /* Takes sub (freed on failure too). */
 int mp__pb_add_msg_take(mp__pb_msg_t *m, uint32_t num, mp__pb_msg_t *sub);
 int mp__pb_insert_msg_take(mp__pb_msg_t *m, size_t at, uint32_t num, mp__pb_msg_t *sub);
+/* Replace the payload of field i (made LEN) by a copy of len bytes. */
+int mp__pb_set_bytes_at(mp__pb_msg_t *m, size_t i, const void *data, size_t len);
 /* An empty message to fill and add; NULL when out of memory. */
 mp__pb_msg_t *mp__pb_msg_new(void);
 /* Remove field index i / every field number num. */

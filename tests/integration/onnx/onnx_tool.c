@@ -2,9 +2,11 @@
  *
  *   onnx_tool roundtrip IN OUT         read IN, write it back to OUT unmodified
  *   onnx_tool reencode IN              exit 0 when re-encoding every message gives IN's bytes
- *   onnx_tool describe IN              the mp_onnx_describe JSON on stdout
- *   onnx_tool compress IN RECIPE OUT   run the recipe (JSON text) and write the ONNX result;
- *                                      the pipeline's report on stdout
+ *   onnx_tool describe IN [RECIPE]     the mp_onnx_describe JSON on stdout
+ *   onnx_tool compress IN RECIPE OUT [UNPACKED]
+ *                                      run the recipe (JSON text) and write the ONNX result;
+ *                                      the pipeline's report on stdout; with UNPACKED, also the
+ *                                      F32 weights mp_model_unpack restores, as safetensors
  * Errors go to stderr with the core's message; exit 1 on failure, 2 on bad usage.
  */
 #include "onnx_int.h"
@@ -42,7 +44,7 @@ static int reencode(const mp_model_t *m, const char *path)
 int main(int argc, char **argv)
 {
     mp_errctx_t err = {0};
-    mp_model_t *in = NULL, *comp = NULL, *out = NULL;
+    mp_model_t *in = NULL, *comp = NULL, *out = NULL, *plain = NULL;
     mp_recipe_t *r = NULL;
     char *report = NULL;
     int rc = 0, status = 0;
@@ -59,10 +61,13 @@ int main(int argc, char **argv)
     } else if (strcmp(argv[1], "reencode") == 0) {
         status = reencode(in, argv[2]);
     } else if (strcmp(argv[1], "describe") == 0) {
-        if ((rc = mp_onnx_describe(in, &report, &err)) == 0) {
+        if (argc == 4) {
+            rc = mp_recipe_parse(argv[3], strlen(argv[3]), &r, &err);
+        }
+        if (rc == 0 && (rc = mp_onnx_describe(in, r, &report, &err)) == 0) {
             puts(report);
         }
-    } else if (strcmp(argv[1], "compress") == 0 && argc == 5) {
+    } else if (strcmp(argv[1], "compress") == 0 && (argc == 5 || argc == 6)) {
         rc = mp_recipe_parse(argv[3], strlen(argv[3]), &r, &err);
         if (rc == 0) {
             rc = mp_pipeline_run(in, r, NULL, &comp, &report, &err);
@@ -72,6 +77,12 @@ int main(int argc, char **argv)
         }
         if (rc == 0) {
             rc = mp_onnx_save(out, argv[4], &err);
+        }
+        if (rc == 0 && argc == 6) {
+            rc = mp_model_unpack(comp, &plain, &err);
+            if (rc == 0) {
+                rc = mp_safetensors_save(plain, argv[5], &err);
+            }
         }
         if (rc == 0) {
             puts(report);
@@ -84,6 +95,7 @@ int main(int argc, char **argv)
         status = fail(argv[1], rc, &err);
     }
     free(report);
+    mp_model_free(plain);
     mp_model_free(out);
     mp_model_free(comp);
     mp_recipe_free(r);
