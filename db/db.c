@@ -96,6 +96,26 @@ static const char *const migrations[] = {
     " quota_bytes INTEGER,"
     " quota_jobs INTEGER"
     ") STRICT, WITHOUT ROWID;",
+    /* 3: datasets are blobs a user keeps, under a name, with what validation found in them
+     * (info: JSON). Two people may upload the same bytes, and the same bytes may be a model
+     * and a dataset, so a row is (sha256, kind, owner); the file is still stored once. Model
+     * rows keep owner '' (a model belongs to the jobs that name it). */
+    "CREATE TABLE blobs_v3 ("
+    " sha256 TEXT NOT NULL CHECK (length(sha256) = 64),"
+    " kind TEXT NOT NULL CHECK (kind IN ('model', 'dataset')),"
+    " owner TEXT NOT NULL DEFAULT '',"
+    " bytes INTEGER NOT NULL CHECK (bytes >= 0),"
+    " name TEXT,"
+    " info TEXT,"
+    " created_at REAL NOT NULL,"
+    " PRIMARY KEY (sha256, kind, owner)"
+    ") STRICT, WITHOUT ROWID;"
+    "INSERT INTO blobs_v3 (sha256, kind, owner, bytes, created_at)"
+    " SELECT sha256, kind, '', bytes, created_at FROM blobs;"
+    "DROP TABLE blobs;"
+    "ALTER TABLE blobs_v3 RENAME TO blobs;"
+    /* a user's datasets, newest first, and their bytes for the quota */
+    "CREATE INDEX blobs_owner_kind ON blobs (owner, kind, created_at);",
 };
 
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
@@ -117,6 +137,9 @@ static const char *const migrations[] = {
 #define WHERE_STATE "WHERE state = ?1"
 #define WHERE_OWNER "WHERE owner = ?2"
 #define WHERE_BOTH "WHERE state = ?1 AND owner = ?2"
+
+/* The column order read_dataset() expects. */
+#define DATASET_COLS "sha256, owner, bytes, name, info, created_at"
 
 enum stmt_id {
     ST_BEGIN,
@@ -152,6 +175,12 @@ enum stmt_id {
     ST_USER_LIST,
     ST_USER_DELETE,
     ST_OWNER_USAGE,
+    ST_DATASET_EXISTS,
+    ST_DATASET_PUT,
+    ST_DATASET_GET,
+    ST_DATASET_LIST_ANY, /* owner NULL */
+    ST_DATASET_LIST_OWNER,
+    ST_DATASET_DELETE,
     ST_N
 };
 
@@ -203,12 +232,16 @@ static const char *const stmt_sql[ST_N] = {
                   " bytes_after, rel_error, sqnr_db FROM tensor_metrics WHERE job_id = ?1"
                   " ORDER BY ordinal",
     [ST_BLOB_PUT] = "INSERT INTO blobs (sha256, bytes, kind, created_at) VALUES (?1, ?2, ?3, ?4)"
-                    " ON CONFLICT (sha256) DO NOTHING",
-    [ST_BLOB_REFS] = "SELECT count(*) FROM jobs WHERE model_blob = ?1 OR dataset_blob = ?1",
+                    " ON CONFLICT (sha256, kind, owner) DO NOTHING",
+    /* A file is in use while a job names it or someone keeps it as a dataset. */
+    [ST_BLOB_REFS] = "SELECT (SELECT count(*) FROM jobs WHERE model_blob = ?1 OR dataset_blob = ?1)"
+                     " + (SELECT count(*) FROM blobs WHERE sha256 = ?1 AND kind = 'dataset')",
     [ST_BLOB_EXISTS] = "SELECT 1 FROM blobs WHERE sha256 = ?1",
     /* Refuses while referenced, so a job inserted after the caller counted keeps its blob. */
-    [ST_BLOB_DELETE] = "DELETE FROM blobs WHERE sha256 = ?1 AND NOT EXISTS"
-                       " (SELECT 1 FROM jobs WHERE model_blob = ?1 OR dataset_blob = ?1)",
+    [ST_BLOB_DELETE] =
+        "DELETE FROM blobs WHERE sha256 = ?1 AND NOT EXISTS"
+        " (SELECT 1 FROM jobs WHERE model_blob = ?1 OR dataset_blob = ?1)"
+        " AND NOT EXISTS (SELECT 1 FROM blobs WHERE sha256 = ?1 AND kind = 'dataset')",
     [ST_USER_ADD] = "INSERT INTO users (name, token_sha256, created_at, quota_bytes, quota_jobs)"
                     " VALUES (?1, ?2, ?3, ?4, ?5)",
     [ST_USER_BY_TOKEN] = "SELECT name, created_at, quota_bytes, quota_jobs FROM users"
@@ -218,9 +251,26 @@ static const char *const stmt_sql[ST_N] = {
     /* What a user holds: every upload and result of their jobs (a model uploaded twice counts
      * twice: it is stored once, but the quota is about what each person asks the server to
      * keep), and the jobs waiting or running. */
-    [ST_OWNER_USAGE] = "SELECT coalesce(sum(model_bytes + result_bytes), 0),"
+    [ST_OWNER_USAGE] = "SELECT coalesce(sum(model_bytes + result_bytes), 0)"
+                       " + (SELECT coalesce(sum(bytes), 0) FROM blobs"
+                       "    WHERE owner = ?1 AND kind = 'dataset'),"
                        " coalesce(sum(state IN ('queued', 'running')), 0)"
                        " FROM jobs WHERE owner = ?1",
+    [ST_DATASET_EXISTS] =
+        "SELECT 1 FROM blobs WHERE sha256 = ?1 AND kind = 'dataset' AND owner = ?2",
+    /* Uploading the same bytes again keeps the dataset and takes the new name. */
+    [ST_DATASET_PUT] = "INSERT INTO blobs (sha256, kind, owner, bytes, name, info, created_at)"
+                       " VALUES (?1, 'dataset', ?2, ?3, ?4, ?5, ?6)"
+                       " ON CONFLICT (sha256, kind, owner) DO UPDATE SET name = excluded.name,"
+                       " info = excluded.info",
+    [ST_DATASET_GET] = "SELECT " DATASET_COLS " FROM blobs WHERE sha256 = ?1 AND kind = 'dataset'"
+                       " AND (?2 IS NULL OR owner = ?2) ORDER BY created_at LIMIT 1",
+    [ST_DATASET_LIST_ANY] = "SELECT " DATASET_COLS " FROM blobs WHERE kind = 'dataset'"
+                            " ORDER BY created_at DESC, sha256",
+    [ST_DATASET_LIST_OWNER] = "SELECT " DATASET_COLS " FROM blobs WHERE kind = 'dataset'"
+                              " AND owner = ?2 ORDER BY created_at DESC, sha256",
+    [ST_DATASET_DELETE] = "DELETE FROM blobs WHERE sha256 = ?1 AND kind = 'dataset'"
+                          " AND (?2 IS NULL OR owner = ?2)",
 };
 
 /* Report keys of one tensor (DESIGN.md, Reports), in ST_TM_GET's column order. */
@@ -1132,7 +1182,8 @@ int db_blob_delete(db_t *db, const char *sha256_hex)
     rc = SQLITE_OK;
     bind_text(st, 1, sha256_hex, &rc);
     if ((ret = step_lookup(db, st, rc)) == 1) {
-        ret = set_err(db, DB_ECONFLICT, "blob %s is still used by a job", sha256_hex);
+        ret = set_err(db, DB_ECONFLICT, "blob %s is still used by a job or kept as a dataset",
+                      sha256_hex);
     } else if (ret == 0) {
         ret = set_err(db, DB_ENOTFOUND, "no blob %s", sha256_hex != NULL ? sha256_hex : "(null)");
     }
@@ -1152,8 +1203,7 @@ static int check_user_name(db_t *db, const char *name)
         char c = name[i];
         if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
               c == '-' || c == '_' || c == '.' || c == '@')) {
-            return set_err(db, DB_EINVAL,
-                           "user name '%s': letters, digits and - _ . @ only", name);
+            return set_err(db, DB_EINVAL, "user name '%s': letters, digits and - _ . @ only", name);
         }
     }
     return 0;
@@ -1262,5 +1312,144 @@ int db_owner_usage(db_t *db, const char *owner, int64_t *bytes, int64_t *active_
         ret = set_err(db, DB_EIO, "an aggregate returned no row");
     }
     stmt_done(st);
+    return ret;
+}
+
+/* ---- datasets (schema version 3) ----------------------------------------------------------- */
+
+void db_dataset_clear(db_dataset_t *d)
+{
+    if (d == NULL) {
+        return;
+    }
+    free(d->info);
+    memset(d, 0, sizeof *d);
+}
+
+/* One row of DATASET_COLS into *d; -1 when out of memory. */
+static int read_dataset(sqlite3_stmt *st, db_dataset_t *d)
+{
+    memset(d, 0, sizeof *d);
+    col_fixed(st, 0, d->id, sizeof d->id);
+    col_fixed(st, 1, d->owner, sizeof d->owner);
+    d->bytes = sqlite3_column_int64(st, 2);
+    col_fixed(st, 3, d->name, sizeof d->name);
+    d->created_at = sqlite3_column_double(st, 5);
+    return col_dup(st, 4, &d->info);
+}
+
+int db_dataset_put(db_t *db, const char *sha256_hex, const char *owner, const char *name,
+                   int64_t bytes, const char *info_json, int *created)
+{
+    sqlite3_stmt *st = db->st[ST_DATASET_EXISTS];
+    json_t *info = NULL;
+    int rc = SQLITE_OK, ret;
+
+    *created = 0;
+    if ((ret = check_sha256(db, sha256_hex)) != 0) {
+        return ret;
+    }
+    if (owner == NULL || bytes < 0 || name == NULL) {
+        return set_err(db, DB_EINVAL, "a dataset needs an owner, a name and 0 or more bytes");
+    }
+    if (info_json != NULL) {
+        info = json_loads(info_json, 0, NULL); /* not inside json_is_object: a macro */
+        ret =
+            json_is_object(info) ? 0 : set_err(db, DB_EINVAL, "dataset info is not a JSON object");
+        json_decref(info);
+        if (ret != 0) {
+            return ret;
+        }
+    }
+    bind_text(st, 1, sha256_hex, &rc);
+    bind_text(st, 2, owner, &rc);
+    ret = step_lookup(db, st, rc);
+    stmt_done(st);
+    if (ret < 0) {
+        return ret;
+    }
+    *created = ret == 0;
+    st = db->st[ST_DATASET_PUT];
+    rc = SQLITE_OK;
+    bind_text(st, 1, sha256_hex, &rc);
+    bind_text(st, 2, owner, &rc);
+    bind_int64(st, 3, bytes, &rc);
+    bind_fixed(st, 4, name, sizeof((db_dataset_t *)0)->name, 0, &rc);
+    bind_text(st, 5, info_json, &rc);
+    bind_double(st, 6, now(), &rc);
+    return step_write(db, st, rc);
+}
+
+int db_dataset_get(db_t *db, const char *sha256_hex, const char *owner, db_dataset_t *out)
+{
+    sqlite3_stmt *st = db->st[ST_DATASET_GET];
+    int rc = SQLITE_OK, ret;
+
+    memset(out, 0, sizeof *out);
+    bind_text(st, 1, sha256_hex, &rc);
+    bind_text(st, 2, owner, &rc);
+    if ((ret = step_lookup(db, st, rc)) == 1) {
+        ret =
+            read_dataset(st, out) == 0 ? 0 : set_err(db, DB_EIO, "out of memory reading a dataset");
+    } else if (ret == 0) {
+        /* Another owner's dataset is answered exactly as a missing one. */
+        ret =
+            set_err(db, DB_ENOTFOUND, "no dataset %s", sha256_hex != NULL ? sha256_hex : "(null)");
+    }
+    stmt_done(st);
+    return ret;
+}
+
+int db_dataset_list(db_t *db, const char *owner, db_dataset_t **out, size_t *n)
+{
+    sqlite3_stmt *st = db->st[owner != NULL ? ST_DATASET_LIST_OWNER : ST_DATASET_LIST_ANY];
+    size_t cap = 0;
+    int rc = SQLITE_OK, ret;
+
+    *out = NULL;
+    *n = 0;
+    if (owner != NULL) {
+        bind_text(st, 2, owner, &rc);
+    }
+    while ((ret = step_lookup(db, st, rc)) == 1) {
+        if (*n == cap) {
+            cap = cap ? 2 * cap : 16;
+            db_dataset_t *p = realloc(*out, cap * sizeof *p);
+            if (p == NULL) {
+                ret = set_err(db, DB_EIO, "out of memory listing datasets");
+                break;
+            }
+            *out = p;
+        }
+        if (read_dataset(st, &(*out)[*n]) != 0) {
+            ret = set_err(db, DB_EIO, "out of memory listing datasets");
+            break;
+        }
+        (*n)++;
+    }
+    stmt_done(st);
+    if (ret < 0) {
+        for (size_t i = 0; i < *n; i++) {
+            db_dataset_clear(&(*out)[i]);
+        }
+        free(*out);
+        *out = NULL;
+        *n = 0;
+        return ret;
+    }
+    return 0;
+}
+
+int db_dataset_delete(db_t *db, const char *sha256_hex, const char *owner)
+{
+    sqlite3_stmt *st = db->st[ST_DATASET_DELETE];
+    int rc = SQLITE_OK, ret;
+
+    bind_text(st, 1, sha256_hex, &rc);
+    bind_text(st, 2, owner, &rc);
+    if ((ret = step_write(db, st, rc)) == 0 && sqlite3_changes(db->h) == 0) {
+        ret =
+            set_err(db, DB_ENOTFOUND, "no dataset %s", sha256_hex != NULL ? sha256_hex : "(null)");
+    }
     return ret;
 }

@@ -121,8 +121,9 @@ int db_tensor_metrics_put(db_t *db, const char *job_id, const char *report_json)
 int db_tensor_metrics_get(db_t *db, const char *job_id, char **json_out);
 
 /* Content-addressed blobs: record one (a no-op if present), and count the jobs that still
- * reference it (as model or dataset), so its file is removed only when that reaches 0.
- * db_blob_delete is DB_ECONFLICT while a job still references the blob. */
+ * reference it (as model or dataset) plus the datasets users keep of it, so its file is removed
+ * only when that reaches 0. db_blob_delete is DB_ECONFLICT while a job still references the
+ * blob or someone keeps it as a dataset. */
 int db_blob_put(db_t *db, const char *sha256_hex, int64_t bytes, const char *kind);
 int db_blob_refs(db_t *db, const char *sha256_hex, int64_t *n_refs);
 int db_blob_delete(db_t *db, const char *sha256_hex);
@@ -147,8 +148,38 @@ int db_user_by_token(db_t *db, const char *token_sha256_hex, db_user_t *out);
 int db_user_list(db_t *db, db_user_t **out, size_t *n);
 /* Revoke: the user's token stops working at once; their jobs stay. DB_ENOTFOUND if none. */
 int db_user_delete(db_t *db, const char *name);
-/* What an owner holds: bytes of uploads plus results over their jobs, and jobs queued or
- * running (for quotas). */
+/* What an owner holds: bytes of uploads plus results over their jobs plus the datasets they
+ * keep, and jobs queued or running (for quotas). */
 int db_owner_usage(db_t *db, const char *owner, int64_t *bytes, int64_t *active_jobs);
+
+/* ---- datasets (schema version 3) ----
+ * A dataset is a blob of kind 'dataset' that a user keeps under a name, with a JSON summary of
+ * what validation found in it (info). Rows are per owner: two users uploading the same bytes
+ * each keep their own dataset of one stored file. While a user keeps a dataset its file counts
+ * as referenced (db_blob_refs) and db_blob_delete refuses it. */
+typedef struct db_dataset {
+    char id[65];      /* SHA-256 hex of the file */
+    char owner[64];   /* "" when auth is off */
+    char name[256];   /* longer names are cut on storing */
+    int64_t bytes;
+    double created_at;
+    char *info;       /* (owned) JSON object text, may be NULL */
+} db_dataset_t;
+
+/* Free the owned string and zero the struct. */
+void db_dataset_clear(db_dataset_t *d);
+/* Keep a dataset for owner; *created is 1 for a new one, 0 when the owner had these bytes
+ * already (the name and info are then replaced). DB_EINVAL for a bad id, a NULL owner or name,
+ * negative bytes or info that is not a JSON object. */
+int db_dataset_put(db_t *db, const char *sha256_hex, const char *owner, const char *name,
+                   int64_t bytes, const char *info_json, int *created);
+/* One dataset; owner NULL: any owner (the oldest row). Another owner's is DB_ENOTFOUND. */
+int db_dataset_get(db_t *db, const char *sha256_hex, const char *owner, db_dataset_t *out);
+/* The datasets of owner (NULL: everyone's), newest first; *out is malloc'd (clear each with
+ * db_dataset_clear, then free the array). */
+int db_dataset_list(db_t *db, const char *owner, db_dataset_t **out, size_t *n);
+/* Stop keeping a dataset (owner NULL: every owner's row of it). DB_ENOTFOUND if there was
+ * none. The caller removes the file when db_blob_refs then says 0. */
+int db_dataset_delete(db_t *db, const char *sha256_hex, const char *owner);
 
 #endif /* MP_DB_H */

@@ -125,7 +125,7 @@ static int64_t raw_int(const char *path, const char *sql)
 
 /* ---- schema -------------------------------------------------------------------------------- */
 
-#define SCHEMA_VERSION 2
+#define SCHEMA_VERSION 3
 
 START_TEST(test_schema_memory)
 {
@@ -200,6 +200,47 @@ START_TEST(test_schema_migrates_v1)
     ck_assert_int_eq(db_job_get(d, j.id, NULL, &got), 0);
     db_job_clear(&got);
     ck_assert_int_eq(db_user_add(d, "alice", SHA_B, -1, -1), 0);
+    db_close(d);
+    tmpdb_remove(&t);
+}
+END_TEST
+
+/* A version-2 file (blobs keyed by hash alone) migrates to version 3 keeping its blobs as
+ * owner-less rows, still counted and deleted as before. */
+START_TEST(test_schema_migrates_v2)
+{
+    tmpdb_t t;
+    tmpdb_make(&t);
+    db_close(open_file(t.path));
+    sqlite3 *h = NULL;
+    ck_assert_int_eq(sqlite3_open(t.path, &h), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(h,
+                                  "DROP TABLE blobs;"
+                                  "CREATE TABLE blobs (sha256 TEXT PRIMARY KEY"
+                                  " CHECK (length(sha256) = 64), bytes INTEGER NOT NULL"
+                                  " CHECK (bytes >= 0), kind TEXT NOT NULL CHECK (kind IN"
+                                  " ('model', 'dataset')), created_at REAL NOT NULL)"
+                                  " STRICT, WITHOUT ROWID;"
+                                  "INSERT INTO blobs VALUES ('" SHA_A "', 941408, 'model', 1.5);"
+                                  "PRAGMA user_version = 2",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(h);
+    db_t *d = open_file(t.path);
+    ck_assert_int_eq(db_schema_version(d), SCHEMA_VERSION);
+    ck_assert_int_eq(raw_int(t.path, "SELECT bytes FROM blobs WHERE sha256 = '" SHA_A
+                                     "' AND kind = 'model' AND owner = ''"),
+                     941408);
+    ck_assert_int_eq(raw_int(t.path, "SELECT count(*) FROM sqlite_schema WHERE type = 'index' "
+                                     "AND name = 'blobs_owner_kind'"),
+                     1);
+    int created = -1;
+    ck_assert_int_eq(db_dataset_put(d, SHA_A, "alice", "same bytes", 941408, NULL, &created), 0);
+    ck_assert_int_eq(created, 1);
+    ck_assert_int_eq(db_blob_delete(d, SHA_A), DB_ECONFLICT);
+    ck_assert_int_eq(db_dataset_delete(d, SHA_A, "alice"), 0);
+    ck_assert_int_eq(db_blob_delete(d, SHA_A), 0);
+    ck_assert_int_eq(raw_int(t.path, "SELECT count(*) FROM blobs"), 0);
     db_close(d);
     tmpdb_remove(&t);
 }
@@ -280,6 +321,18 @@ START_TEST(test_owner_usage)
     ck_assert_int_eq(db_owner_usage(db, "bob", &bytes, &active), 0);
     ck_assert_int_eq(bytes, 400);
     ck_assert_int_eq(active, 1);
+    /* the datasets a user keeps count too, each owner's own */
+    int created = 0;
+    ck_assert_int_eq(db_dataset_put(db, SHA_B, "alice", "train", 7840, NULL, &created), 0);
+    ck_assert_int_eq(db_dataset_put(db, SHA_B, "bob", "mine too", 7840, NULL, &created), 0);
+    ck_assert_int_eq(db_dataset_put(db, SHA_C, "alice", "test", 1000, NULL, &created), 0);
+    ck_assert_int_eq(db_owner_usage(db, "alice", &bytes, &active), 0);
+    ck_assert_int_eq(bytes, 640 + 7840 + 1000);
+    ck_assert_int_eq(active, 2);
+    ck_assert_int_eq(db_owner_usage(db, "bob", &bytes, &active), 0);
+    ck_assert_int_eq(bytes, 400 + 7840);
+    ck_assert_int_eq(db_owner_usage(db, "carol", &bytes, &active), 0);
+    ck_assert_int_eq(bytes, 0);
 }
 END_TEST
 
@@ -1014,7 +1067,7 @@ START_TEST(test_blob_refs)
     insert_job(db, "", SHA_A, "", j2);
     insert_job(db, "", SHA_C, SHA_A, j3); /* SHA_A as a dataset counts too */
     ck_assert_int_eq(refs_of(SHA_A), 3);
-    ck_assert_int_eq(refs_of(SHA_B), 1);
+    ck_assert_int_eq(refs_of(SHA_B), 2); /* its job, and being kept as a dataset */
     ck_assert_int_eq(refs_of(SHA_C), 1);
     ck_assert_int_eq(refs_of(SHA_D), 0);
 
@@ -1022,8 +1075,10 @@ START_TEST(test_blob_refs)
     ck_assert_int_eq(db_job_cancel_queued(db, j1), 0);
     ck_assert_int_eq(db_job_delete(db, j1), 0);
     ck_assert_int_eq(refs_of(SHA_A), 2);
+    ck_assert_int_eq(refs_of(SHA_B), 1);
+    ck_assert_int_eq(db_blob_delete(db, SHA_B), DB_ECONFLICT); /* a dataset is deleted as one */
+    ck_assert_int_eq(db_dataset_delete(db, SHA_B, NULL), 0);
     ck_assert_int_eq(refs_of(SHA_B), 0);
-    ck_assert_int_eq(db_blob_delete(db, SHA_B), 0);
     ck_assert_int_eq(db_blob_delete(db, SHA_B), DB_ENOTFOUND);
     ck_assert_int_eq(db_job_cancel_queued(db, j2), 0);
     ck_assert_int_eq(db_job_delete(db, j2), 0);
@@ -1051,6 +1106,92 @@ START_TEST(test_blob_put_refuses)
 }
 END_TEST
 
+/* ---- datasets ------------------------------------------------------------------------------ */
+
+#define INFO "{\"samples\":3,\"x_shape\":[3,2],\"has_labels\":true}"
+
+START_TEST(test_datasets)
+{
+    int created = -1;
+    db_dataset_t d;
+    db_dataset_t *all = NULL;
+    size_t n = 0;
+    ck_assert_int_eq(db_dataset_put(db, SHA_A, "alice", "mnist-test.npz", 7840, INFO, &created), 0);
+    ck_assert_int_eq(created, 1);
+    ck_assert_int_eq(db_dataset_put(db, SHA_B, "alice", "calib", 512, NULL, &created), 0);
+    ck_assert_int_eq(db_dataset_put(db, SHA_A, "bob", "bob's copy", 7840, INFO, &created), 0);
+    ck_assert_int_eq(created, 1);
+    /* the same bytes again: kept once, under the new name */
+    ck_assert_int_eq(db_dataset_put(db, SHA_A, "alice", "renamed", 7840, INFO, &created), 0);
+    ck_assert_int_eq(created, 0);
+    ck_assert_int_eq(db_dataset_get(db, SHA_A, "alice", &d), 0);
+    ck_assert_str_eq(d.id, SHA_A);
+    ck_assert_str_eq(d.owner, "alice");
+    ck_assert_str_eq(d.name, "renamed");
+    ck_assert_int_eq(d.bytes, 7840);
+    ck_assert_str_eq(d.info, INFO);
+    ck_assert(d.created_at > wall_now() - 60 && d.created_at <= wall_now());
+    db_dataset_clear(&d);
+    ck_assert_ptr_null(d.info);
+    /* another user's dataset is not found; owner NULL finds any */
+    ck_assert_int_eq(db_dataset_get(db, SHA_B, "bob", &d), DB_ENOTFOUND);
+    ck_assert_int_eq(db_dataset_get(db, SHA_D, NULL, &d), DB_ENOTFOUND);
+    ck_assert_int_eq(db_dataset_get(db, SHA_B, NULL, &d), 0);
+    ck_assert_str_eq(d.owner, "alice");
+    ck_assert_ptr_null(d.info);
+    db_dataset_clear(&d);
+    /* lists: one owner's, newest first, or everyone's */
+    ck_assert_int_eq(db_dataset_list(db, "alice", &all, &n), 0);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_str_eq(all[0].id, SHA_B);
+    ck_assert_str_eq(all[1].id, SHA_A);
+    for (size_t i = 0; i < n; i++) {
+        db_dataset_clear(&all[i]);
+    }
+    free(all);
+    ck_assert_int_eq(db_dataset_list(db, NULL, &all, &n), 0);
+    ck_assert_uint_eq(n, 3);
+    for (size_t i = 0; i < n; i++) {
+        db_dataset_clear(&all[i]);
+    }
+    free(all);
+    ck_assert_int_eq(db_dataset_list(db, "carol", &all, &n), 0);
+    ck_assert_uint_eq(n, 0);
+    ck_assert_ptr_null(all);
+    /* the file is in use while anyone keeps it */
+    ck_assert_int_eq(refs_of(SHA_A), 2);
+    ck_assert_int_eq(db_dataset_delete(db, SHA_A, "bob"), 0);
+    ck_assert_int_eq(db_dataset_delete(db, SHA_A, "bob"), DB_ENOTFOUND);
+    ck_assert_int_eq(db_dataset_delete(db, SHA_B, "bob"), DB_ENOTFOUND);
+    ck_assert_int_eq(refs_of(SHA_A), 1);
+    ck_assert_int_eq(db_dataset_get(db, SHA_A, "alice", &d), 0);
+    db_dataset_clear(&d);
+}
+END_TEST
+
+START_TEST(test_dataset_put_refuses)
+{
+    int created = -1;
+    char long_name[400];
+    db_dataset_t d;
+    ck_assert_int_eq(db_dataset_put(db, "../../etc/passwd", "alice", "x", 1, NULL, &created),
+                     DB_EINVAL);
+    ck_assert_int_eq(db_dataset_put(db, SHA_A, NULL, "x", 1, NULL, &created), DB_EINVAL);
+    ck_assert_int_eq(db_dataset_put(db, SHA_A, "alice", NULL, 1, NULL, &created), DB_EINVAL);
+    ck_assert_int_eq(db_dataset_put(db, SHA_A, "alice", "x", -1, NULL, &created), DB_EINVAL);
+    ck_assert_int_eq(db_dataset_put(db, SHA_A, "alice", "x", 1, "[1,2]", &created), DB_EINVAL);
+    ck_assert_int_eq(db_dataset_put(db, SHA_A, "alice", "x", 1, "{not json", &created), DB_EINVAL);
+    ck_assert_int_eq(created, 0);
+    /* a long name is cut to what the struct holds */
+    memset(long_name, 'n', sizeof long_name - 1);
+    long_name[sizeof long_name - 1] = '\0';
+    ck_assert_int_eq(db_dataset_put(db, SHA_A, "alice", long_name, 1, NULL, &created), 0);
+    ck_assert_int_eq(db_dataset_get(db, SHA_A, "alice", &d), 0);
+    ck_assert_uint_eq(strlen(d.name), 255);
+    db_dataset_clear(&d);
+}
+END_TEST
+
 /* ---- suite --------------------------------------------------------------------------------- */
 
 static TCase *tcase(const char *name, void (*setup)(void))
@@ -1068,6 +1209,7 @@ static Suite *db_suite(void)
     tcase_add_test(tc, test_schema_file_reopen);
     tcase_add_test(tc, test_schema_newer_refused);
     tcase_add_test(tc, test_schema_migrates_v1);
+    tcase_add_test(tc, test_schema_migrates_v2);
     tcase_add_test(tc, test_state_names);
     suite_add_tcase(s, tc);
 
@@ -1119,6 +1261,11 @@ static Suite *db_suite(void)
     tc = tcase("blobs", open_memory);
     tcase_add_test(tc, test_blob_refs);
     tcase_add_test(tc, test_blob_put_refuses);
+    suite_add_tcase(s, tc);
+
+    tc = tcase("datasets", open_memory);
+    tcase_add_test(tc, test_datasets);
+    tcase_add_test(tc, test_dataset_put_refuses);
     suite_add_tcase(s, tc);
     return s;
 }
