@@ -38,8 +38,8 @@ struct mp_dataset {
     int64_t n_samples;
     int64_t sample_elements;
     float *x;
-    int64_t *y;         /* NULL without labels */
-    int64_t n_classes;  /* max(y) + 1; 0 without labels */
+    int64_t *y;        /* NULL without labels */
+    int64_t n_classes; /* max(y) + 1; 0 without labels */
 };
 
 /* One array as a file holds it, validated: dtype, shape, order and its bytes (borrowed). */
@@ -115,8 +115,8 @@ typedef struct lit {
 
 static void lit_ws(lit_t *l)
 {
-    while (l->i < l->n && (l->s[l->i] == ' ' || l->s[l->i] == '\t' || l->s[l->i] == '\n' ||
-                           l->s[l->i] == '\r')) {
+    while (l->i < l->n &&
+           (l->s[l->i] == ' ' || l->s[l->i] == '\t' || l->s[l->i] == '\n' || l->s[l->i] == '\r')) {
         l->i++;
     }
 }
@@ -226,10 +226,10 @@ static int npy_descr(lit_t *l, arr_t *a)
                            "it little-endian (x.astype('<%s'))",
                            l->what, at, d, d + 1);
     }
-    return mp__err_set(l->err, MP_EUNSUPPORTED,
-                       "%s: header at byte %zu: dtype '%s' is not supported (supported: "
-                       NPY_SUPPORTED ")",
-                       l->what, at, d);
+    return mp__err_set(
+        l->err, MP_EUNSUPPORTED,
+        "%s: header at byte %zu: dtype '%s' is not supported (supported: " NPY_SUPPORTED ")",
+        l->what, at, d);
 }
 
 /* fortran_order: True or False. */
@@ -277,9 +277,8 @@ static int npy_shape(lit_t *l, arr_t *a)
         }
         start = l->base + l->i;
         if (l->i < l->n && l->s[l->i] == '-') {
-            return mp__err_set(l->err, MP_EFORMAT,
-                               "%s: header at byte %zu: shape[%d] is negative", l->what, start,
-                               a->n_dims);
+            return mp__err_set(l->err, MP_EFORMAT, "%s: header at byte %zu: shape[%d] is negative",
+                               l->what, start, a->n_dims);
         }
         if (l->i >= l->n || l->s[l->i] < '0' || l->s[l->i] > '9') {
             return lit_fail(l, "expected an integer in the shape");
@@ -335,8 +334,8 @@ static int npy_dict(lit_t *l, arr_t *a)
                      "%s: header at byte %zu: key '%s' is not allowed (only descr, "
                      "fortran_order and shape)",
                      a->what, at, key);
-        MP_RETURN_IF(seen[k], MP_EFORMAT, "%s: header at byte %zu: key '%s' appears twice",
-                     a->what, at, key);
+        MP_RETURN_IF(seen[k], MP_EFORMAT, "%s: header at byte %zu: key '%s' appears twice", a->what,
+                     at, key);
         seen[k] = 1;
         if ((rc = lit_expect(l, ':', "after a key")) != 0) {
             return rc;
@@ -370,8 +369,7 @@ static int npy_parse(const unsigned char *b, size_t n, arr_t *a, mp_errctx_t *er
     lit_t l;
     int rc;
 
-    MP_RETURN_IF(n < 10 || memcmp(b, "\x93NUMPY", 6) != 0, MP_EFORMAT,
-                 "%s: %s", a->what,
+    MP_RETURN_IF(n < 10 || memcmp(b, "\x93NUMPY", 6) != 0, MP_EFORMAT, "%s: %s", a->what,
                  n < 10 ? "shorter than the 10-byte .npy preamble"
                         : "does not start with the .npy magic \\x93NUMPY");
     MP_RETURN_IF(b[6] < 1 || b[6] > 3 || b[7] != 0, MP_EUNSUPPORTED,
@@ -381,8 +379,8 @@ static int npy_parse(const unsigned char *b, size_t n, arr_t *a, mp_errctx_t *er
         prefix = 10;
         hlen = le16(b + 8);
     } else {
-        MP_RETURN_IF(n < 12, MP_EFORMAT, "%s: shorter than the 12-byte .npy %u.0 preamble",
-                     a->what, b[6]);
+        MP_RETURN_IF(n < 12, MP_EFORMAT, "%s: shorter than the 12-byte .npy %u.0 preamble", a->what,
+                     b[6]);
         prefix = 12;
         hlen = le32(b + 8);
     }
@@ -615,8 +613,7 @@ static int zip_entry(zip_t *z, uint64_t *at, uint64_t cd_end, zmember_t *m)
     MP_RETURN_IF(le16(p + 8) != m->method, MP_EFORMAT,
                  ".npz: member '%s': the local header at byte %llu gives compression method %u, "
                  "the central directory %u",
-                 zname(m, nb, sizeof nb), (unsigned long long)m->local_off, le16(p + 8),
-                 m->method);
+                 zname(m, nb, sizeof nb), (unsigned long long)m->local_off, le16(p + 8), m->method);
     return 0;
 }
 
@@ -752,8 +749,7 @@ out:
 
 /* The bytes of member m: borrowed from the archive when stored (*owned NULL), else inflated
  * into *owned. Limits apply before anything is allocated; the CRC-32 is checked either way. */
-static int zip_read(zip_t *z, const zmember_t *m, const unsigned char **data,
-                    unsigned char **owned)
+static int zip_read(zip_t *z, const zmember_t *m, const unsigned char **data, unsigned char **owned)
 {
     mp_errctx_t *err = z->err;
     char nb[72];
@@ -767,8 +763,7 @@ static int zip_read(zip_t *z, const zmember_t *m, const unsigned char **data,
     if (m->method == 0) {
         *data = z->b + m->data_off;
     } else {
-        MP_RETURN_IF(m->usize > ZIP_RATIO_FREE_BYTES &&
-                         m->usize / MP_ZIP_MAX_RATIO > m->csize,
+        MP_RETURN_IF(m->usize > ZIP_RATIO_FREE_BYTES && m->usize / MP_ZIP_MAX_RATIO > m->csize,
                      MP_ETOOBIG,
                      ".npz: member '%s' would expand %llu bytes to %llu, more than %u times: "
                      "refused as a zip bomb",
@@ -783,8 +778,7 @@ static int zip_read(zip_t *z, const zmember_t *m, const unsigned char **data,
         *data = *owned;
     }
     MP_GOTO_IF(crc32_of(*data, m->usize) != m->crc, MP_EFORMAT,
-               ".npz: member '%s': CRC-32 mismatch (the data is corrupt)",
-               zname(m, nb, sizeof nb));
+               ".npz: member '%s': CRC-32 mismatch (the data is corrupt)", zname(m, nb, sizeof nb));
 out:
     if (rc != 0) {
         free(*owned);
@@ -929,8 +923,9 @@ static int set_x(mp_dataset_t *ds, const arr_t *a, mp_errctx_t *err)
                  a->what);
     MP_RETURN_IF(mp__mul_size((size_t)a->n_elements, sizeof(float), &f32_bytes) != 0 ||
                      f32_bytes > MP_DATASET_MAX_BYTES,
-                 MP_ETOOBIG, "%s: x has %lld values, %llu bytes as float32, above the limit of %llu",
-                 a->what, (long long)a->n_elements, (unsigned long long)a->n_elements * 4ull,
+                 MP_ETOOBIG,
+                 "%s: x has %lld values, %llu bytes as float32, above the limit of %llu", a->what,
+                 (long long)a->n_elements, (unsigned long long)a->n_elements * 4ull,
                  (unsigned long long)MP_DATASET_MAX_BYTES);
     ds->x = malloc(f32_bytes);
     MP_RETURN_IF(ds->x == NULL, MP_ENOMEM, "%s: out of memory for x (%zu bytes)", a->what,
@@ -949,7 +944,9 @@ static int set_x(mp_dataset_t *ds, const arr_t *a, mp_errctx_t *err)
                      "values",
                      a->what, (long long)i, (long long)(i / ds->sample_elements),
                      (long long)(i % ds->sample_elements),
-                     isnan(v) ? "NaN" : isinf(v) ? "infinite" : "beyond the float32 range");
+                     isnan(v)   ? "NaN"
+                     : isinf(v) ? "infinite"
+                                : "beyond the float32 range");
     }
     return 0;
 }
@@ -960,13 +957,12 @@ static int set_y(mp_dataset_t *ds, const arr_t *a, mp_errctx_t *err)
     size_t esize = mp_dtype_size(a->dtype);
 
     MP_RETURN_IF(mp_dtype_is_float(a->dtype) || a->dtype == MP_DT_BOOL, MP_EFORMAT,
-                 "%s: y is %s; labels are integer class indices", a->what,
-                 mp_dtype_name(a->dtype));
+                 "%s: y is %s; labels are integer class indices", a->what, mp_dtype_name(a->dtype));
     MP_RETURN_IF(a->n_dims < 1 || a->n_dims > 2 || (a->n_dims == 2 && a->shape[1] != 1) ||
                      a->shape[0] != ds->n_samples,
                  MP_EFORMAT, "%s: y has shape %s; with %lld samples in x it must be (%lld,)",
-                 a->what, shape_text(a->shape, a->n_dims, sb, sizeof sb),
-                 (long long)ds->n_samples, (long long)ds->n_samples);
+                 a->what, shape_text(a->shape, a->n_dims, sb, sizeof sb), (long long)ds->n_samples,
+                 (long long)ds->n_samples);
     ds->y = malloc((size_t)ds->n_samples * sizeof *ds->y);
     MP_RETURN_IF(ds->y == NULL, MP_ENOMEM, "%s: out of memory for y", a->what);
     for (int64_t i = 0; i < ds->n_samples; i++) {
@@ -1086,8 +1082,7 @@ static void tensor_arr(const mp_tensor_t *t, arr_t *a)
     a->n_elements = mp_tensor_elements(t);
 }
 
-static int parse_safetensors(const unsigned char *b, size_t n, mp_dataset_t **out,
-                             mp_errctx_t *err)
+static int parse_safetensors(const unsigned char *b, size_t n, mp_dataset_t **out, mp_errctx_t *err)
 {
     mp_model_t *m = NULL;
     const mp_tensor_t *x, *y;

@@ -180,8 +180,8 @@ static zout_t xy_zip(int deflate)
 {
     size_t nx, ny;
     unsigned char *x = npy_f32("(3, 2)", X6, 6, &nx);
-    unsigned char *y = npy(1, "{'descr': '<i8', 'fortran_order': False, 'shape': (3,), }", Y3,
-                           sizeof Y3, &ny);
+    unsigned char *y =
+        npy(1, "{'descr': '<i8', 'fortran_order': False, 'shape': (3,), }", Y3, sizeof Y3, &ny);
     zin_t m[2] = {{"x.npy", x, nx, deflate}, {"y.npy", y, ny, deflate}};
     zout_t z = zip(m, 2);
 
@@ -269,24 +269,32 @@ START_TEST(test_npy_dtypes)
         unsigned char bytes[32];
         float want[4];
     } cases[] = {
-        {"<f8", 8,
-         {0, 0, 0, 0, 0, 0, 0, 0xc0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xf0, 0x3f, 0, 0, 0,
-          0, 0, 0, 0x59, 0x40},
+        {"<f8",
+         8,
+         {0, 0, 0, 0, 0, 0, 0,    0xc0, 0, 0, 0, 0, 0, 0, 0,    0,
+          0, 0, 0, 0, 0, 0, 0xf0, 0x3f, 0, 0, 0, 0, 0, 0, 0x59, 0x40},
          {-2, 0, 1, 100}},
         {"<f2", 2, {0x00, 0xc0, 0, 0, 0x00, 0x3c, 0x40, 0x56}, {-2, 0, 1, 100}},
         {"|u1", 1, {254, 0, 1, 100}, {254, 0, 1, 100}},
         {"|i1", 1, {0xfe, 0, 1, 100}, {-2, 0, 1, 100}},
         {"<i2", 2, {0xfe, 0xff, 0, 0, 1, 0, 100, 0}, {-2, 0, 1, 100}},
         {"<i4", 4, {0xfe, 0xff, 0xff, 0xff, 0, 0, 0, 0, 1, 0, 0, 0, 100, 0, 0, 0}, {-2, 0, 1, 100}},
-        {"<i8", 8, {0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0,
-                    0, 0, 0, 0, 0, 100, 0, 0, 0, 0, 0, 0, 0},
+        {"<i8",
+         8,
+         {0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0,   0, 0, 0, 0, 0, 0, 0,
+          1,    0,    0,    0,    0,    0,    0,    0,    100, 0, 0, 0, 0, 0, 0, 0},
          {-2, 0, 1, 100}},
         {"<u2", 2, {0xfe, 0xff, 0, 0, 1, 0, 100, 0}, {65534, 0, 1, 100}},
         {"<u4", 4, {2, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 100, 0, 0, 0}, {2, 0, 1, 100}},
-        {"<u8", 8, {2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 100, 0, 0,
-                    0, 0, 0, 0, 0},
+        {"<u8",
+         8,
+         {2, 0, 0, 0, 0, 0, 0, 0, 0,   0, 0, 0, 0, 0, 0, 0,
+          1, 0, 0, 0, 0, 0, 0, 0, 100, 0, 0, 0, 0, 0, 0, 0},
          {2, 0, 1, 100}},
-        {"=f4", 4, {0, 0, 0, 0xc0, 0, 0, 0, 0, 0, 0, 0x80, 0x3f, 0, 0, 0xc8, 0x42}, {-2, 0, 1, 100}},
+        {"=f4",
+         4,
+         {0, 0, 0, 0xc0, 0, 0, 0, 0, 0, 0, 0x80, 0x3f, 0, 0, 0xc8, 0x42},
+         {-2, 0, 1, 100}},
         {"<u1", 1, {254, 0, 1, 100}, {254, 0, 1, 100}},
     };
 
@@ -313,9 +321,8 @@ START_TEST(test_npy_versions)
 {
     for (int major = 2; major <= 3; major++) {
         size_t n;
-        unsigned char *b =
-            npy(major, "{\"descr\":\"<f4\",\"fortran_order\":False,\"shape\":(3,2)}", X6,
-                sizeof X6, &n);
+        unsigned char *b = npy(major, "{\"descr\":\"<f4\",\"fortran_order\":False,\"shape\":(3,2)}",
+                               X6, sizeof X6, &n);
         mp_dataset_t *ds = parse_ok(b, n);
 
         ck_assert_uint_eq(n, 64 + 24);
@@ -438,9 +445,10 @@ START_TEST(test_npy_shape)
                     NULL, 0, MP_EFORMAT,
                     ".npy: shape (4294967296, 4294967296) of F32 overflows 64 bits (elements or "
                     "bytes)");
-    expect_npy_fail("{'descr': '<f4', 'fortran_order': False, 'shape': (1, 1, 1, 1, 1, 1, 1, 1, 1), "
-                    "}",
-                    X6, 4, MP_EUNSUPPORTED, ".npy: header at byte 85: more than 8 dimensions");
+    expect_npy_fail(
+        "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 1, 1, 1, 1, 1, 1, 1, 1), "
+        "}",
+        X6, 4, MP_EUNSUPPORTED, ".npy: header at byte 85: more than 8 dimensions");
     expect_npy_fail("{'descr': '<f4', 'fortran_order': False, 'shape': (3 2), }", X6, 24,
                     MP_EFORMAT, ".npy: header at byte 63: expected ',' or ')' in the shape");
     /* valid arrays that are no dataset */
@@ -686,7 +694,8 @@ START_TEST(test_zip_corrupt)
     zout_t z = xy_zip(0);
 
     z.b[z.local[0] + 30 + 5 + 130] ^= 1; /* a byte of x's data */
-    expect_fail(z.b, z.n, MP_EFORMAT, ".npz: member 'x.npy': CRC-32 mismatch (the data is corrupt)");
+    expect_fail(z.b, z.n, MP_EFORMAT,
+                ".npz: member 'x.npy': CRC-32 mismatch (the data is corrupt)");
     z.b[z.local[0] + 30 + 5 + 130] ^= 1;
     put16(z.b + z.central[1] + 8, 1);
     expect_fail(z.b, z.n, MP_EUNSUPPORTED, ".npz: member 'y.npy' is encrypted");
@@ -849,8 +858,9 @@ static int unread_field(const zout_t *z, size_t k, int bit)
         if (k >= z->local[i] && ((l >= 4 && l < 8) || (l >= 10 && l < 26))) {
             return 1;
         }
-        if (k >= z->central[i] && ((c >= 4 && c < 8) || (c >= 12 && c < 16) ||
-                                   (c >= 34 && c < 42) || c == 9 || (c == 8 && bit != 0 && bit != 6))) {
+        if (k >= z->central[i] &&
+            ((c >= 4 && c < 8) || (c >= 12 && c < 16) || (c >= 34 && c < 42) || c == 9 ||
+             (c == 8 && bit != 0 && bit != 6))) {
             return 1;
         }
     }
@@ -907,7 +917,8 @@ START_TEST(test_zip_every_byte)
 }
 END_TEST
 
-/* ---- safetensors and files --------------------------------------------------------------------- */
+/* ---- safetensors and files ---------------------------------------------------------------------
+ */
 
 START_TEST(test_safetensors)
 {
@@ -1013,7 +1024,8 @@ START_TEST(test_out_of_memory)
 }
 END_TEST
 
-/* ---- what NumPy writes --------------------------------------------------------------------------- */
+/* ---- what NumPy writes
+ * --------------------------------------------------------------------------- */
 
 static const char NUMPY_SCRIPT[] =
     "import numpy as np, sys\n"
