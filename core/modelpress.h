@@ -310,6 +310,21 @@ const int64_t *mp_dataset_labels(const mp_dataset_t *ds);
 /* The largest label plus one; 0 without labels. */
 int64_t mp_dataset_classes(const mp_dataset_t *ds);
 
+/* A recipe's evaluate block (evaluate.c): {"dataset_id": "<id from POST /datasets>",
+ * "metric": "top1", "latency_runs": 10}, every field optional. mp_recipe_parse() refuses a bad
+ * block naming the field ("evaluate.metric: …"). */
+#define MP_EVAL_MAX_LATENCY_RUNS 1000
+typedef struct mp_eval_spec {
+    int present;         /* 1 when the recipe has an evaluate block */
+    char dataset_id[65]; /* 64 lowercase hex digits, or "" when the block names no dataset */
+    int latency_runs;    /* timed runs behind each latency median, 1..1000 [10] */
+} mp_eval_spec_t;
+
+/* Read the evaluate block out of a recipe's JSON text (len bytes) into *out (present 0 and
+ * the defaults when there is none). MP_ERECIPE for text that is not a JSON object or a bad
+ * block. Thread-safe. */
+int mp_recipe_evaluate(const char *json, size_t len, mp_eval_spec_t *out, mp_errctx_t *err);
+
 /* ---- kernels ------------------------------------------------------------------------------- */
 
 /* Name of the instruction set the kernels run with: "ref", "avx2" or "avx512". Chosen once from

@@ -18,6 +18,7 @@
  * step that cannot apply to a selected tensor (N:M on rows of the wrong length, a rank above
  * the matrix's) and two stored tensors that would get the same name.
  */
+#include "evaluate_int.h"
 #include "recipe_int.h"
 
 #include <fnmatch.h>
@@ -731,8 +732,10 @@ int mp_recipe_parse(const char *json, size_t len, mp_recipe_t **out, mp_errctx_t
     if ((v = json_object_get(root, "output")) != NULL && (rc = parse_output(v, r, err)) < 0) {
         goto out;
     }
-    MP_GOTO_IF(json_object_get(root, "evaluate") != NULL, MP_ERECIPE,
-               "evaluate: needs the evaluation runtime, not in this version");
+    if ((v = json_object_get(root, "evaluate")) != NULL &&
+        (rc = mp__eval_block_parse(v, NULL, err)) < 0) {
+        goto out;
+    }
     *out = r;
     r = NULL;
 out:

@@ -1100,6 +1100,40 @@ START_TEST(test_numpy_files)
 }
 END_TEST
 
+/* ---- the recipe's evaluate block ------------------------------------------------------------- */
+
+START_TEST(test_recipe_evaluate)
+{
+    static const char with[] =
+        "{\"steps\":[{\"quantize\":{}}],\"evaluate\":{\"dataset_id\":"
+        "\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\","
+        "\"metric\":\"top1\",\"latency_runs\":25}}";
+    static const char without[] = "{\"steps\":[{\"quantize\":{}}]}";
+    static const char empty[] = "{\"steps\":[{\"quantize\":{}}],\"evaluate\":{}}";
+    mp_eval_spec_t spec;
+    mp_recipe_t *r = NULL;
+    mp_errctx_t err = {0};
+
+    ck_assert_int_eq(mp_recipe_parse(with, strlen(with), &r, &err), 0);
+    mp_recipe_free(r);
+    ck_assert_int_eq(mp_recipe_evaluate(with, strlen(with), &spec, &err), 0);
+    ck_assert_int_eq(spec.present, 1);
+    ck_assert_str_eq(spec.dataset_id,
+                     "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+    ck_assert_int_eq(spec.latency_runs, 25);
+    ck_assert_int_eq(mp_recipe_evaluate(without, strlen(without), &spec, &err), 0);
+    ck_assert_int_eq(spec.present, 0);
+    ck_assert_str_eq(spec.dataset_id, "");
+    ck_assert_int_eq(spec.latency_runs, 10);
+    ck_assert_int_eq(mp_recipe_evaluate(empty, strlen(empty), &spec, &err), 0);
+    ck_assert_int_eq(spec.present, 1);
+    ck_assert_str_eq(spec.dataset_id, "");
+    ck_assert_int_eq(spec.latency_runs, 10);
+    ck_assert_int_eq(mp_recipe_evaluate("[1]", 3, &spec, &err), MP_ERECIPE);
+    ck_assert_str_eq(err.msg, "recipe: not a JSON object");
+}
+END_TEST
+
 static Suite *dataset_suite(void)
 {
     Suite *s = suite_create("dataset");
@@ -1140,6 +1174,9 @@ static Suite *dataset_suite(void)
     tcase_add_test(tc, test_not_a_dataset);
     tcase_add_test(tc, test_out_of_memory);
     tcase_add_test(tc, test_numpy_files);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("recipe_evaluate");
+    tcase_add_test(tc, test_recipe_evaluate);
     suite_add_tcase(s, tc);
     return s;
 }

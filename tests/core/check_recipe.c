@@ -201,8 +201,17 @@ static const refusal_t REFUSALS[] = {
      "output.format: 'onnx' is not available in this version (available: safetensors, mpz)"},
     {"{\"steps\":[{\"quantize\":{}}],\"output\":{\"format\":\"gguf\"}}", MP_ERECIPE,
      "output.format: must be one of safetensors, mpz, onnx; got 'gguf'"},
-    {"{\"steps\":[{\"quantize\":{}}],\"evaluate\":{\"metric\":\"top1\"}}", MP_ERECIPE,
-     "evaluate: needs the evaluation runtime, not in this version"},
+    {"{\"steps\":[{\"quantize\":{}}],\"evaluate\":{\"metric\":\"top5\"}}", MP_ERECIPE,
+     "evaluate.metric: must be \"top1\" (top-1 accuracy), got \"top5\""},
+    {"{\"steps\":[{\"quantize\":{}}],\"evaluate\":{\"dataset_id\":\"../x\"}}", MP_ERECIPE,
+     "evaluate.dataset_id: must be the id of a dataset (64 lowercase hex digits, as POST "
+     "/datasets answers), got \"../x\""},
+    {"{\"steps\":[{\"quantize\":{}}],\"evaluate\":{\"latency_runs\":0}}", MP_ERECIPE,
+     "evaluate.latency_runs: must be an integer from 1 to 1000, got 0"},
+    {"{\"steps\":[{\"quantize\":{}}],\"evaluate\":{\"metrics\":1}}", MP_ERECIPE,
+     "evaluate.metrics: unknown field (known: dataset_id, metric, latency_runs)"},
+    {"{\"steps\":[{\"quantize\":{}}],\"evaluate\":[]}", MP_ERECIPE,
+     "evaluate: must be an object such as {\"metric\": \"top1\"}, got an array"},
     /* a name with a control byte is shown, not printed raw */
     {"{\"steps\":[{\"a\\nb\":{}}]}", MP_ERECIPE,
      "steps[0]: unknown step 'a?b' (known: prune, quantize, share, lowrank, huffman, finetune, "
