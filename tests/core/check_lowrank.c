@@ -19,7 +19,8 @@
  *   tensor the error never grows from one HOOI sweep to the next (1e-6 slack for rounding) and
  *   five sweeps take it at least 0.01 below the HOSVD start (0.907 to 0.878 here);
  * - refusals: rank 0, rank above min(m, n), ranks above the channel counts, a negative n_iter,
- *   an empty matrix, and NaN or infinite entries, each with a message naming the figure.
+ *   an empty matrix, and NaN or infinite entries, each with a message naming the figure; and
+ *   MP_ENOMEM, with a message, from every method when its workspace cannot be had.
  */
 #include "core/methods_int.h"
 
@@ -29,6 +30,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 static uint64_t rng_state = 5;
 
@@ -614,6 +617,56 @@ START_TEST(test_refusals)
 }
 END_TEST
 
+/* With the address space capped 64 KiB above what the process holds, each method's one
+ * workspace allocation (8 MiB and more here: larger than any heap memory earlier tests may have
+ * left free, for CK_FORK=no) fails: MP_ENOMEM with the size in the message, no crash, no leak.
+ * (Under AddressSanitizer, which reserves terabytes of address space, the cap cannot be set.) */
+START_TEST(test_out_of_memory)
+{
+#ifdef __SANITIZE_ADDRESS__
+    fputs("check_lowrank: out-of-memory test not run under AddressSanitizer\n", stderr);
+#else
+    size_t m = 2048, n = 2048, r = 500;
+    float *w = malloc(m * n * 4), *a = malloc(m * r * 4), *b = malloc(r * n * 4), s[4];
+    float core[8 * 8 * 4], u_out[1024 * 8], u_in[8 * 1024];
+    ck_assert_ptr_nonnull(w);
+    ck_assert_ptr_nonnull(a);
+    ck_assert_ptr_nonnull(b);
+    for (size_t e = 0; e < m * n; e++) {
+        w[e] = (float)rng_normal();
+    }
+    double rel;
+    ck_assert_int_eq(mp__svd_values(w, 4, 4, s, NULL), 0); /* BLAS and LAPACK set up first */
+    unsigned long pages = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fscanf(f, "%lu", &pages), 1);
+    fclose(f);
+    struct rlimit old, cap;
+    ck_assert_int_eq(getrlimit(RLIMIT_AS, &old), 0);
+    cap = old;
+    cap.rlim_cur = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + (64 << 10);
+    ck_assert_int_eq(setrlimit(RLIMIT_AS, &cap), 0);
+
+    mp_errctx_t e1 = {0}, e2 = {0}, e3 = {0}, e4 = {0};
+    int rc1 = mp__svd_lowrank(w, m, n, 8, 0, 0, 0, a, b, &rel, &e1);
+    int rc2 = mp__svd_lowrank(w, m, n, r, 1, 2, 0, a, b, &rel, &e2);
+    int rc3 = mp__svd_values(w, m, n, a, &e3);
+    int rc4 = mp__tucker2(w, 1024, 1024, 2, 2, 8, 8, 1, u_out, core, u_in, &rel, &e4);
+    ck_assert_int_eq(setrlimit(RLIMIT_AS, &old), 0);
+    expect_refusal(rc1, &e1, MP_ENOMEM, "out of memory for a ");
+    expect_refusal(rc2, &e2, MP_ENOMEM, "out of memory for a ");
+    expect_refusal(rc3, &e3, MP_ENOMEM, "-byte workspace");
+    expect_refusal(rc4, &e4, MP_ENOMEM, "-byte workspace");
+    /* and with the room back, a call works */
+    ck_assert_int_eq(mp__svd_lowrank(w, m, n, 8, 1, 2, 0, a, b, &rel, NULL), 0);
+    free(w);
+    free(a);
+    free(b);
+#endif
+}
+END_TEST
+
 static Suite *lowrank_suite(void)
 {
     Suite *s = suite_create("lowrank");
@@ -638,6 +691,7 @@ static Suite *lowrank_suite(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("refusals");
     tcase_add_test(tc, test_refusals);
+    tcase_add_test(tc, test_out_of_memory);
     suite_add_tcase(s, tc);
     return s;
 }
