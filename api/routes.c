@@ -231,6 +231,27 @@ static enum MHD_Result get_jobs(api_req_t *req, struct MHD_Connection *conn)
     return api__send_json(req, conn, MHD_HTTP_OK, body, NULL, NULL);
 }
 
+/* Queue 200 with the body read from fd (taken: closed here or by libmicrohttpd), size bytes
+ * long, and headers: name/value pairs up to a NULL name. */
+static enum MHD_Result queue_fd(api_req_t *req, struct MHD_Connection *conn, int fd, uint64_t size,
+                                const char *const *headers)
+{
+    struct MHD_Response *resp = MHD_create_response_from_fd(size, fd);
+    if (resp == NULL) {
+        close(fd);
+        return MHD_NO;
+    }
+    for (size_t i = 0; headers[i] != NULL; i += 2) {
+        MHD_add_response_header(resp, headers[i], headers[i + 1]);
+    }
+    req->status = MHD_HTTP_OK;
+    req->out_bytes += size;
+    req->api->stats.bytes_out += size;
+    enum MHD_Result r = MHD_queue_response(conn, MHD_HTTP_OK, resp);
+    MHD_destroy_response(resp);
+    return r;
+}
+
 /* Serve a file of a finished job from its descriptor. */
 static enum MHD_Result send_file(api_req_t *req, struct MHD_Connection *conn, const char *path,
                                  const char *content_type, const char *download_name)
@@ -244,23 +265,14 @@ static enum MHD_Result send_file(api_req_t *req, struct MHD_Connection *conn, co
         return api__send_error(req, conn, "not_found",
                                "the job's output file is missing from the server");
     }
-    struct MHD_Response *resp = MHD_create_response_from_fd((uint64_t)st.st_size, fd);
-    if (resp == NULL) {
-        close(fd);
-        return MHD_NO;
-    }
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    char cd[512];
+    const char *headers[] = {MHD_HTTP_HEADER_CONTENT_TYPE, content_type, NULL, NULL, NULL};
     if (download_name != NULL) {
-        char cd[512];
         snprintf(cd, sizeof cd, "attachment; filename=\"%s\"", download_name);
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_DISPOSITION, cd);
+        headers[2] = MHD_HTTP_HEADER_CONTENT_DISPOSITION;
+        headers[3] = cd;
     }
-    req->status = MHD_HTTP_OK;
-    req->out_bytes += (uint64_t)st.st_size;
-    req->api->stats.bytes_out += (uint64_t)st.st_size;
-    enum MHD_Result r = MHD_queue_response(conn, MHD_HTTP_OK, resp);
-    MHD_destroy_response(resp);
-    return r;
+    return queue_fd(req, conn, fd, (uint64_t)st.st_size, headers);
 }
 
 /* A file name for the download: the upload's name without its extension, made safe for a
@@ -373,16 +385,92 @@ out:
     return ret;
 }
 
-static enum MHD_Result get_index(api_req_t *req, struct MHD_Connection *conn)
+/* ---- the dashboard's files ----
+ *
+ * GET / is web_dir/index.html; GET /static/NAME is web_dir/NAME. NAME is judged before it
+ * reaches the filesystem: 1 to 64 characters of [a-z0-9_.-], not starting with '.', ending in
+ * an extension of web_types[], which also gives the content type. A name cannot hold '/', so no
+ * path leaves web_dir (libmicrohttpd has already decoded %2f and %2e); the file is opened with
+ * O_NOFOLLOW and must be a regular file, so a symlink or a folder there is not served either.
+ * Every answer is 404 when the name does not qualify, whatever is on disk. The page gets a
+ * Content-Security-Policy that allows scripts and styles from this server only: a name from a
+ * model file that somehow became markup still could not run. */
+
+#define WEB_NAME_MAX 64
+
+static const struct {
+    const char *ext;
+    const char *type;
+} web_types[] = {
+    {".html", "text/html; charset=utf-8"}, {".js", "text/javascript; charset=utf-8"},
+    {".css", "text/css; charset=utf-8"},   {".svg", "image/svg+xml"},
+    {".png", "image/png"},                 {".ico", "image/x-icon"},
+};
+
+static const char WEB_CSP[] = "default-src 'self'; script-src 'self'; style-src 'self'; "
+                              "img-src 'self' data: blob:; connect-src 'self'; object-src 'none'; "
+                              "base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/* The content type for a dashboard file name, or NULL when the name is not one we serve. */
+static const char *web_type(const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n > WEB_NAME_MAX || name[0] == '.') {
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
+              c == '-')) {
+            return NULL;
+        }
+    }
+    for (size_t i = 0; i < sizeof web_types / sizeof web_types[0]; i++) {
+        size_t e = strlen(web_types[i].ext);
+        if (n > e && strcmp(name + n - e, web_types[i].ext) == 0) {
+            return web_types[i].type;
+        }
+    }
+    return NULL;
+}
+
+static enum MHD_Result send_web_file(api_req_t *req, struct MHD_Connection *conn,
+                                     const char *name)
 {
     char path[API_PATH_MAX];
-    snprintf(path, sizeof path, "%s/index.html", req->api->web_dir);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        return api__send_error(req, conn, "not_found", "the dashboard is not installed (%s)", path);
+    struct stat st;
+    const char *type = web_type(name);
+    if (type == NULL) {
+        return not_found(req, conn, "no such file");
     }
-    close(fd);
-    return send_file(req, conn, path, "text/html; charset=utf-8", NULL);
+    if ((size_t)snprintf(path, sizeof path, "%s/%s", req->api->web_dir, name) >= sizeof path) {
+        return not_found(req, conn, "no such file");
+    }
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        if (fd >= 0) {
+            close(fd);
+        }
+        if (strcmp(name, "index.html") == 0) {
+            return api__send_error(req, conn, "not_found", "the dashboard is not installed (%s)",
+                                   path);
+        }
+        return not_found(req, conn, "no such file");
+    }
+    /* no-cache: revalidate every time, so an upgraded daemon never runs last version's
+     * scripts. The policy (the last pair) goes with the page only. */
+    const char *headers[] = {MHD_HTTP_HEADER_CONTENT_TYPE,
+                             type,
+                             "X-Content-Type-Options",
+                             "nosniff",
+                             MHD_HTTP_HEADER_CACHE_CONTROL,
+                             "no-cache",
+                             "Referrer-Policy",
+                             "no-referrer",
+                             strcmp(name, "index.html") == 0 ? "Content-Security-Policy" : NULL,
+                             WEB_CSP,
+                             NULL};
+    return queue_fd(req, conn, fd, (uint64_t)st.st_size, headers);
 }
 
 /* The route's pattern, for /metrics and the log; public routes need no token. */
@@ -410,6 +498,9 @@ static const char *route_name(const char *url, int *public)
     }
     if (strcmp(url, "/") == 0 || strcmp(url, "/index.html") == 0) {
         return "/";
+    }
+    if (strncmp(url, "/static/", 8) == 0) {
+        return "/static/{name}";
     }
     return "other";
 }
@@ -450,7 +541,12 @@ static enum MHD_Result route(api_req_t *req, struct MHD_Connection *conn, const 
     }
     if (strcmp(url, "/") == 0 || strcmp(url, "/index.html") == 0) {
         return strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0
-                   ? get_index(req, conn)
+                   ? send_web_file(req, conn, "index.html")
+                   : method_not_allowed(req, conn, "GET");
+    }
+    if (strncmp(url, "/static/", 8) == 0) {
+        return strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0
+                   ? send_web_file(req, conn, url + 8)
                    : method_not_allowed(req, conn, "GET");
     }
     return not_found(req, conn, "no such route");

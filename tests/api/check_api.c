@@ -1076,6 +1076,138 @@ START_TEST(test_huge_header_line)
 }
 END_TEST
 
+/* ---- the dashboard's files ---- */
+
+static void write_text(const char *dir, const char *name, const char *text)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fputs(text, f) >= 0, 1);
+    ck_assert_int_eq(fclose(f), 0);
+}
+
+/* The value of a response header (case as the daemon writes it), or "" when it is absent. */
+static const char *header_value(const resp_t *r, const char *name)
+{
+    static char v[512];
+    char key[128];
+    snprintf(key, sizeof key, "\r\n%s: ", name);
+    const char *p = r->head != NULL ? strstr(r->head, key) : NULL;
+    v[0] = '\0';
+    if (p != NULL) {
+        p += strlen(key);
+        size_t n = strcspn(p, "\r\n");
+        snprintf(v, sizeof v, "%.*s", (int)(n < sizeof v ? n : sizeof v - 1), p);
+    }
+    return v;
+}
+
+#define APP_JS "import { x } from \"./util.js\";\nexport const y = x + 1;\n"
+#define STYLE_CSS "body { color: #123; }\n"
+#define INDEX_HTML "<!doctype html><title>modelpress</title><p>static-test</p>\n"
+
+/* GET /static/NAME serves exactly web_dir/NAME with its type, for names of [a-z0-9_.-] with a
+ * known extension; every way out of web_dir and everything else is 404, with auth on too. */
+START_TEST(test_static_files)
+{
+    stop_daemon(SIGKILL);
+    char web[300], path[600];
+    snprintf(web, sizeof web, "%s/web", state_dir);
+    ck_assert_int_eq(mkdir(web, 0755), 0);
+    write_text(web, "index.html", INDEX_HTML);
+    write_text(web, "app.js", APP_JS);
+    write_text(web, "style.css", STYLE_CSS);
+    write_text(web, "notes.txt", "not a dashboard file\n");
+    write_text(web, ".hidden.js", "hidden\n");
+    write_text(web, "Upper.js", "upper\n");
+    write_text(state_dir, "secret.js", "secret outside web_dir\n");
+    snprintf(path, sizeof path, "%s/link.js", web);
+    ck_assert_int_eq(symlink("../secret.js", path), 0);
+    snprintf(path, sizeof path, "%s/dir.js", web);
+    ck_assert_int_eq(mkdir(path, 0755), 0);
+    char long_name[80];
+    memset(long_name, 'a', 62);
+    memcpy(long_name + 62, ".js", 4); /* 65 characters */
+    write_text(web, long_name, "long\n");
+    const char *extra[] = {"--web-dir", web, "--auth", "on", NULL};
+    start_daemon_args(state_dir, 1, extra);
+
+    resp_t r = get("/static/app.js");
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_uint_eq(r.body_len, strlen(APP_JS));
+    ck_assert_str_eq(r.body, APP_JS);
+    ck_assert_str_eq(header_value(&r, "Content-Type"), "text/javascript; charset=utf-8");
+    ck_assert_str_eq(header_value(&r, "X-Content-Type-Options"), "nosniff");
+    ck_assert_str_eq(header_value(&r, "Cache-Control"), "no-cache");
+    ck_assert_str_eq(header_value(&r, "Content-Security-Policy"), "");
+    resp_free(&r);
+    r = get("/static/style.css");
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(r.body, STYLE_CSS);
+    ck_assert_str_eq(header_value(&r, "Content-Type"), "text/css; charset=utf-8");
+    resp_free(&r);
+    /* The page needs no token (the dashboard asks for one) and forbids foreign scripts. */
+    r = get("/");
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(r.body, INDEX_HTML);
+    ck_assert_str_eq(header_value(&r, "Content-Type"), "text/html; charset=utf-8");
+    ck_assert_ptr_nonnull(strstr(header_value(&r, "Content-Security-Policy"),
+                                 "script-src 'self';"));
+    resp_free(&r);
+    r = request("HEAD", "/static/style.css", NULL, NULL, 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_uint_eq(r.body_len, 0);
+    ck_assert_str_eq(header_value(&r, "Content-Length"), "22");
+    resp_free(&r);
+    r = get("/jobs");
+    ck_assert_int_eq(r.status, 401); /* auth is on: only the files are public */
+    resp_free(&r);
+
+    static const char *const refused[] = {
+        "/static/",
+        "/static/../secret.js",
+        "/static/%2e%2e/secret.js",
+        "/static/..%2fsecret.js",
+        "/static/web/../../secret.js",
+        "/static/a/app.js",
+        "/static/%2fetc%2fpasswd.js",
+        "/static/notes.txt",
+        "/static/.hidden.js",
+        "/static/Upper.js",
+        "/static/link.js",
+        "/static/dir.js",
+        "/static/index.html.bak",
+        "/static/..",
+        "/staticapp.js",
+    };
+    for (size_t i = 0; i <= sizeof refused / sizeof refused[0]; i++) {
+        /* the last one: a name of 65 characters, one over the limit (the file exists) */
+        snprintf(path, sizeof path, "/static/%s", long_name);
+        const char *url = i < sizeof refused / sizeof refused[0] ? refused[i] : path;
+        r = get(url);
+        ck_assert_msg(r.status == 404, "%s: HTTP %d", url, r.status);
+        ck_assert_str_eq(err_code(&r), "not_found");
+        ck_assert_ptr_null(strstr(r.body, "secret"));
+        resp_free(&r);
+    }
+    r = request("POST", "/static/app.js", NULL, NULL, 0);
+    ck_assert_int_eq(r.status, 405);
+    ck_assert_str_eq(header_value(&r, "Allow"), "GET");
+    resp_free(&r);
+    /* A name of 64 characters is still served. */
+    memset(long_name, 'b', 61);
+    memcpy(long_name + 61, ".js", 4);
+    write_text(web, long_name, "ok\n");
+    snprintf(path, sizeof path, "/static/%s", long_name);
+    r = get(path);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(r.body, "ok\n");
+    resp_free(&r);
+}
+END_TEST
+
 static Suite *api_suite(void)
 {
     Suite *s = suite_create("api");
@@ -1114,6 +1246,11 @@ static Suite *api_suite(void)
     tcase_add_test(tc, test_auth_and_ownership);
     tcase_add_test(tc, test_quotas);
     tcase_add_test(tc, test_metrics);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("web");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_static_files);
     suite_add_tcase(s, tc);
     return s;
 }
