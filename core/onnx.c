@@ -447,29 +447,33 @@ typedef struct walk {
     mp_errctx_t *err;
 } walk_t;
 
-/* A unique tensor name for `base` found in the graph at scope (NULL for the main graph). */
-static char *unique_name(const mp_model_t *m, const char *scope, const char *base)
+/* A unique tensor name for `base` found in the graph at scope (NULL for the main graph), in
+ * *out (malloc'd). MP_ENOMEM, or MP_EFORMAT when MAX_NAME_TRIES names are all taken. */
+static int unique_name(const mp_model_t *m, const char *scope, const char *base, char **out)
 {
     char *s = NULL;
     int k;
 
+    *out = NULL;
     if (mp_model_find(m, base) == NULL || scope == NULL) {
-        return strdup(base);
+        *out = strdup(base);
+        return *out ? 0 : MP_ENOMEM;
     }
     if (asprintf(&s, "%s/%s", scope, base) < 0) {
-        return NULL;
+        return MP_ENOMEM;
     }
     for (k = 2; mp_model_find(m, s) != NULL && k < MAX_NAME_TRIES; k++) {
         free(s);
         if (asprintf(&s, "%s/%s#%d", scope, base, k) < 0) {
-            return NULL;
+            return MP_ENOMEM;
         }
     }
     if (k == MAX_NAME_TRIES) {
         free(s);
-        s = NULL;
+        return MP_EFORMAT;
     }
-    return s;
+    *out = s;
+    return 0;
 }
 
 /* Add one TensorProto as a model tensor named after base (already printable-checked). */
@@ -484,9 +488,10 @@ static int add_weight(walk_t *wk, mp__pb_msg_t *graph, mp__pb_msg_t *node, mp__p
     if ((rc = read_tensor(tp, base, &r, err)) < 0 || !r.is_weight) {
         return rc;
     }
-    name = unique_name(wk->m, scope, base);
-    MP_GOTO_IF(name == NULL, mp_model_find(wk->m, base) ? MP_EFORMAT : MP_ENOMEM,
-               "tensor '%s': cannot give it a unique name", base);
+    rc = unique_name(wk->m, scope, base, &name);
+    MP_GOTO_IF(rc == MP_ENOMEM, MP_ENOMEM, "out of memory naming tensor '%s'", base);
+    MP_GOTO_IF(rc < 0, MP_EFORMAT, "tensor '%s': %d tensors of that name in one scope", base,
+               MAX_NAME_TRIES);
     MP_GOTO_IF(mp_model_find(wk->m, name) != NULL, MP_EFORMAT,
                "two initializers of the main graph are named '%s'", name);
     if (wk->c->n_w == wk->cap_w) {
@@ -716,7 +721,9 @@ int mp__onnx_parse_buf(const void *buf, size_t n_bytes, int owned_buf, mp_model_
     c = NULL;
     mp__onnx_t *ctx = m->format_ctx;
     MP_GOTO_IF(n_bytes == 0, MP_EFORMAT, "empty file: not an ONNX model");
-    rc = mp__pb_parse(owned_buf ? ctx->buf : buf, n_bytes, 0, 0, &ctx->root, err);
+    ctx->src = owned_buf ? ctx->buf : buf;
+    ctx->n_src = n_bytes;
+    rc = mp__pb_parse(ctx->src, n_bytes, 0, 0, &ctx->root, err);
     if (rc < 0) {
         goto out;
     }

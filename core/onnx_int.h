@@ -106,6 +106,8 @@ typedef struct mp__onnx {
     int64_t ir_version;
     int64_t opset;               /* of the default domain */
     void *buf;                   /* malloc'd bytes the tree borrows, owned here, or NULL */
+    const uint8_t *src;          /* the bytes that were parsed (buf, a mapping or the caller's) */
+    size_t n_src;
 } mp__onnx_t;
 
 /* The ctx of an ONNX model, or NULL for a model of another format; its destructor, which

@@ -19,8 +19,9 @@
  * read initializers only, so the graph stays topologically sorted); a Constant's replacement
  * goes where the Constant was. W is taken off the graph's inputs (IR < 4 lists initializers as
  * inputs; there the new initializers are listed instead). New names are W plus a suffix, made
- * unique against every name in the model. The tree is edited on a private copy, encoded, and
- * read back as the output model, which owns its bytes.
+ * unique against every name in the model. The edits go to a second tree read from the input's
+ * own bytes (borrowed: nothing of the input is copied), which is then encoded and read back as
+ * the output model; so the peak is the input plus one output, and the output owns its bytes.
  */
 #include "onnx_int.h"
 #include "recipe_int.h"
@@ -309,6 +310,18 @@ static mp__pb_msg_t *value_info_msg(const char *name, int elem_type, int n_dims,
         return NULL;
     }
     return vi;
+}
+
+/* The name field of a graph's input or output field f, parsed into the tree (malformed:
+ * MP_EFORMAT; the reader never needed them before). */
+static int vi_name(mp__pb_msg_t *g, mp__pb_field_t *f, const mp__pb_field_t **name,
+                   mp_errctx_t *err)
+{
+    mp__pb_msg_t *vi;
+    int rc = mp__pb_field_msg(f, g->depth, "graph input or output", &vi, err);
+
+    *name = rc == 0 ? mp__pb_find(vi, ONNX_VI_NAME) : NULL;
+    return rc;
 }
 
 /* ---- one weight's replacement ------------------------------------------------------------- */
@@ -1053,21 +1066,19 @@ static int used_below(const mp__pb_msg_t *g, const char *value)
     return 0;
 }
 
-/* 1 if g lists value among its outputs. */
-static int is_output(const mp__pb_msg_t *g, const char *value)
+/* 1 if g lists value among its outputs, 0 if not, or an error code. */
+static int is_output(mp__pb_msg_t *g, const char *value, mp_errctx_t *err)
 {
     for (size_t i = 0; i < g->n; i++) {
-        mp__pb_msg_t *vi;
-        int same = 0;
+        const mp__pb_field_t *nf;
+        int rc;
         if (g->f[i].num != ONNX_GRAPH_OUTPUT) {
             continue;
         }
-        if (mp__pb_parse(g->f[i].data, g->f[i].len, g->f[i].off, g->depth + 1, &vi, NULL) == 0) {
-            const mp__pb_field_t *nf = mp__pb_find(vi, ONNX_VI_NAME);
-            same = nf != NULL && mp__pb_streq(nf, value);
-            mp__pb_msg_free(vi);
+        if ((rc = vi_name(g, &g->f[i], &nf, err)) < 0) {
+            return rc;
         }
-        if (same) {
+        if (nf != NULL && mp__pb_streq(nf, value)) {
             return 1;
         }
     }
@@ -1084,14 +1095,18 @@ static int64_t attr_i(mp__pb_msg_t *node, const char *name, int64_t dflt)
 
 /* Whether every use of the factored weight is one the graph can split: SVD under MatMul (either
  * input) or Gemm (B, opset 11 for the optional C), Tucker-2 under Conv (W, group 1); all in the
- * weight's own graph, none in a subgraph or a graph output, the weight F32. */
+ * weight's own graph, none in a subgraph or a graph output, the weight F32. 1 or 0, or an
+ * error code. */
 static int can_rewire(const rw_t *rw, mp__pb_msg_t *g, const char *value, const mp_tensor_t *t,
                       const entry_t *en)
 {
-    int n_uses = 0;
+    int n_uses = 0, out;
 
-    if (t->dtype != MP_DT_F32 || used_below(g, value) || is_output(g, value)) {
+    if (t->dtype != MP_DT_F32 || used_below(g, value)) {
         return 0;
+    }
+    if ((out = is_output(g, value, rw->err)) != 0) {
+        return out < 0 ? out : 0;
     }
     for (size_t i = 0; i < g->n; i++) {
         mp__pb_msg_t *node = g->f[i].sub;
@@ -1181,32 +1196,42 @@ static int rewire_one(rw_t *rw, mp__pb_msg_t *g, size_t at, const char *value,
         rc = set_str(node, ONNX_NODE_INPUT, in, in == 1 ? pv[0] : pv[1]);
         ins[0] = in == 1 ? mid : pv[0];
         ins[1] = in == 1 ? pv[1] : mid;
-        second = node_msg("MatMul", ins, 2, (const char *const *)&out, 1, mid);
+        second = node_msg("MatMul", ins, 2, (const char *const *)&out, 1, NULL);
+        rc = rc == 0 && second == NULL ? MP_ENOMEM : rc;
     } else if (en->factored == 1) {
         /* Gemm: A' op(w) = A' op(u v): transB 0 -> (A' u) v, transB 1 -> (A' v^T) u^T; alpha,
          * beta and C go to the second Gemm */
         const int tb = attr_i(node, "transB", 0) != 0;
         const size_t ci = nth_field(node, ONNX_NODE_INPUT, 2);
         char *cname = ci < node->n ? mp__pb_strdup(&node->f[ci]) : NULL;
-        rc = set_str(node, ONNX_NODE_INPUT, 1, tb ? pv[1] : pv[0]);
-        if (ci < node->n) {
+        rc = ci < node->n && cname == NULL ? MP_ENOMEM
+                                           : set_str(node, ONNX_NODE_INPUT, 1, tb ? pv[1] : pv[0]);
+        if (rc == 0 && ci < node->n) {
             mp__pb_remove_at(node, ci);
         }
         ins[0] = mid;
         ins[1] = tb ? pv[0] : pv[1];
         ins[2] = cname;
-        second = node_msg("Gemm", ins, cname ? 3 : 2, (const char *const *)&out, 1, mid);
-        if (second == NULL || copy_attr(node, second, "alpha") < 0 ||
-            copy_attr(node, second, "beta") < 0 || copy_attr(node, second, "transB") < 0) {
-            rc = MP_ENOMEM;
+        if (rc == 0) {
+            second = node_msg("Gemm", ins, cname ? 3 : 2, (const char *const *)&out, 1, NULL);
+            if (second == NULL || copy_attr(node, second, "alpha") < 0 ||
+                copy_attr(node, second, "beta") < 0 || copy_attr(node, second, "transB") < 0) {
+                rc = MP_ENOMEM;
+            }
         }
-        drop_attr(node, "alpha");
-        drop_attr(node, "beta");
+        if (rc == 0) {
+            drop_attr(node, "alpha");
+            drop_attr(node, "beta");
+        }
         free(cname);
     } else {
         /* Conv(X, w, B) = Conv1x1(Conv_kxk(Conv1x1(X, u_in), core), u_out, B) */
         const size_t bi = nth_field(node, ONNX_NODE_INPUT, 2);
         char *bname = bi < node->n ? mp__pb_strdup(&node->f[bi]) : NULL;
+        if (bi < node->n && bname == NULL) {
+            free(out);
+            return mp__err_set(rw->err, MP_ENOMEM, "out of memory rewiring '%s'", value);
+        }
         const char *uin4, *uout4, *x0 = NULL, *first_out;
         int64_t sin[MP_MAX_DIMS], sout[MP_MAX_DIMS];
         edit_t e2 = {0};
@@ -1233,7 +1258,7 @@ static int rewire_one(rw_t *rw, mp__pb_msg_t *g, size_t at, const char *value,
         first_out = fresh_name(&rw->names, rw->tmp, "_reduced");
         ins[0] = x0;
         ins[1] = uin4;
-        first = x0 && first_out ? node_msg("Conv", ins, 2, &first_out, 1, first_out) : NULL;
+        first = x0 && first_out ? node_msg("Conv", ins, 2, &first_out, 1, NULL) : NULL;
         rc = first == NULL ? MP_ENOMEM : 0;
         if (rc == 0) {
             rc = set_str(node, ONNX_NODE_INPUT, 0, first_out);
@@ -1248,7 +1273,7 @@ static int rewire_one(rw_t *rw, mp__pb_msg_t *g, size_t at, const char *value,
         ins[1] = uout4;
         ins[2] = bname;
         if (rc == 0) {
-            second = node_msg("Conv", ins, bname ? 3 : 2, (const char *const *)&out, 1, mid);
+            second = node_msg("Conv", ins, bname ? 3 : 2, (const char *const *)&out, 1, NULL);
             rc = second == NULL ? MP_ENOMEM : 0;
         }
         /* the reshapes and the first 1x1 go right before the consumer */
@@ -1315,31 +1340,18 @@ static size_t field_index(const mp__pb_msg_t *g, uint32_t num, const mp__pb_msg_
     return g->n;
 }
 
-/* Take the graph input named value off (it becomes a node output); 1 if there was one. */
-static int drop_input(mp__pb_msg_t *g, const char *value)
+/* Take the graph input named value off (it becomes a node output): 1 if there was one, 0 if
+ * not, or an error code. */
+static int drop_input(mp__pb_msg_t *g, const char *value, mp_errctx_t *err)
 {
     for (size_t i = 0; i < g->n; i++) {
-        const mp__pb_field_t *f = &g->f[i];
         const mp__pb_field_t *nf;
-        if (f->num != ONNX_GRAPH_INPUT) {
+        int rc;
+        if (g->f[i].num != ONNX_GRAPH_INPUT) {
             continue;
         }
-        if (f->sub != NULL) {
-            nf = mp__pb_find(f->sub, ONNX_VI_NAME);
-        } else {
-            /* inputs are not parsed by the reader: peek without keeping the parse */
-            mp__pb_msg_t *vi;
-            int same = 0;
-            if (mp__pb_parse(f->data, f->len, f->off, g->depth + 1, &vi, NULL) == 0) {
-                nf = mp__pb_find(vi, ONNX_VI_NAME);
-                same = nf != NULL && mp__pb_streq(nf, value);
-                mp__pb_msg_free(vi);
-            }
-            if (same) {
-                mp__pb_remove_at(g, i);
-                return 1;
-            }
-            continue;
+        if ((rc = vi_name(g, &g->f[i], &nf, err)) < 0) {
+            return rc;
         }
         if (nf != NULL && mp__pb_streq(nf, value)) {
             mp__pb_remove_at(g, i);
@@ -1362,7 +1374,7 @@ static int place(rw_t *rw, const mp__onnx_weight_t *w, const char *value, edit_t
         MP_RETURN_IF(at == g->n, MP_EINTERNAL, "lost the Constant node of '%s'", value);
         mp__pb_remove_at(g, at);
         for (size_t i = 0; i < e->n_t && rc == 0; i++) {
-            mp__pb_msg_t *cn = node_msg("Constant", NULL, 0, &e->t[i].name, 1, e->t[i].name);
+            mp__pb_msg_t *cn = node_msg("Constant", NULL, 0, &e->t[i].name, 1, NULL);
             mp__pb_msg_t *tm = e->t[i].msg;
             e->t[i].msg = NULL;
             if (cn == NULL) {
@@ -1377,7 +1389,10 @@ static int place(rw_t *rw, const mp__onnx_weight_t *w, const char *value, edit_t
             }
         }
     } else {
-        const int listed = drop_input(g, value);
+        const int listed = drop_input(g, value, err);
+        if (listed < 0) {
+            return listed;
+        }
         at = field_index(g, ONNX_GRAPH_INITIALIZER, w->tensor);
         MP_RETURN_IF(at == g->n, MP_EINTERNAL, "lost the initializer of '%s'", value);
         mp__pb_remove_at(g, at);
@@ -1559,19 +1574,19 @@ int mp_onnx_apply(const mp_model_t *onnx_in, const mp_model_t *compressed, mp_mo
     MP_RETURN_IF(record == NULL, MP_EFORMAT,
                  "the compressed model has no '" MP_META_KEY "' metadata record");
     root = json_loads(record, JSON_REJECT_DUPLICATES, &jerr);
-    MP_GOTO_IF(root == NULL, MP_EFORMAT, REC ": not JSON (%s)", jerr.text);
+    MP_GOTO_IF(root == NULL,
+               json_error_code(&jerr) == json_error_out_of_memory ? MP_ENOMEM : MP_EFORMAT,
+               REC ": not JSON (%s)", jerr.text);
     version = (int)json_integer_value(json_object_get(root, "version"));
     tensors = json_object_get(root, "tensors");
     MP_GOTO_IF((version != 1 && version != 2) || !json_is_object(tensors), MP_EFORMAT,
                REC ": version 1 or 2 with a \"tensors\" object expected");
 
-    /* a private copy of the tree to edit: the input's bytes (unchanged, so a copy), re-read */
-    if ((rc = mp__pb_encode(cin->root, 0, &buf, &n, err)) < 0 ||
-        (rc = mp__onnx_parse_buf(buf, n, 1, &work, err)) < 0) {
-        buf = NULL;
+    /* a private tree to edit: the input's bytes read again (borrowed, not copied; the input
+     * outlives this call), so its weights are found exactly as in the input */
+    if ((rc = mp__onnx_parse_buf(cin->src, cin->n_src, 0, &work, err)) < 0) {
         goto out;
     }
-    buf = NULL;
     rw.c = mp__onnx_ctx(work);
     rw.m = work;
     if ((rc = collect_names(&rw.names, rw.c->graph)) < 0) {
@@ -1603,7 +1618,9 @@ int mp_onnx_apply(const mp_model_t *onnx_in, const mp_model_t *compressed, mp_mo
             rc = emit_value(&rw, &e, name, value, t->dtype, t->n_dims, t->shape, &en.code);
         } else {
             rc = emit_parts(&rw, &e, name, value, t, &en, pv);
-            split = rc == 0 && can_rewire(&rw, w->graph, value, t, &en);
+            if (rc == 0 && (split = can_rewire(&rw, w->graph, value, t, &en)) < 0) {
+                rc = split;
+            }
             if (rc == 0 && !split) {
                 f32 = t->dtype == MP_DT_F32 ? value : fresh_name(&rw.names, rw.tmp, "_f32");
                 MP_GOTO_IF(f32 == NULL, MP_ENOMEM, "out of memory");
@@ -1687,8 +1704,10 @@ static int describe_graph(desc_t *d, const mp__pb_msg_t *g)
         dom = mp__pb_find(node, ONNX_NODE_DOMAIN);
         nm = mp__pb_find(node, ONNX_NODE_NAME);
         char *ops = op ? mp__pb_strdup(op) : strdup("?");
-        char *doms = dom && dom->len && !mp__pb_streq(dom, "ai.onnx") ? mp__pb_strdup(dom) : NULL;
-        if (ops == NULL || asprintf(&key, "%s%s%s", doms ? doms : "", doms ? "." : "", ops) < 0) {
+        const int other_domain = dom && dom->len && !mp__pb_streq(dom, "ai.onnx");
+        char *doms = other_domain ? mp__pb_strdup(dom) : NULL;
+        if (ops == NULL || (other_domain && doms == NULL) ||
+            asprintf(&key, "%s%s%s", doms ? doms : "", doms ? "." : "", ops) < 0) {
             free(ops);
             free(doms);
             return MP_ENOMEM;
@@ -1702,6 +1721,10 @@ static int describe_graph(desc_t *d, const mp__pb_msg_t *g)
         }
         free(key);
         nname = nm ? mp__pb_strdup(nm) : strdup("");
+        if (nname == NULL) {
+            free(ops);
+            return MP_ENOMEM;
+        }
         for (size_t j = 0; j < node->n; j++) {
             const mp__pb_field_t *nf = &node->f[j];
             if (nf->num == ONNX_NODE_INPUT) {
@@ -1710,9 +1733,13 @@ static int describe_graph(desc_t *d, const mp__pb_msg_t *g)
                         continue;
                     }
                     const int ax = channel_axis(node, input, d->m->tensors[w].n_dims);
-                    json_array_append_new(d->consumers[w],
-                                          json_pack("{s:s, s:s, s:i}", "op", ops, "node",
-                                                    nname ? nname : "", "input", input));
+                    if (json_array_append_new(d->consumers[w],
+                                              json_pack("{s:s, s:s, s:i}", "op", ops, "node",
+                                                        nname, "input", input)) < 0) {
+                        free(ops);
+                        free(nname);
+                        return MP_ENOMEM;
+                    }
                     d->axis[w] = d->axis[w] == -2 || d->axis[w] == ax ? ax : -1;
                 }
                 input++;
@@ -1783,6 +1810,7 @@ int mp_onnx_describe(const mp_model_t *m, const mp_recipe_t *r, char **json, mp_
     }
     prod = mp__pb_find(c->root, ONNX_MODEL_PRODUCER_NAME);
     producer = prod ? mp__pb_strdup(prod) : strdup("");
+    MP_GOTO_IF(producer == NULL, MP_ENOMEM, "out of memory describing the model");
     root = json_pack("{s:s, s:I, s:I, s:s?, s:I, s:I, s:O, s:O}", "format", "onnx", "ir_version",
                      (json_int_t)c->ir_version, "opset", (json_int_t)c->opset, "producer",
                      producer, "nodes", (json_int_t)d.n_nodes, "parameters", (json_int_t)params,
