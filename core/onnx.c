@@ -313,18 +313,7 @@ static int refuse_external(const mp__pb_msg_t *tp, const char *name, mp_errctx_t
                        name, where[0] ? " ('" : "", where, where[0] ? "')" : "");
 }
 
-typedef struct tensor_read {
-    int is_weight;               /* 0 for STRING tensors, which stay in the tree only */
-    mp_dtype_t dt;
-    int n_dims;
-    int64_t shape[MP_MAX_DIMS];
-    const void *data;            /* borrowed, or == owned */
-    size_t n_bytes;
-    void *owned;
-} tensor_read_t;
-
-/* Validate a TensorProto and find (or decode) its data. name is for messages. */
-static int read_tensor(const mp__pb_msg_t *tp, const char *name, tensor_read_t *r,
+int mp__onnx_read_tensor(const mp__pb_msg_t *tp, const char *name, mp__onnx_tensor_t *r,
                        mp_errctx_t *err)
 {
     const mp__pb_field_t *dtf = mp__pb_find(tp, ONNX_TENSOR_DATA_TYPE);
@@ -481,11 +470,11 @@ static int add_weight(walk_t *wk, mp__pb_msg_t *graph, mp__pb_msg_t *node, mp__p
                       const char *scope, int depth, const char *base)
 {
     mp_errctx_t *err = wk->err;
-    tensor_read_t r;
+    mp__onnx_tensor_t r;
     char *name = NULL;
     int rc;
 
-    if ((rc = read_tensor(tp, base, &r, err)) < 0 || !r.is_weight) {
+    if ((rc = mp__onnx_read_tensor(tp, base, &r, err)) < 0 || !r.is_weight) {
         return rc;
     }
     rc = unique_name(wk->m, scope, base, &name);

@@ -124,6 +124,27 @@ int mp__onnx_sniff(const void *buf, size_t n_bytes);
 /* mp_model_load's ONNX branch: parse a mapping and hand it to the model, or unmap it. */
 int mp__onnx_parse_mapped(void *map, size_t n_bytes, mp_model_t **out, mp_errctx_t *err);
 
+/* One TensorProto, validated and decoded by mp__onnx_read_tensor: is_weight 0 for a STRING
+ * tensor (nothing else set); otherwise dtype, shape and n_bytes == elements x element size, and
+ * data either borrowed from the parsed bytes (raw_data aligned for its type) or == owned, a
+ * malloc'd copy or decoding of the typed fields that the caller frees. */
+typedef struct mp__onnx_tensor {
+    int is_weight;
+    mp_dtype_t dt;
+    int n_dims;
+    int64_t shape[MP_MAX_DIMS];
+    const void *data;
+    size_t n_bytes;
+    void *owned;
+} mp__onnx_tensor_t;
+
+/* Every check of the reader on one TensorProto (docs/onnx.md, "What is refused"): external
+ * data refused without touching the filesystem, a known data type, no negative dims, at most
+ * MP_MAX_DIMS, raw_data of exactly the right length or typed values of the right count, each in
+ * range. name names the tensor in messages. */
+int mp__onnx_read_tensor(const mp__pb_msg_t *tp, const char *name, mp__onnx_tensor_t *r,
+                         mp_errctx_t *err);
+
 /* mp_dtype_t of an ONNX data type, or -1 when it has none. */
 int mp__onnx_dtype(int64_t onnx_type);
 /* ONNX data type of an mp_dtype_t. */
