@@ -325,6 +325,61 @@ typedef struct mp_eval_spec {
  * block. Thread-safe. */
 int mp_recipe_evaluate(const char *json, size_t len, mp_eval_spec_t *out, mp_errctx_t *err);
 
+/* ---- evaluation runtime (core/runtime/) ---------------------------------------------------- */
+
+/* A session runs an ONNX model (read by mp_onnx_parse / mp_model_load) on float inputs. It is
+ * built once for fixed input shapes: every shape is inferred up front, shape arithmetic and
+ * constant subgraphs are computed then (constant folding), and one arena holds every tensor a
+ * run computes, laid out from their lifetimes — a run allocates nothing. Operators run in
+ * topological order; those supported are listed in docs/runtime.md (Conv, ConvTranspose, Gemm,
+ * MatMul, the element-wise and shape operators, poolings, BatchNormalization, Resize, Softmax,
+ * QuantizeLinear/DequantizeLinear, …); a model with others is refused with MP_EUNSUPPORTED
+ * naming every missing operator.
+ * Compressed weights run compressed: a Gemm/MatMul/Conv weight read through DequantizeLinear
+ * from int8/uint8 codes multiplies int8 codes by int8 activations (quantized per row on the fly;
+ * AVX-512 VNNI where the CPU has it), one read through Gather from a codebook runs a lookup
+ * kernel, and a float weight with at least 70 % zeros runs as a CSR sparse product; other dense
+ * float products go through OpenBLAS sgemm.
+ * Threads: OpenBLAS is set to one thread (openblas_set_num_threads(1), process-wide, on the
+ * first session), so results do not depend on the core count and the daemon's workers — one
+ * session each — do not oversubscribe the cores. A session is used by one thread at a time;
+ * distinct sessions, also of one model, run in parallel. The model must outlive its sessions. */
+typedef struct mp_session mp_session_t;
+
+/* A session for batch inputs: dim 0 of each input becomes `batch` (>= 1) where the model
+ * declares it symbolic or 1; every other dim must be declared. MP_EINVAL for a model without an
+ * ONNX graph or a shape that cannot be inferred, MP_EUNSUPPORTED naming operators or attributes
+ * the runtime lacks, MP_ETOOBIG / MP_ENOMEM when the tensors do not fit; err says which node. */
+int mp_session_new(const mp_model_t *onnx, int batch, mp_session_t **out, mp_errctx_t *err);
+/* The same with every input's shape given: ranks[i] dims dims[i][0..ranks[i]) for input i, in
+ * the order of mp_session_input_name (n_inputs must be their number). */
+int mp_session_new_shapes(const mp_model_t *onnx, size_t n_inputs, const int *ranks,
+                          const int64_t *const *dims, mp_session_t **out, mp_errctx_t *err);
+void mp_session_free(mp_session_t *s);
+
+/* Run once: inputs[i] holds mp_session_input_elements(s, i) floats in C order, outputs[i] room
+ * for mp_session_output_elements(s, i) floats. An input of another element type (e.g. INT64)
+ * is converted from the floats given; every output is converted to float. MP_EINVAL for a
+ * missing buffer or data the model refuses at run time (a Gather index out of range). */
+int mp_session_run(mp_session_t *s, const float *const *inputs, float *const *outputs,
+                   mp_errctx_t *err);
+
+/* Inputs and outputs, in the graph's order. Names are borrowed (NULL for i out of range);
+ * *_shape writes the dims (room for MP_MAX_DIMS) and returns the rank, or -1 for i out of
+ * range; *_elements returns the element count (-1 out of range); mp_session_input_dtype the
+ * input's element type (an mp_dtype_t, or -1). */
+size_t mp_session_n_inputs(const mp_session_t *s);
+size_t mp_session_n_outputs(const mp_session_t *s);
+const char *mp_session_input_name(const mp_session_t *s, size_t i);
+const char *mp_session_output_name(const mp_session_t *s, size_t i);
+int mp_session_input_shape(const mp_session_t *s, size_t i, int64_t *dims);
+int mp_session_output_shape(const mp_session_t *s, size_t i, int64_t *dims);
+int64_t mp_session_input_elements(const mp_session_t *s, size_t i);
+int64_t mp_session_output_elements(const mp_session_t *s, size_t i);
+int mp_session_input_dtype(const mp_session_t *s, size_t i);
+/* Bytes of the arena (tensors plus the largest workspace of any step). */
+size_t mp_session_arena_bytes(const mp_session_t *s);
+
 /* ---- kernels ------------------------------------------------------------------------------- */
 
 /* Name of the instruction set the kernels run with: "ref", "avx2" or "avx512". Chosen once from

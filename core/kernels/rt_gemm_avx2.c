@@ -1,0 +1,169 @@
+/* rt_gemm_avx2.c — AVX2 variants of the rt_gemm family (compiled with -mavx2 -mfma).
+ *
+ * s8_gemm: bytes widened to 16 bits and multiplied pairwise into int32 with vpmaddwd, which is
+ * exact for every s8 x s8 product (vpmaddubsw would saturate at 2 x 255 x 127); tiles of up to
+ * 2 activation rows x 4 weight rows, weight rows outermost; the K tail is summed in scalar code.
+ * Exact integers: the same bits as _ref (so it also serves the avx512 table without VNNI).
+ * csr_mm and cb_gemv: as the AVX-512 file with 8 lanes (codebooks of up to 8 entries are one
+ * register and vpermps; larger ones are gathered). Float sums differ from _ref within
+ * RT_F32_SUM_BOUND.
+ */
+#include "rt_gemm_int.h"
+
+#include <immintrin.h>
+#include <string.h>
+
+static inline int32_t hsum_epi32(__m256i v)
+{
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    return _mm_cvtsi128_si32(s);
+}
+
+static inline float hsum_ps(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+static inline __attribute__((always_inline)) void
+s8_tile(const int MR, const int NR, size_t K, const uint8_t *x, size_t ldx, const int8_t *w,
+        size_t ldw, int32_t *out, size_t ldo)
+{
+    const __m128i flip = _mm_set1_epi8((char)0x80);
+    __m256i acc[2][4];
+    size_t k = 0;
+
+    for (int i = 0; i < MR; i++) {
+        for (int j = 0; j < NR; j++) {
+            acc[i][j] = _mm256_setzero_si256();
+        }
+    }
+    for (; k + 16 <= K; k += 16) {
+        __m256i wv[4];
+        for (int j = 0; j < NR; j++) {
+            wv[j] = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + j * ldw + k)));
+        }
+        for (int i = 0; i < MR; i++) {
+            /* xu ^ 0x80 is xu - 128 as a signed byte */
+            const __m256i xv = _mm256_cvtepi8_epi16(
+                _mm_xor_si128(_mm_loadu_si128((const __m128i *)(x + i * ldx + k)), flip));
+            for (int j = 0; j < NR; j++) {
+                acc[i][j] = _mm256_add_epi32(acc[i][j], _mm256_madd_epi16(xv, wv[j]));
+            }
+        }
+    }
+    for (int i = 0; i < MR; i++) {
+        for (int j = 0; j < NR; j++) {
+            int32_t s = hsum_epi32(acc[i][j]);
+            for (size_t t = k; t < K; t++) {
+                s += ((int32_t)x[i * ldx + t] - 128) * (int32_t)w[j * ldw + t];
+            }
+            out[i * ldo + j] = s;
+        }
+    }
+}
+
+void mp_kern_s8_gemm_avx2(size_t M, size_t N, size_t K, const uint8_t *xu, size_t ldx,
+                          const int8_t *w, size_t ldw, const int32_t *wsum, int32_t *out,
+                          size_t ldo)
+{
+    (void)wsum;
+    for (size_t n = 0; n < N; n += 4) {
+        const size_t nr = N - n < 4 ? N - n : 4;
+        for (size_t m = 0; m < M; m += 2) {
+            const size_t mr = M - m < 2 ? M - m : 2;
+            const uint8_t *x = xu + m * ldx;
+            const int8_t *wr = w + n * ldw;
+            int32_t *o = out + m * ldo + n;
+#define S8_CASE(a, b)                                                                              \
+    case (a)*8 + (b):                                                                              \
+        s8_tile(a, b, K, x, ldx, wr, ldw, o, ldo);                                                 \
+        break;
+#define S8_ROW(a) S8_CASE(a, 1) S8_CASE(a, 2) S8_CASE(a, 3) S8_CASE(a, 4)
+            switch (mr * 8 + nr) {
+                S8_ROW(1)
+                S8_ROW(2)
+            default:
+                break;
+            }
+#undef S8_ROW
+#undef S8_CASE
+        }
+    }
+}
+
+void mp_kern_csr_mm_f32_avx2(size_t N, size_t P, const int32_t *rowptr, const int32_t *col,
+                             const float *val, const float *b, size_t ldb, float *out, size_t ldo)
+{
+    if (P == 1 && ldb == 1) {
+        for (size_t n = 0; n < N; n++) {
+            __m256 acc = _mm256_setzero_ps();
+            int32_t j = rowptr[n];
+            const int32_t end = rowptr[n + 1];
+            for (; j + 8 <= end; j += 8) {
+                const __m256i ix = _mm256_loadu_si256((const __m256i *)(col + j));
+                const __m256 g = _mm256_i32gather_ps(b, ix, 4);
+                acc = _mm256_fmadd_ps(_mm256_loadu_ps(val + j), g, acc);
+            }
+            float s = hsum_ps(acc);
+            for (; j < end; j++) {
+                s += val[j] * b[col[j]];
+            }
+            out[n * ldo] = s;
+        }
+        return;
+    }
+    for (size_t n = 0; n < N; n++) {
+        size_t p = 0;
+        for (; p + 32 <= P; p += 32) {
+            __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                             _mm256_setzero_ps()};
+            for (int32_t j = rowptr[n]; j < rowptr[n + 1]; j++) {
+                const __m256 v = _mm256_set1_ps(val[j]);
+                const float *row = b + (size_t)col[j] * ldb + p;
+                for (int q = 0; q < 4; q++) {
+                    acc[q] = _mm256_fmadd_ps(v, _mm256_loadu_ps(row + 8 * q), acc[q]);
+                }
+            }
+            for (int q = 0; q < 4; q++) {
+                _mm256_storeu_ps(out + n * ldo + p + 8 * q, acc[q]);
+            }
+        }
+        for (; p < P; p++) {
+            float s = 0.0f;
+            for (int32_t j = rowptr[n]; j < rowptr[n + 1]; j++) {
+                s += val[j] * b[(size_t)col[j] * ldb + p];
+            }
+            out[n * ldo + p] = s;
+        }
+    }
+}
+
+void mp_kern_cb_gemv_f32_avx2(size_t N, size_t K, const float *x, const uint8_t *idx, size_t ldi,
+                              const float *cb, int n_cb, float *y)
+{
+    float tab[8] = {0};
+    memcpy(tab, cb, (size_t)(n_cb < 8 ? n_cb : 8) * sizeof *tab);
+    const __m256 t0 = _mm256_loadu_ps(tab);
+
+    for (size_t n = 0; n < N; n++) {
+        const uint8_t *row = idx + n * ldi;
+        __m256 acc = _mm256_setzero_ps();
+        size_t k = 0;
+        for (; k + 8 <= K; k += 8) {
+            const __m256i ix = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(row + k)));
+            const __m256 wv =
+                n_cb <= 8 ? _mm256_permutevar8x32_ps(t0, ix) : _mm256_i32gather_ps(cb, ix, 4);
+            acc = _mm256_fmadd_ps(_mm256_loadu_ps(x + k), wv, acc);
+        }
+        float s = hsum_ps(acc);
+        for (; k < K; k++) {
+            s += x[k] * cb[row[k]];
+        }
+        y[n] = s;
+    }
+}

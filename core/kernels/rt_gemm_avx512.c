@@ -1,0 +1,177 @@
+/* rt_gemm_avx512.c — AVX-512 variants of the rt_gemm family (compiled with the avx512 flags).
+ *
+ * s8_gemm: tiles of up to 4 activation rows x 4 weight rows, 64 bytes of K per step, one
+ * vpdpbusd (AVX-512 VNNI: u8 x s8, four products summed into each int32 lane, no saturation)
+ * per tile element; the weight rows are the outer loop so that a tile of W stays in L1 while
+ * every activation row passes over it (W is read from memory once). The function carries
+ * target("avx512vnni") because the rest of this library is built without it; rt_gemm_ref.c hands
+ * it out only on a CPU with VNNI. Results are exact integers, the same bits as _ref.
+ * csr_mm: P == 1 (a vector) gathers 16 activations per step; P > 1 runs 64 columns at a time
+ * with the row's nonzeros broadcast. cb_gemv: up to 32 codebook entries stay in two registers
+ * and are looked up with vpermt2ps; larger codebooks are gathered. Float sums run in lanes, so
+ * they differ from _ref within RT_F32_SUM_BOUND.
+ */
+#include "rt_gemm_int.h"
+
+#include <immintrin.h>
+#include <string.h>
+
+#define VNNI __attribute__((target("avx512vnni")))
+
+static inline __attribute__((always_inline)) VNNI void
+s8_tile(const int MR, const int NR, size_t K, const uint8_t *x, size_t ldx, const int8_t *w,
+        size_t ldw, const int32_t *wsum, int32_t *out, size_t ldo)
+{
+    __m512i acc[4][4];
+    size_t k = 0;
+
+    for (int i = 0; i < MR; i++) {
+        for (int j = 0; j < NR; j++) {
+            acc[i][j] = _mm512_setzero_si512();
+        }
+    }
+    for (; k + 64 <= K; k += 64) {
+        __m512i wv[4];
+        for (int j = 0; j < NR; j++) {
+            wv[j] = _mm512_loadu_si512((const void *)(w + j * ldw + k));
+        }
+        for (int i = 0; i < MR; i++) {
+            const __m512i xv = _mm512_loadu_si512((const void *)(x + i * ldx + k));
+            for (int j = 0; j < NR; j++) {
+                acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], xv, wv[j]);
+            }
+        }
+    }
+    if (k < K) {
+        /* masked bytes load as 0 and add nothing; wsum covers exactly k < K */
+        const __mmask64 m = _cvtu64_mask64(~0ull >> (64 - (K - k)));
+        __m512i wv[4];
+        for (int j = 0; j < NR; j++) {
+            wv[j] = _mm512_maskz_loadu_epi8(m, w + j * ldw + k);
+        }
+        for (int i = 0; i < MR; i++) {
+            const __m512i xv = _mm512_maskz_loadu_epi8(m, x + i * ldx + k);
+            for (int j = 0; j < NR; j++) {
+                acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], xv, wv[j]);
+            }
+        }
+    }
+    for (int i = 0; i < MR; i++) {
+        for (int j = 0; j < NR; j++) {
+            out[i * ldo + j] = _mm512_reduce_add_epi32(acc[i][j]) - 128 * wsum[j];
+        }
+    }
+}
+
+VNNI void mp_kern_s8_gemm_avx512(size_t M, size_t N, size_t K, const uint8_t *xu, size_t ldx,
+                                 const int8_t *w, size_t ldw, const int32_t *wsum, int32_t *out,
+                                 size_t ldo)
+{
+    for (size_t n = 0; n < N; n += 4) {
+        const size_t nr = N - n < 4 ? N - n : 4;
+        for (size_t m = 0; m < M; m += 4) {
+            const size_t mr = M - m < 4 ? M - m : 4;
+            const uint8_t *x = xu + m * ldx;
+            const int8_t *wr = w + n * ldw;
+            int32_t *o = out + m * ldo + n;
+#define S8_CASE(a, b)                                                                              \
+    case (a)*8 + (b):                                                                              \
+        s8_tile(a, b, K, x, ldx, wr, ldw, wsum + n, o, ldo);                                       \
+        break;
+#define S8_ROW(a) S8_CASE(a, 1) S8_CASE(a, 2) S8_CASE(a, 3) S8_CASE(a, 4)
+            switch (mr * 8 + nr) {
+                S8_ROW(1)
+                S8_ROW(2)
+                S8_ROW(3)
+                S8_ROW(4)
+            default:
+                break;
+            }
+#undef S8_ROW
+#undef S8_CASE
+        }
+    }
+}
+
+void mp_kern_csr_mm_f32_avx512(size_t N, size_t P, const int32_t *rowptr, const int32_t *col,
+                               const float *val, const float *b, size_t ldb, float *out,
+                               size_t ldo)
+{
+    if (P == 1 && ldb == 1) {
+        for (size_t n = 0; n < N; n++) {
+            __m512 acc = _mm512_setzero_ps();
+            int32_t j = rowptr[n];
+            const int32_t end = rowptr[n + 1];
+            for (; j + 16 <= end; j += 16) {
+                const __m512i ix = _mm512_loadu_si512((const void *)(col + j));
+                const __m512 g = _mm512_i32gather_ps(ix, b, 4);
+                acc = _mm512_fmadd_ps(_mm512_loadu_ps(val + j), g, acc);
+            }
+            if (j < end) {
+                const __mmask16 m = (__mmask16)((1u << (end - j)) - 1);
+                const __m512i ix = _mm512_maskz_loadu_epi32(m, col + j);
+                const __m512 g = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, ix, b, 4);
+                acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, val + j), g, acc);
+            }
+            out[n * ldo] = _mm512_reduce_add_ps(acc);
+        }
+        return;
+    }
+    for (size_t n = 0; n < N; n++) {
+        for (size_t p = 0; p < P; p += 64) {
+            const size_t np = P - p < 64 ? P - p : 64;
+            __mmask16 mk[4];
+            __m512 acc[4];
+            for (int q = 0; q < 4; q++) {
+                const size_t lo = (size_t)q * 16;
+                const size_t c = np > lo ? (np - lo > 16 ? 16 : np - lo) : 0;
+                mk[q] = (__mmask16)((1u << c) - 1);
+                acc[q] = _mm512_setzero_ps();
+            }
+            for (int32_t j = rowptr[n]; j < rowptr[n + 1]; j++) {
+                const __m512 v = _mm512_set1_ps(val[j]);
+                const float *row = b + (size_t)col[j] * ldb + p;
+                for (int q = 0; q < 4; q++) {
+                    if (mk[q]) {
+                        acc[q] = _mm512_fmadd_ps(v, _mm512_maskz_loadu_ps(mk[q], row + 16 * q),
+                                                 acc[q]);
+                    }
+                }
+            }
+            for (int q = 0; q < 4; q++) {
+                if (mk[q]) {
+                    _mm512_mask_storeu_ps(out + n * ldo + p + 16 * q, mk[q], acc[q]);
+                }
+            }
+        }
+    }
+}
+
+void mp_kern_cb_gemv_f32_avx512(size_t N, size_t K, const float *x, const uint8_t *idx,
+                                size_t ldi, const float *cb, int n_cb, float *y)
+{
+    float tab[32] = {0};
+    memcpy(tab, cb, (size_t)(n_cb < 32 ? n_cb : 32) * sizeof *tab);
+    const __m512 t0 = _mm512_loadu_ps(tab), t1 = _mm512_loadu_ps(tab + 16);
+
+    for (size_t n = 0; n < N; n++) {
+        const uint8_t *row = idx + n * ldi;
+        __m512 acc = _mm512_setzero_ps();
+        size_t k = 0;
+        for (; k + 16 <= K; k += 16) {
+            const __m512i ix = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(row + k)));
+            __m512 wv;
+            if (n_cb <= 32) {
+                wv = _mm512_permutex2var_ps(t0, ix, t1);
+            } else {
+                wv = _mm512_i32gather_ps(ix, cb, 4);
+            }
+            acc = _mm512_fmadd_ps(_mm512_loadu_ps(x + k), wv, acc);
+        }
+        float s = _mm512_reduce_add_ps(acc);
+        for (; k < K; k++) {
+            s += x[k] * cb[row[k]];
+        }
+        y[n] = s;
+    }
+}
