@@ -38,10 +38,10 @@ static const struct {
     int onnx;
     int dt;
 } type_map[] = {
-    {ONNX_FLOAT, MP_DT_F32},   {ONNX_UINT8, MP_DT_U8},  {ONNX_INT8, MP_DT_I8},
-    {4, MP_DT_U16},            {5, MP_DT_I16},          {6, MP_DT_I32},
-    {7, MP_DT_I64},            {9, MP_DT_BOOL},         {ONNX_FLOAT16, MP_DT_F16},
-    {ONNX_DOUBLE, MP_DT_F64},  {12, MP_DT_U32},         {13, MP_DT_U64},
+    {ONNX_FLOAT, MP_DT_F32},  {ONNX_UINT8, MP_DT_U8}, {ONNX_INT8, MP_DT_I8},
+    {4, MP_DT_U16},           {5, MP_DT_I16},         {6, MP_DT_I32},
+    {7, MP_DT_I64},           {9, MP_DT_BOOL},        {ONNX_FLOAT16, MP_DT_F16},
+    {ONNX_DOUBLE, MP_DT_F64}, {12, MP_DT_U32},        {13, MP_DT_U64},
     {16, MP_DT_BF16},
 };
 
@@ -314,7 +314,7 @@ static int refuse_external(const mp__pb_msg_t *tp, const char *name, mp_errctx_t
 }
 
 int mp__onnx_read_tensor(const mp__pb_msg_t *tp, const char *name, mp__onnx_tensor_t *r,
-                       mp_errctx_t *err)
+                         mp_errctx_t *err)
 {
     const mp__pb_field_t *dtf = mp__pb_find(tp, ONNX_TENSOR_DATA_TYPE);
     const mp__pb_field_t *loc = mp__pb_find(tp, ONNX_TENSOR_DATA_LOCATION);
@@ -330,8 +330,8 @@ int mp__onnx_read_tensor(const mp__pb_msg_t *tp, const char *name, mp__onnx_tens
     if ((loc != NULL && loc->v != 0) || mp__pb_find(tp, ONNX_TENSOR_EXTERNAL_DATA) != NULL) {
         return refuse_external(tp, name, err);
     }
-    MP_RETURN_IF(dtf == NULL || dtf->wire != MP_PB_VARINT, MP_EFORMAT,
-                 "tensor '%s': no data_type", name);
+    MP_RETURN_IF(dtf == NULL || dtf->wire != MP_PB_VARINT, MP_EFORMAT, "tensor '%s': no data_type",
+                 name);
     onnx_type = (int64_t)dtf->v;
     if (onnx_type == ONNX_STRING) {
         return 0; /* not a weight: kept in the graph as it is */
@@ -362,8 +362,8 @@ int mp__onnx_read_tensor(const mp__pb_msg_t *tp, const char *name, mp__onnx_tens
     }
     r->dt = (mp_dtype_t)dt;
     r->n_dims = (int)n_dims;
-    MP_RETURN_IF(mp__shape_bytes(r->dt, r->n_dims, r->shape, &n_elem, &r->n_bytes) != 0,
-                 MP_EFORMAT, "tensor '%s': its dims overflow", name);
+    MP_RETURN_IF(mp__shape_bytes(r->dt, r->n_dims, r->shape, &n_elem, &r->n_bytes) != 0, MP_EFORMAT,
+                 "tensor '%s': its dims overflow", name);
     esize = mp_dtype_size(r->dt);
     tf = typed_field(r->dt, &fixed);
     if ((rc = repeated_values(tp, tf, fixed, NULL, &n_vals, name, err)) < 0) {
@@ -373,8 +373,8 @@ int mp__onnx_read_tensor(const mp__pb_msg_t *tp, const char *name, mp__onnx_tens
     if (raw != NULL) {
         MP_RETURN_IF(raw->wire != MP_PB_LEN, MP_EFORMAT, "tensor '%s': raw_data is not bytes",
                      name);
-        MP_RETURN_IF(n_vals != 0, MP_EFORMAT,
-                     "tensor '%s': has both raw_data and %zu typed values", name, n_vals);
+        MP_RETURN_IF(n_vals != 0, MP_EFORMAT, "tensor '%s': has both raw_data and %zu typed values",
+                     name, n_vals);
         MP_RETURN_IF(raw->len != r->n_bytes, MP_EFORMAT,
                      "byte %zu: tensor '%s': raw_data is %zu bytes, but its dims and data type "
                      "need %lld x %zu = %zu",

@@ -166,8 +166,8 @@ static const char *fresh_name(names_t *ns, const char *base, const char *suffix)
     char *s = NULL;
 
     for (int k = 1; k < 1000; k++) {
-        int r = k == 1 ? asprintf(&s, "%s%s", base, suffix)
-                       : asprintf(&s, "%s%s_%d", base, suffix, k);
+        int r =
+            k == 1 ? asprintf(&s, "%s%s", base, suffix) : asprintf(&s, "%s%s_%d", base, suffix, k);
         if (r < 0) {
             return NULL;
         }
@@ -327,8 +327,8 @@ static int vi_name(mp__pb_msg_t *g, mp__pb_field_t *f, const mp__pb_field_t **na
 /* ---- one weight's replacement ------------------------------------------------------------- */
 
 typedef struct newt {
-    const char *name;            /* borrowed from the names set */
-    mp__pb_msg_t *msg;           /* TensorProto */
+    const char *name;  /* borrowed from the names set */
+    mp__pb_msg_t *msg; /* TensorProto */
     int onnx_type;
     int n_dims;
     int64_t dims[MP_MAX_DIMS];
@@ -342,11 +342,11 @@ typedef struct edit {
 } edit_t;
 
 typedef struct rw {
-    mp__onnx_t *c;               /* the private copy being edited */
-    mp_model_t *m;               /* its model (tensor names) */
-    const mp_model_t *cm;        /* the compressed model */
+    mp__onnx_t *c;        /* the private copy being edited */
+    mp_model_t *m;        /* its model (tensor names) */
+    const mp_model_t *cm; /* the compressed model */
     names_t names;
-    const char *tmp;             /* short unique prefix for the intermediate values of a weight */
+    const char *tmp; /* short unique prefix for the intermediate values of a weight */
     mp_errctx_t *err;
 } rw_t;
 
@@ -443,18 +443,18 @@ static int stored(rw_t *rw, const char *name, const char *suffix, mp_dtype_t dt,
 /* What the record says of one weight (or one low-rank factor). */
 typedef struct code {
     enum { CODE_RAW, CODE_INT, CODE_SHARE, CODE_BINARY, CODE_TERNARY } kind;
-    mp_dtype_t dtype;            /* RAW */
-    int bits, asymmetric;        /* INT */
+    mp_dtype_t dtype;                                    /* RAW */
+    int bits, asymmetric;                                /* INT */
     enum { GRAN_CHANNEL, GRAN_TENSOR, GRAN_GROUP } gran; /* INT, BINARY, TERNARY */
-    int64_t group;               /* GRAN_GROUP: elements per group along a row */
-    int clusters;                /* SHARE */
+    int64_t group; /* GRAN_GROUP: elements per group along a row */
+    int clusters;  /* SHARE */
 } code_t;
 
 /* One record entry (v1 or v2): its code and factorization. */
 typedef struct entry {
-    code_t code;                 /* of the tensor, or of each factor (resolved per factor) */
-    int factored;                /* 0; 1 SVD factors _u, _v; 2 Tucker-2 _u_out, _core, _u_in */
-    int64_t r_out, r_in;         /* SVD: r_out is the rank */
+    code_t code;         /* of the tensor, or of each factor (resolved per factor) */
+    int factored;        /* 0; 1 SVD factors _u, _v; 2 Tucker-2 _u_out, _core, _u_in */
+    int64_t r_out, r_in; /* SVD: r_out is the rank */
 } entry_t;
 
 /* The shape-dependent part of a code, as the pipeline settles it (mp__code_resolve): per
@@ -534,8 +534,7 @@ static int edit_unpack(rw_t *rw, edit_t *e, const char *value, const char *packe
             0 ||
         (rc = edit_tensor(rw, e, rw->tmp, "_pow2next", MP_DT_I32, 2, d18, pow2n, sizeof pow2n,
                           &p2n)) < 0 ||
-        (rc = edit_tensor(rw, e, rw->tmp, "_two", MP_DT_I32, 0, NULL, &two, sizeof two, &t2)) <
-            0 ||
+        (rc = edit_tensor(rw, e, rw->tmp, "_two", MP_DT_I32, 0, NULL, &two, sizeof two, &t2)) < 0 ||
         (rc = edit_op2(rw, e, "Div", x, p2, rw->tmp, "_shifted", &lo)) < 0 ||
         (rc = edit_op2(rw, e, "Div", x, p2n, rw->tmp, "_above", &hi)) < 0 ||
         (rc = edit_op2(rw, e, "Mul", hi, t2, rw->tmp, "_above2", &hi)) < 0 ||
@@ -579,9 +578,9 @@ static int edit_unpack(rw_t *rw, edit_t *e, const char *value, const char *packe
  * broadcasts against [rows, cols]: a scalar, [rows, 1], or — per group — [rows, n_groups]
  * gathered along axis 1 by the INT32 group index of each column. scale_by multiplies each
  * value (binary codes use 2 alpha). */
-static int edit_table(rw_t *rw, edit_t *e, const char *value, const char *suffix,
-                      const code_t *c, const float *t, int64_t rows, int64_t cols, float scale_by,
-                      int as_u8, const char **out)
+static int edit_table(rw_t *rw, edit_t *e, const char *value, const char *suffix, const code_t *c,
+                      const float *t, int64_t rows, int64_t cols, float scale_by, int as_u8,
+                      const char **out)
 {
     const int64_t n_groups = c->gran == GRAN_GROUP ? (cols + c->group - 1) / c->group : 1;
     const int64_t n = c->gran == GRAN_TENSOR ? 1 : rows * n_groups;
@@ -610,8 +609,8 @@ static int edit_table(rw_t *rw, edit_t *e, const char *value, const char *suffix
             rc = rc < 0 ? rc : mp__err_set(rw->err, MP_ENOMEM, "out of memory");
         }
     } else {
-        rc = edit_tensor(rw, e, value, suffix, MP_DT_F32, c->gran == GRAN_TENSOR ? 0 : 2, shape,
-                         v, (size_t)n * sizeof *v, &tab);
+        rc = edit_tensor(rw, e, value, suffix, MP_DT_F32, c->gran == GRAN_TENSOR ? 0 : 2, shape, v,
+                         (size_t)n * sizeof *v, &tab);
     }
     free(v);
     if (rc < 0 || c->gran != GRAN_GROUP) {
@@ -662,24 +661,24 @@ static int emit_codes(rw_t *rw, edit_t *e, const char *name, const char *value, 
         rows = 1;
         cols = n;
     }
-    n_scales = c->gran == GRAN_TENSOR ? 1 : c->gran == GRAN_CHANNEL ? rows
-                                                                    : rows * ((cols + c->group - 1) / c->group);
+    n_scales = c->gran == GRAN_TENSOR    ? 1
+               : c->gran == GRAN_CHANNEL ? rows
+                                         : rows * ((cols + c->group - 1) / c->group);
     sshape[0] = c->gran == GRAN_TENSOR ? 1 : rows;
     sshape[1] = c->gran == GRAN_GROUP ? n_scales / rows : 1;
-    if ((rc = stored(rw, name, "_scale", MP_DT_F32, c->gran == GRAN_GROUP ? 2 : 1, sshape,
-                     &ts)) < 0) {
+    if ((rc = stored(rw, name, "_scale", MP_DT_F32, c->gran == GRAN_GROUP ? 2 : 1, sshape, &ts)) <
+        0) {
         return rc;
     }
-    if (c->asymmetric &&
-        (rc = stored(rw, name, "_zero_point", MP_DT_I32, c->gran == GRAN_GROUP ? 2 : 1, sshape,
-                     &tz)) < 0) {
+    if (c->asymmetric && (rc = stored(rw, name, "_zero_point", MP_DT_I32,
+                                      c->gran == GRAN_GROUP ? 2 : 1, sshape, &tz)) < 0) {
         return rc;
     }
     mat[0] = rows;
     mat[1] = cols;
     if (bits == 8) {
-        if ((rc = stored(rw, name, "", c->asymmetric ? MP_DT_U8 : MP_DT_I8, n_dims, shape,
-                         &tq)) < 0 ||
+        if ((rc = stored(rw, name, "", c->asymmetric ? MP_DT_U8 : MP_DT_I8, n_dims, shape, &tq)) <
+                0 ||
             (rc = edit_tensor(rw, e, value, "_quantized", tq->dtype, n_dims, shape, tq->data,
                               tq->n_bytes, &codes)) < 0 ||
             (rc = edit_op2(rw, e, "Cast", codes, NULL, rw->tmp, "_codes_f", &x)) < 0 ||
@@ -693,9 +692,8 @@ static int emit_codes(rw_t *rw, edit_t *e, const char *name, const char *value, 
             (rc = stored(rw, name, "_shape", MP_DT_I64, 1, &nd, &tshape)) < 0) {
             return rc;
         }
-        MP_RETURN_IF(memcmp(tshape->data, shape, (size_t)n_dims * sizeof *shape) != 0,
-                     MP_EFORMAT, REC ": '%s_shape' disagrees with the shape the record gives",
-                     name);
+        MP_RETURN_IF(memcmp(tshape->data, shape, (size_t)n_dims * sizeof *shape) != 0, MP_EFORMAT,
+                     REC ": '%s_shape' disagrees with the shape the record gives", name);
         if (c->kind == CODE_TERNARY) {
             /* code 3 is no ternary value: refused here as mp_model_unpack refuses it */
             for (int64_t i = 0; i < n; i++) {
@@ -720,16 +718,17 @@ static int emit_codes(rw_t *rw, edit_t *e, const char *name, const char *value, 
             memcpy(&z, (const char *)tz->data + 4 * i, 4);
             if (z < 0 || z >= (1 << bits)) {
                 free(zf);
-                return mp__err_set(err, MP_EFORMAT, REC ": '%s_zero_point' has %d, not 0..%d",
-                                   name, (int)z, (1 << bits) - 1);
+                return mp__err_set(err, MP_EFORMAT, REC ": '%s_zero_point' has %d, not 0..%d", name,
+                                   (int)z, (1 << bits) - 1);
             }
             zf[i] = (float)z;
         }
         rc = edit_table(rw, e, value, "_zero_point", c, zf, rows, cols, 1.0f, 1, &off);
         free(zf);
     } else if (bits < 8 || sign) {
-        offset = c->kind == CODE_BINARY ? 0.5f : c->kind == CODE_TERNARY ? 1.0f
-                                                                          : (float)(1 << (bits - 1));
+        offset = c->kind == CODE_BINARY    ? 0.5f
+                 : c->kind == CODE_TERNARY ? 1.0f
+                                           : (float)(1 << (bits - 1));
         rc = edit_tensor(rw, e, rw->tmp, "_offset", MP_DT_F32, 0, NULL, &offset, sizeof offset,
                          &off);
     }
@@ -777,14 +776,13 @@ static int emit_value(rw_t *rw, edit_t *e, const char *name, const char *value, 
             return rc;
         }
         if (c->dtype == orig) {
-            return edit_tensor(rw, e, value, NULL, orig, n_dims, shape, tq->data, tq->n_bytes,
-                               &q);
+            return edit_tensor(rw, e, value, NULL, orig, n_dims, shape, tq->data, tq->n_bytes, &q);
         }
         MP_RETURN_IF(c->dtype == MP_DT_BF16 && opset < 13, MP_EUNSUPPORTED,
                      "tensor '%s': BF16 needs opset 13 for Cast; the model has opset %lld", name,
                      (long long)opset);
-        rc = edit_tensor(rw, e, value, c->dtype == MP_DT_F16 ? "_fp16" : "_bf16", c->dtype,
-                         n_dims, shape, tq->data, tq->n_bytes, &q);
+        rc = edit_tensor(rw, e, value, c->dtype == MP_DT_F16 ? "_fp16" : "_bf16", c->dtype, n_dims,
+                         shape, tq->data, tq->n_bytes, &q);
         return rc < 0 ? rc : edit_cast(rw, e, q, value, orig);
     }
     if (c->kind == CODE_SHARE) {
@@ -858,8 +856,8 @@ static int emit_value(rw_t *rw, edit_t *e, const char *name, const char *value, 
         /* DequantizeLinear: per tensor with scalars, per axis (opset 13) with [rows] along 0 */
         const int sd = per_channel ? 1 : 0;
         static const int8_t zeros8[1];
-        rc = edit_tensor(rw, e, value, "_scale", MP_DT_F32, sd, &n_scale, ts->data, ts->n_bytes,
-                         &s);
+        rc =
+            edit_tensor(rw, e, value, "_scale", MP_DT_F32, sd, &n_scale, ts->data, ts->n_bytes, &s);
         if (rc == 0 && zpb == NULL) {
             /* an explicit zero point of the codes' type: some runtimes want it */
             int8_t *z = calloc((size_t)n_scale, 1);
@@ -868,8 +866,8 @@ static int emit_value(rw_t *rw, edit_t *e, const char *name, const char *value, 
                                          n_scale ? z : zeros8, (size_t)n_scale, &zp);
             free(z);
         } else if (rc == 0) {
-            rc = edit_tensor(rw, e, value, "_zero_point", qdt, sd, &n_scale, zpb,
-                             (size_t)n_scale, &zp);
+            rc = edit_tensor(rw, e, value, "_zero_point", qdt, sd, &n_scale, zpb, (size_t)n_scale,
+                             &zp);
         }
         in[0] = q;
         in[1] = s;
@@ -932,8 +930,7 @@ static const char *const TUCKER_PARTS[3] = {"_u_out", "_core", "_u_in"};
 
 /* The shapes of the factors (as mp__part_shapes): SVD w [m, n] ~ u [m, r] v [r, n]; Tucker-2
  * w [o, i, k…] ~ u_out [o, r_out], core [r_out, r_in, k…], u_in [r_in, i]. */
-static int part_shapes(const mp_tensor_t *t, const entry_t *en, int *pd,
-                       int64_t (*ps)[MP_MAX_DIMS])
+static int part_shapes(const mp_tensor_t *t, const entry_t *en, int *pd, int64_t (*ps)[MP_MAX_DIMS])
 {
     if (en->factored == 1) {
         pd[0] = pd[1] = 2;
@@ -979,7 +976,6 @@ static int emit_parts(rw_t *rw, edit_t *e, const char *name, const char *value,
     }
     return rc;
 }
-
 
 /* The weight rebuilt from its factors inside the graph, for consumers that cannot be rewired:
  * SVD: MatMul(u, v); Tucker-2: u_out (core as [r_out, r_in k]) -> [o, r_in, k] -> [o, k, r_in]
@@ -1048,8 +1044,7 @@ static int used_below(const mp__pb_msg_t *g, const char *value)
             }
             for (size_t k = 0; k < a->n; k++) {
                 const mp__pb_msg_t *sg = a->f[k].sub;
-                if ((a->f[k].num == ONNX_ATTR_G || a->f[k].num == ONNX_ATTR_GRAPHS) &&
-                    sg != NULL) {
+                if ((a->f[k].num == ONNX_ATTR_G || a->f[k].num == ONNX_ATTR_GRAPHS) && sg != NULL) {
                     for (size_t q = 0; q < sg->n; q++) {
                         if (sg->f[q].num == ONNX_GRAPH_NODE && sg->f[q].sub != NULL &&
                             input_index(sg->f[q].sub, value) != -1) {
@@ -1176,8 +1171,8 @@ static int copy_attr(mp__pb_msg_t *from, mp__pb_msg_t *to, const char *name)
 
 /* Split one consumer: it is rewritten in place to its first half, writing a fresh value, and
  * its second half is inserted after it writing the consumer's own output. */
-static int rewire_one(rw_t *rw, mp__pb_msg_t *g, size_t at, const char *value,
-                      const mp_tensor_t *t, const entry_t *en, const char **pv)
+static int rewire_one(rw_t *rw, mp__pb_msg_t *g, size_t at, const char *value, const mp_tensor_t *t,
+                      const entry_t *en, const char **pv)
 {
     mp__pb_msg_t *node = g->f[at].sub, *second = NULL, *first = NULL;
     const int in = input_index(node, value);
@@ -1247,8 +1242,8 @@ static int rewire_one(rw_t *rw, mp__pb_msg_t *g, size_t at, const char *value,
         /* the 1x1 kernels: the factors reshaped to [r_in, i, 1…] and [o, r_out, 1…] */
         if ((rc = edit_reshape(rw, &e2, pv[2], t->n_dims, sin, rw->tmp, "_u_in_kernel", &uin4)) <
                 0 ||
-            (rc = edit_reshape(rw, &e2, pv[0], t->n_dims, sout, rw->tmp, "_u_out_kernel",
-                               &uout4)) < 0) {
+            (rc = edit_reshape(rw, &e2, pv[0], t->n_dims, sout, rw->tmp, "_u_out_kernel", &uout4)) <
+                0) {
             edit_cleanup(&e2);
             free(bname);
             free(out);
@@ -1278,8 +1273,7 @@ static int rewire_one(rw_t *rw, mp__pb_msg_t *g, size_t at, const char *value,
         }
         /* the reshapes and the first 1x1 go right before the consumer */
         for (size_t i = 0; i < e2.n_t && rc == 0; i++) {
-            rc = mp__pb_insert_msg_take(g, 0, ONNX_GRAPH_INITIALIZER,
-                                        e2.t[i].msg);
+            rc = mp__pb_insert_msg_take(g, 0, ONNX_GRAPH_INITIALIZER, e2.t[i].msg);
             e2.t[i].msg = NULL;
             at++;
         }
@@ -1401,9 +1395,9 @@ static int place(rw_t *rw, const mp__onnx_weight_t *w, const char *value, edit_t
             e->t[i].msg = NULL;
             /* IR < 4: every initializer is also a graph input */
             if (rc == 0 && listed && rw->c->ir_version < 4) {
-                rc = mp__pb_add_msg_take(g, ONNX_GRAPH_INPUT,
-                                         value_info_msg(e->t[i].name, e->t[i].onnx_type,
-                                                        e->t[i].n_dims, e->t[i].dims));
+                rc = mp__pb_add_msg_take(
+                    g, ONNX_GRAPH_INPUT,
+                    value_info_msg(e->t[i].name, e->t[i].onnx_type, e->t[i].n_dims, e->t[i].dims));
             }
         }
         at = field_index(g, ONNX_GRAPH_NODE, NULL);
@@ -1455,10 +1449,9 @@ static int parse_code(const char *name, const json_t *j, code_t *c, mp_errctx_t 
         c->kind = CODE_INT;
         c->bits = (int)json_integer_value(bits);
         scheme = json_string_value(json_object_get(j, "scheme"));
-        MP_RETURN_IF(scheme == NULL || (strcmp(scheme, "symmetric") != 0 &&
-                                        strcmp(scheme, "asymmetric") != 0),
-                     MP_EFORMAT, REC ": tensor '%s': scheme must be symmetric or asymmetric",
-                     name);
+        MP_RETURN_IF(scheme == NULL ||
+                         (strcmp(scheme, "symmetric") != 0 && strcmp(scheme, "asymmetric") != 0),
+                     MP_EFORMAT, REC ": tensor '%s': scheme must be symmetric or asymmetric", name);
         c->asymmetric = strcmp(scheme, "asymmetric") == 0;
     }
     gran = json_string_value(json_object_get(j, "granularity"));
@@ -1508,8 +1501,7 @@ static int entry_parse(int version, const char *name, const json_t *spec, const 
     for (int d = 0; same && d < orig->n_dims; d++) {
         same = json_integer_value(json_array_get(shape, (size_t)d)) == orig->shape[d];
     }
-    MP_RETURN_IF(!same, MP_EFORMAT, REC ": tensor '%s': \"shape\" is not the weight's shape",
-                 name);
+    MP_RETURN_IF(!same, MP_EFORMAT, REC ": tensor '%s': \"shape\" is not the weight's shape", name);
     if ((rc = parse_code(name, json_object_get(spec, "code"), &en->code, err)) < 0) {
         return rc;
     }
@@ -1520,8 +1512,7 @@ static int entry_parse(int version, const char *name, const json_t *spec, const 
     dec = json_string_value(json_object_get(lr, "decomposition"));
     rank = json_object_get(lr, "rank");
     if (dec != NULL && strcmp(dec, "svd") == 0) {
-        MP_RETURN_IF(orig->n_dims != 2 || !json_is_integer(rank) ||
-                         json_integer_value(rank) < 1 ||
+        MP_RETURN_IF(orig->n_dims != 2 || !json_is_integer(rank) || json_integer_value(rank) < 1 ||
                          json_integer_value(rank) > orig->shape[0] ||
                          json_integer_value(rank) > orig->shape[1],
                      MP_EFORMAT, REC ": tensor '%s': bad SVD rank for its shape", name);
@@ -1566,8 +1557,7 @@ int mp_onnx_apply(const mp_model_t *onnx_in, const mp_model_t *compressed, mp_mo
     char *value = NULL;
     int version, rc = 0;
 
-    MP_RETURN_IF(onnx_out == NULL || compressed == NULL, MP_EINVAL,
-                 "mp_onnx_apply: NULL argument");
+    MP_RETURN_IF(onnx_out == NULL || compressed == NULL, MP_EINVAL, "mp_onnx_apply: NULL argument");
     *onnx_out = NULL;
     MP_RETURN_IF(cin == NULL, MP_EINVAL, "mp_onnx_apply: the input model is not ONNX");
     record = mp_model_get_meta(compressed, MP_META_KEY);
@@ -1593,7 +1583,8 @@ int mp_onnx_apply(const mp_model_t *onnx_in, const mp_model_t *compressed, mp_mo
         rc = mp__err_set(err, MP_ENOMEM, "out of memory collecting names");
         goto out;
     }
-    json_object_foreach(tensors, name, spec) {
+    json_object_foreach(tensors, name, spec)
+    {
         const mp_tensor_t *t = mp_model_find(work, name);
         const mp__onnx_weight_t *w;
         const char *pv[3] = {NULL, NULL, NULL}, *f32;
@@ -1607,8 +1598,7 @@ int mp_onnx_apply(const mp_model_t *onnx_in, const mp_model_t *compressed, mp_mo
             goto out;
         }
         MP_GOTO_IF(!mp_dtype_is_float(t->dtype), MP_EFORMAT,
-                   REC ": tensor '%s' is %s, not a float weight", name,
-                   mp_dtype_name(t->dtype));
+                   REC ": tensor '%s' is %s, not a float weight", name, mp_dtype_name(t->dtype));
         free(value);
         value = value_name(w);
         rw.tmp = fresh_name(&rw.names, "mp", "");
@@ -1680,9 +1670,9 @@ static int channel_axis(mp__pb_msg_t *node, int input, int n_dims)
 typedef struct desc {
     const mp_model_t *m;
     const mp__onnx_t *c;
-    char **values;               /* value name of each weight */
-    json_t **consumers;          /* array per weight */
-    int *axis;                   /* -2 unset, -1 unknown or disagreeing */
+    char **values;      /* value name of each weight */
+    json_t **consumers; /* array per weight */
+    int *axis;          /* -2 unset, -1 unknown or disagreeing */
     json_t *ops;
     size_t n_nodes;
 } desc_t;
@@ -1734,8 +1724,8 @@ static int describe_graph(desc_t *d, const mp__pb_msg_t *g)
                     }
                     const int ax = channel_axis(node, input, d->m->tensors[w].n_dims);
                     if (json_array_append_new(d->consumers[w],
-                                              json_pack("{s:s, s:s, s:i}", "op", ops, "node",
-                                                        nname, "input", input)) < 0) {
+                                              json_pack("{s:s, s:s, s:i}", "op", ops, "node", nname,
+                                                        "input", input)) < 0) {
                         free(ops);
                         free(nname);
                         return MP_ENOMEM;
@@ -1812,9 +1802,9 @@ int mp_onnx_describe(const mp_model_t *m, const mp_recipe_t *r, char **json, mp_
     producer = prod ? mp__pb_strdup(prod) : strdup("");
     MP_GOTO_IF(producer == NULL, MP_ENOMEM, "out of memory describing the model");
     root = json_pack("{s:s, s:I, s:I, s:s?, s:I, s:I, s:O, s:O}", "format", "onnx", "ir_version",
-                     (json_int_t)c->ir_version, "opset", (json_int_t)c->opset, "producer",
-                     producer, "nodes", (json_int_t)d.n_nodes, "parameters", (json_int_t)params,
-                     "operators", d.ops, "weights", weights);
+                     (json_int_t)c->ir_version, "opset", (json_int_t)c->opset, "producer", producer,
+                     "nodes", (json_int_t)d.n_nodes, "parameters", (json_int_t)params, "operators",
+                     d.ops, "weights", weights);
     MP_GOTO_IF(bad || root == NULL, MP_ENOMEM,
                "cannot describe the model: out of memory or a name that is not UTF-8");
     *json = json_dumps(root, JSON_COMPACT);

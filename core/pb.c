@@ -109,7 +109,7 @@ static int reserve(mp__pb_msg_t *m)
 
 static const char *wire_name(unsigned wire)
 {
-    static const char *names[8] = {"varint", "fixed64",   "length-delimited", "group start",
+    static const char *names[8] = {"varint",    "fixed64", "length-delimited", "group start",
                                    "group end", "fixed32", "6 (undefined)",    "7 (undefined)"};
     return names[wire & 7];
 }
@@ -122,8 +122,8 @@ int mp__pb_parse(const uint8_t *buf, size_t n, size_t base, int depth, mp__pb_ms
     int rc = 0;
 
     *out = NULL;
-    MP_RETURN_IF(depth > MP_PB_MAX_DEPTH, MP_ETOOBIG,
-                 "byte %zu: messages nested more than %d deep", base, MP_PB_MAX_DEPTH);
+    MP_RETURN_IF(depth > MP_PB_MAX_DEPTH, MP_ETOOBIG, "byte %zu: messages nested more than %d deep",
+                 base, MP_PB_MAX_DEPTH);
     m = mp__pb_msg_new();
     MP_GOTO_IF(m == NULL, MP_ENOMEM, "out of memory parsing protobuf");
     m->depth = depth;
@@ -147,8 +147,8 @@ int mp__pb_parse(const uint8_t *buf, size_t n, size_t base, int depth, mp__pb_ms
         switch (f.wire) {
         case MP_PB_VARINT:
             vr = mp__pb_varint(buf + pos, n - pos, &f.v, &used);
-            MP_GOTO_IF(vr == -1, MP_EFORMAT, "byte %zu: field %u: truncated varint",
-                       base + pos, f.num);
+            MP_GOTO_IF(vr == -1, MP_EFORMAT, "byte %zu: field %u: truncated varint", base + pos,
+                       f.num);
             MP_GOTO_IF(vr == -2, MP_EFORMAT, "byte %zu: field %u: varint longer than 10 bytes",
                        base + pos, f.num);
             pos += used;
@@ -157,8 +157,8 @@ int mp__pb_parse(const uint8_t *buf, size_t n, size_t base, int depth, mp__pb_ms
         case MP_PB_I32: {
             const size_t k = f.wire == MP_PB_I64 ? 8 : 4;
             MP_GOTO_IF(n - pos < k, MP_EFORMAT,
-                       "byte %zu: field %u: %zu-byte value but %zu bytes remain", base + pos,
-                       f.num, k, n - pos);
+                       "byte %zu: field %u: %zu-byte value but %zu bytes remain", base + pos, f.num,
+                       k, n - pos);
             for (size_t i = 0; i < k; i++) {
                 f.v |= (uint64_t)buf[pos + i] << (8 * i);
             }
@@ -167,8 +167,8 @@ int mp__pb_parse(const uint8_t *buf, size_t n, size_t base, int depth, mp__pb_ms
         }
         case MP_PB_LEN:
             vr = mp__pb_varint(buf + pos, n - pos, &len, &used);
-            MP_GOTO_IF(vr == -1, MP_EFORMAT, "byte %zu: field %u: truncated length",
-                       base + pos, f.num);
+            MP_GOTO_IF(vr == -1, MP_EFORMAT, "byte %zu: field %u: truncated length", base + pos,
+                       f.num);
             MP_GOTO_IF(vr == -2, MP_EFORMAT, "byte %zu: field %u: varint longer than 10 bytes",
                        base + pos, f.num);
             pos += used;
@@ -196,15 +196,15 @@ out:
     return rc;
 }
 
-int mp__pb_field_msg(mp__pb_field_t *f, int parent_depth, const char *what,
-                     mp__pb_msg_t **out, mp_errctx_t *err)
+int mp__pb_field_msg(mp__pb_field_t *f, int parent_depth, const char *what, mp__pb_msg_t **out,
+                     mp_errctx_t *err)
 {
     int rc;
 
     *out = NULL;
     if (f->sub == NULL) {
-        MP_RETURN_IF(f->wire != MP_PB_LEN, MP_EFORMAT,
-                     "%s (field %u) is a %s, not a message", what, f->num, wire_name(f->wire));
+        MP_RETURN_IF(f->wire != MP_PB_LEN, MP_EFORMAT, "%s (field %u) is a %s, not a message", what,
+                     f->num, wire_name(f->wire));
         rc = mp__pb_parse(f->data, f->len, f->off, parent_depth + 1, &f->sub, err);
         if (rc < 0) {
             return rc;
@@ -505,8 +505,7 @@ static uint8_t *msg_write(const mp__pb_msg_t *m, uint8_t *p, int reencode)
     return p;
 }
 
-int mp__pb_encode(mp__pb_msg_t *m, int reencode, uint8_t **out, size_t *n_bytes,
-                  mp_errctx_t *err)
+int mp__pb_encode(mp__pb_msg_t *m, int reencode, uint8_t **out, size_t *n_bytes, mp_errctx_t *err)
 {
     uint8_t *buf, *end;
 

@@ -240,14 +240,14 @@ static buf_t reference_model(int64_t ir, int64_t opset)
     f_msg(&g, 5, &t);
 
     a[0] = attr_int("transB", 0);
-    n = node("Gemm", "gemm", (const char *[]){"X", "W", "B", NULL}, (const char *[]){"Y", NULL},
-             a, 1);
+    n = node("Gemm", "gemm", (const char *[]){"X", "W", "B", NULL}, (const char *[]){"Y", NULL}, a,
+             1);
     f_msg(&g, 1, &n);
     n = node("MatMul", "mm", (const char *[]){"X2", "W", NULL}, (const char *[]){"Z", NULL}, NULL,
              0);
     f_msg(&g, 1, &n);
-    n = node("Frobnicate", "custom", (const char *[]){"Z", NULL}, (const char *[]){"F", NULL},
-             NULL, 0);
+    n = node("Frobnicate", "custom", (const char *[]){"Z", NULL}, (const char *[]){"F", NULL}, NULL,
+             0);
     f_str(&n, 7, "com.example");
     f_msg(&g, 1, &n);
     t = tensor_raw("", 1, 2, d22, c4, sizeof c4);
@@ -440,11 +440,11 @@ END_TEST
  * re-encoding every message gives the minimal form instead. */
 START_TEST(test_pass_through)
 {
-    const uint8_t in[] = {0x88, 0x00, 0x05,                  /* field 1 with a 2-byte tag */
+    const uint8_t in[] = {0x88, 0x00, 0x05,                   /* field 1 with a 2-byte tag */
                           0xba, 0x3e, 0x03, 0x08, 0x81, 0x00, /* field 999: {1: non-minimal} */
-                          0x15, 0x01, 0x02, 0x03, 0x04};     /* field 2, fixed32 */
-    const uint8_t minimal[] = {0x08, 0x05, 0xba, 0x3e, 0x02, 0x08, 0x01,
-                               0x15, 0x01, 0x02, 0x03, 0x04};
+                          0x15, 0x01, 0x02, 0x03, 0x04};      /* field 2, fixed32 */
+    const uint8_t minimal[] = {0x08, 0x05, 0xba, 0x3e, 0x02, 0x08,
+                               0x01, 0x15, 0x01, 0x02, 0x03, 0x04};
     mp__pb_msg_t *m = NULL, *sub;
     uint8_t *out = NULL;
     size_t n = 0;
@@ -467,8 +467,8 @@ END_TEST
 /* An edit re-encodes the messages on its path only: the sibling keeps its odd encoding. */
 START_TEST(test_edit_replaces_only_what_changed)
 {
-    const uint8_t in[] = {0x0a, 0x02, 0x08, 0x07,              /* field 1: {1: 7} */
-                          0x12, 0x03, 0x08, 0x81, 0x00};      /* field 2: {1: non-minimal 1} */
+    const uint8_t in[] = {0x0a, 0x02, 0x08, 0x07,               /* field 1: {1: 7} */
+                          0x12, 0x03, 0x08, 0x81, 0x00};        /* field 2: {1: non-minimal 1} */
     const uint8_t want[] = {0x0a, 0x04, 0x08, 0x07, 0x10, 0x2a, /* field 1: {1: 7, 2: 42} */
                             0x12, 0x03, 0x08, 0x81, 0x00};
     mp__pb_msg_t *m = NULL, *a, *b;
@@ -621,7 +621,8 @@ START_TEST(test_load_refusals)
 }
 END_TEST
 
-/* ---- hostile files (RELIABILITY.md items 5-7) ------------------------------------------------- */
+/* ---- hostile files (RELIABILITY.md items 5-7) -------------------------------------------------
+ */
 
 START_TEST(test_raw_data_length)
 {
@@ -677,9 +678,9 @@ START_TEST(test_typed_values)
     f_str(&t, 8, "three");
     f_bytes(&t, 4, (const float[]){1, 2, 3}, 12);
     b = model_with_tensor(&t);
-    expect_fail(&b, MP_EFORMAT,
-                (const char *[]){"tensor 'three': 3 values stored, but its dims give 2 elements",
-                                 NULL});
+    expect_fail(
+        &b, MP_EFORMAT,
+        (const char *[]){"tensor 'three': 3 values stored, but its dims give 2 elements", NULL});
     /* raw_data and float_data both */
     t = tensor_raw("both", 1, 1, d2, one, sizeof one);
     f_bytes(&t, 4, one, sizeof one);
@@ -692,16 +693,16 @@ START_TEST(test_typed_values)
     f_str(&t, 8, "big");
     f_varint(&t, 5, 300);
     b = model_with_tensor(&t);
-    expect_fail(&b, MP_EFORMAT, (const char *[]){"tensor 'big': value 0 (300) does not fit I8",
-                                                 NULL});
+    expect_fail(&b, MP_EFORMAT,
+                (const char *[]){"tensor 'big': value 0 (300) does not fit I8", NULL});
     /* packed float_data not a multiple of 4 bytes */
     f_varint(&t, 1, 1);
     f_varint(&t, 2, 1);
     f_str(&t, 8, "ragged");
     f_bytes(&t, 4, one, 5);
     b = model_with_tensor(&t);
-    expect_fail(&b, MP_EFORMAT, (const char *[]){"tensor 'ragged': packed field 4 of 5 bytes",
-                                                 NULL});
+    expect_fail(&b, MP_EFORMAT,
+                (const char *[]){"tensor 'ragged': packed field 4 of 5 bytes", NULL});
     /* nine dims */
     for (int i = 0; i < 9; i++) {
         f_varint(&t, 1, 1);
@@ -765,9 +766,9 @@ START_TEST(test_versions)
 {
     buf_t b = reference_model(2, 13);
 
-    expect_fail(&b, MP_EUNSUPPORTED,
-                (const char *[]){"ONNX IR version 2 is not supported (versions 3 to 10 are)",
-                                 NULL});
+    expect_fail(
+        &b, MP_EUNSUPPORTED,
+        (const char *[]){"ONNX IR version 2 is not supported (versions 3 to 10 are)", NULL});
     b = reference_model(11, 13);
     expect_fail(&b, MP_EUNSUPPORTED, (const char *[]){"ONNX IR version 11", NULL});
     b = reference_model(8, 6);
@@ -882,7 +883,8 @@ START_TEST(test_mutations)
 }
 END_TEST
 
-/* ---- describe --------------------------------------------------------------------------------- */
+/* ---- describe ---------------------------------------------------------------------------------
+ */
 
 START_TEST(test_describe)
 {
@@ -900,14 +902,15 @@ START_TEST(test_describe)
     ck_assert_int_eq(json_integer_value(json_object_get(j, "ir_version")), 8);
     ck_assert_int_eq(json_integer_value(json_object_get(j, "opset")), 13);
     ck_assert_int_eq(json_integer_value(json_object_get(j, "nodes")), 7);
-    ck_assert_int_eq(json_integer_value(json_object_get(j, "parameters")), 6 + 3 + 2 + 2 + 1 + 1 +
-                                                                            4 + 4 + 2 + 2);
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "parameters")),
+                     6 + 3 + 2 + 2 + 1 + 1 + 4 + 4 + 2 + 2);
     ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(j, "operators"),
                                                         "com.example.Frobnicate")),
                      1);
     ck_assert_int_eq(
         json_integer_value(json_object_get(json_object_get(j, "operators"), "Constant")), 3);
-    json_array_foreach(json_object_get(j, "weights"), i, w) {
+    json_array_foreach(json_object_get(j, "weights"), i, w)
+    {
         const char *name = json_string_value(json_object_get(w, "name"));
         if (strcmp(name, "W") == 0) {
             /* shared by Gemm (input 1, transB 0) and MatMul (input 1): outputs on axis 1 */
@@ -933,7 +936,8 @@ START_TEST(test_describe)
 }
 END_TEST
 
-/* ---- rewrites --------------------------------------------------------------------------------- */
+/* ---- rewrites ---------------------------------------------------------------------------------
+ */
 
 /* A compressed model in the pipeline's output form: tensors plus the record. */
 static mp_model_t *compressed(const char *record)
@@ -1069,8 +1073,13 @@ START_TEST(test_apply_int8_per_axis)
     ck_assert_int_eq(node_attr(ctx->graph, 0, "axis"), 0);
     /* the unknown operator's node is in the output byte for byte */
     ck_assert_int_eq(mp_onnx_encode(out, &bytes, &n, NULL), 0);
-    ck_assert_ptr_nonnull(memmem(bytes, n, "\x0a\x01Z\x12\x01" "F\x1a\x06" "custom\x22\x0a"
-                                           "Frobnicate\x3a\x0b" "com.example", 39));
+    ck_assert_ptr_nonnull(memmem(bytes, n,
+                                 "\x0a\x01Z\x12\x01"
+                                 "F\x1a\x06"
+                                 "custom\x22\x0a"
+                                 "Frobnicate\x3a\x0b"
+                                 "com.example",
+                                 39));
     free(bytes);
     mp_model_free(out);
     free(b.p);
@@ -1131,10 +1140,10 @@ START_TEST(test_apply_constant_and_ir3)
     out = apply(&b, c, 0, NULL);
     ctx = mp__onnx_ctx(out);
     graph_text(ctx->graph, text, sizeof text);
-    ck_assert_msg(strstr(text, "Frobnicate(Z)->F; Constant()->C_quantized; Constant()->C_scale; "
-                               "Constant()->C_zero_point; "
-                               "DequantizeLinear(C_quantized,C_scale,C_zero_point)->C; If(P)->R") !=
-                      NULL,
+    ck_assert_msg(strstr(text,
+                         "Frobnicate(Z)->F; Constant()->C_quantized; Constant()->C_scale; "
+                         "Constant()->C_zero_point; "
+                         "DequantizeLinear(C_quantized,C_scale,C_zero_point)->C; If(P)->R") != NULL,
                   "%s", text);
     ck_assert_int_eq(node_attr(ctx->graph, 0, "axis"), -99);
     ck_assert_int_eq(find(out, "C_scale")->n_dims, 0);
@@ -1173,8 +1182,9 @@ START_TEST(test_apply_share_fp16_prune)
     out = apply(&b, c, 0, NULL);
     ctx = mp__onnx_ctx(out);
     graph_text(ctx->graph, text, sizeof text);
-    ck_assert_msg(starts_with(text, "Cast(W_indices)->mp_indices; Gather(W_codebook,mp_indices)->W; "),
-                  "%s", text);
+    ck_assert_msg(
+        starts_with(text, "Cast(W_indices)->mp_indices; Gather(W_codebook,mp_indices)->W; "), "%s",
+        text);
     ck_assert_int_eq(node_attr(ctx->graph, 0, "to"), 6);
     ck_assert_msg(strstr(text, "Constant()->C_fp16; Cast(C_fp16)->C; If(P)->R") != NULL, "%s",
                   text);
@@ -1301,9 +1311,9 @@ START_TEST(test_apply_packed)
     add(c, "W_zero_point", MP_DT_I32, 1, d2, (const int32_t[]){3, 4});
     out = apply(&b, c, 0, NULL);
     graph_text(mp__onnx_ctx(out)->graph, text, sizeof text);
-    ck_assert_msg(strstr(text, "Slice(mp_stream)->mp_cut; Reshape(mp_cut,mp_shape_3)->mp_codebits;") !=
-                      NULL,
-                  "%s", text);
+    ck_assert_msg(
+        strstr(text, "Slice(mp_stream)->mp_cut; Reshape(mp_cut,mp_shape_3)->mp_codebits;") != NULL,
+        "%s", text);
     ck_assert_msg(strstr(text, "Cast(W_zero_point)->mp_zp; Sub(mp_matrix,mp_zp)->mp_centred;") !=
                       NULL,
                   "%s", text);
@@ -1383,8 +1393,8 @@ START_TEST(test_apply_tucker_and_fallback)
         a[0] = st;
         a[1] = pads;
     }
-    n = node("Conv", "conv", (const char *[]){"X", "K", "Bc", NULL}, (const char *[]){"Y", NULL},
-             a, 2);
+    n = node("Conv", "conv", (const char *[]){"X", "K", "Bc", NULL}, (const char *[]){"Y", NULL}, a,
+             2);
     f_msg(&g, 1, &n);
     n = node("MatMul", NULL, (const char *[]){"Y2", "M", NULL}, (const char *[]){"Z", NULL}, NULL,
              0);
@@ -1397,11 +1407,12 @@ START_TEST(test_apply_tucker_and_fallback)
     f_msg(&g, 1, &n);
     buf_t b = model(8, 13, &g);
 
-    mp_model_t *c = compressed("{\"version\":2,\"tensors\":{"
-                               "\"K\":{\"shape\":[4,3,3,3],\"code\":{\"kind\":\"raw\",\"dtype\":"
-                               "\"F32\"},\"lowrank\":{\"decomposition\":\"tucker2\",\"rank\":[2,2]}},"
-                               "\"M\":{\"shape\":[2,3],\"code\":{\"kind\":\"raw\",\"dtype\":"
-                               "\"F32\"},\"lowrank\":{\"decomposition\":\"svd\",\"rank\":1}}}}");
+    mp_model_t *c =
+        compressed("{\"version\":2,\"tensors\":{"
+                   "\"K\":{\"shape\":[4,3,3,3],\"code\":{\"kind\":\"raw\",\"dtype\":"
+                   "\"F32\"},\"lowrank\":{\"decomposition\":\"tucker2\",\"rank\":[2,2]}},"
+                   "\"M\":{\"shape\":[2,3],\"code\":{\"kind\":\"raw\",\"dtype\":"
+                   "\"F32\"},\"lowrank\":{\"decomposition\":\"svd\",\"rank\":1}}}}");
     {
         const int64_t d42[] = {4, 2}, dc[] = {2, 2, 3, 3}, d23b[] = {2, 3}, d21[] = {2, 1},
                       d13[] = {1, 3};
@@ -1415,13 +1426,13 @@ START_TEST(test_apply_tucker_and_fallback)
     mp_model_t *out = apply(&b, c, 0, NULL);
     mp__onnx_t *ctx = mp__onnx_ctx(out);
     graph_text(ctx->graph, text, sizeof text);
-    ck_assert_msg(strcmp(text, "MatMul(M_u,M_v)->M; "
-                               "Reshape(K_u_in,mp_shape)->mp_u_in_kernel; "
-                               "Reshape(K_u_out,mp_shape_2)->mp_u_out_kernel; "
-                               "Conv(X,mp_u_in_kernel)->mp_reduced; Conv(mp_reduced,K_core)->mp_partial; "
-                               "Conv(mp_partial,mp_u_out_kernel,Bc)->Y; MatMul(Y2,M)->Z; Loop(,)->L") ==
-                      0,
-                  "%s", text);
+    ck_assert_msg(
+        strcmp(text, "MatMul(M_u,M_v)->M; "
+                     "Reshape(K_u_in,mp_shape)->mp_u_in_kernel; "
+                     "Reshape(K_u_out,mp_shape_2)->mp_u_out_kernel; "
+                     "Conv(X,mp_u_in_kernel)->mp_reduced; Conv(mp_reduced,K_core)->mp_partial; "
+                     "Conv(mp_partial,mp_u_out_kernel,Bc)->Y; MatMul(Y2,M)->Z; Loop(,)->L") == 0,
+        "%s", text);
     /* the kxk Conv keeps strides and pads; the 1x1 ones have none */
     for (size_t i = 0, k2 = 0; i < ctx->graph->n; i++) {
         mp__pb_msg_t *nd = ctx->graph->f[i].sub;
@@ -1447,7 +1458,8 @@ START_TEST(test_apply_tucker_and_fallback)
 }
 END_TEST
 
-/* ---- out of memory ---------------------------------------------------------------------------- */
+/* ---- out of memory ----------------------------------------------------------------------------
+ */
 
 #if !defined(__SANITIZE_ADDRESS__)
 /* A failing allocator: while chaos_left >= 0, the allocation after chaos_left more fails.
@@ -1568,15 +1580,15 @@ START_TEST(test_out_of_memory)
             }
             /* jansson reports some failed allocations as a syntax error of the text it
              * was reading (see check_safetensors.c): accepted for the record only */
-            ck_assert_msg(rc == 0 || rc == MP_ENOMEM ||
-                              (rc == MP_EFORMAT &&
-                               starts_with(err.msg, "metadata 'modelpress': not JSON")),
-                          "form %d, allocation %ld: rc %d: %s", which, k, rc, err.msg);
+            ck_assert_msg(
+                rc == 0 || rc == MP_ENOMEM ||
+                    (rc == MP_EFORMAT && starts_with(err.msg, "metadata 'modelpress': not JSON")),
+                "form %d, allocation %ld: rc %d: %s", which, k, rc, err.msg);
             /* (describe's JSON comes from jansson, which can lose a key of an object it was
              * writing when an allocation fails: only the graph's bytes are held to this) */
             if (rc == 0 && which != 3) {
-                ck_assert_msg(n_got == n_want, "form %d, allocation %ld: %zu bytes, not %zu",
-                              which, k, n_got, n_want);
+                ck_assert_msg(n_got == n_want, "form %d, allocation %ld: %zu bytes, not %zu", which,
+                              k, n_got, n_want);
                 ck_assert_mem_eq(got, want, n_want);
             }
             n_nomem += rc == MP_ENOMEM;
