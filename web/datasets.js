@@ -1,11 +1,13 @@
 // datasets.js — evaluation and calibration data on the server: the list and an upload.
 //
-// GET /datasets lists them; POST /datasets takes one file (multipart field "dataset": .npz or
-// .npy, or safetensors with tensors x and y) with the same upload progress bar as a model.
-// A server without the datasets API answers 404, and the page says so instead of failing.
+// GET /datasets lists them (with what the server's validation found: format, samples, input
+// shape, classes); POST /datasets takes one file (multipart field "dataset": .npz or .npy, or
+// safetensors with tensors x and y, and an optional "name") with the same upload progress bar
+// as a model; DELETE /datasets/<id> stops keeping one (two clicks). A server without the
+// datasets API answers 404, and the page says so instead of failing.
 
-import { getJSON, upload } from "./api.js";
-import { el, fmtBytes, fmtTime, progressBar, notice } from "./ui.js";
+import { getJSON, upload, del } from "./api.js";
+import { el, fmtBytes, fmtTime, progressBar, notice, confirmButton } from "./ui.js";
 
 function shape(s) {
   return Array.isArray(s) ? s.join("×") : s === undefined || s === null ? "—" : String(s);
@@ -15,6 +17,7 @@ export function render(main) {
   let stopped = false;
   const listBox = el("div", { id: "datasets-list" }, el("p", { class: "muted" }, "Loading…"));
   const fileInput = el("input", { type: "file", id: "dataset-upload", name: "dataset", accept: ".npz,.npy,.safetensors", required: true });
+  const nameInput = el("input", { type: "text", id: "dataset-name", name: "name", placeholder: "the file's name", autocomplete: "off" });
   const bar = progressBar(0, "upload progress");
   const barText = el("span", { class: "muted small" });
   const progress = el("div", { class: "upload", hidden: true }, bar, barText);
@@ -26,6 +29,7 @@ export function render(main) {
     el("h2", {}, "Upload a dataset"),
     el("p", { class: "muted small" }, "A .npz with arrays x (inputs, first axis = samples) and y (integer labels), a .npy, or safetensors with tensors x and y."),
     el("div", { class: "field" }, el("label", { for: "dataset-upload" }, "Dataset file"), fileInput),
+    el("div", { class: "field" }, el("label", { for: "dataset-name" }, "Name (optional)"), nameInput),
     el("div", { class: "submit-row" }, button, progress),
     msg,
   );
@@ -56,14 +60,14 @@ export function render(main) {
       }
       return undefined;
     };
-    const head = ["Name", "Samples", "Input shape", "Classes", "Size", "Owner", "Uploaded", "Id"];
+    const head = ["Name", "Format", "Samples", "Input shape", "Classes", "Size", "Owner", "Uploaded", "Id", ""];
     listBox.replaceChildren(
       el(
         "div",
         { class: "table-wrap" },
         el(
           "table",
-          { class: "datasets" },
+          { class: "datasets cards" },
           el("thead", {}, el("tr", {}, head.map((h) => el("th", { scope: "col" }, h)))),
           el(
             "tbody",
@@ -73,13 +77,26 @@ export function render(main) {
                 "tr",
                 { "data-dataset": d.id },
                 el("td", { "data-label": "Name", class: "dataset-name" }, d.name || "—"),
+                el("td", { "data-label": "Format" }, pick(d, "format") ?? "—"),
                 el("td", { "data-label": "Samples", class: "num" }, pick(d, "n_samples", "samples") ?? "—"),
                 el("td", { "data-label": "Input shape" }, shape(pick(d, "x_shape", "shape"))),
                 el("td", { "data-label": "Classes", class: "num" }, pick(d, "n_classes", "classes") ?? "—"),
                 el("td", { "data-label": "Size", class: "num" }, fmtBytes(d.bytes)),
                 el("td", { "data-label": "Owner" }, d.owner || "—"),
                 el("td", { "data-label": "Uploaded" }, fmtTime(d.created_at)),
-                el("td", { "data-label": "Id", class: "mono small" }, d.id ? String(d.id).slice(0, 12) : "—"),
+                el("td", { "data-label": "Id", class: "mono small", title: d.id || "" }, d.id ? String(d.id).slice(0, 12) : "—"),
+                el(
+                  "td",
+                  {},
+                  confirmButton("Delete", "Click again to delete", "danger delete small", async () => {
+                    try {
+                      await del("/datasets/" + encodeURIComponent(d.id));
+                      load();
+                    } catch (e) {
+                      msg.replaceChildren(notice("error", "Cannot delete the dataset: " + e.message));
+                    }
+                  }),
+                ),
               ),
             ),
           ),
@@ -97,6 +114,7 @@ export function render(main) {
       return;
     }
     const data = new FormData();
+    if (nameInput.value.trim()) data.append("name", nameInput.value.trim());
     data.append("dataset", file, file.name);
     button.disabled = true;
     progress.hidden = false;

@@ -24,39 +24,11 @@ import {
   stateBadge,
   progressBar,
   notice,
+  confirmButton,
 } from "./ui.js";
 
 const POLL_MS = 1000;
 const ACTIVE = new Set(["queued", "running"]);
-
-// A button that asks for a second click within 5 s before it acts.
-function confirmButton(label, confirmLabel, cls, action) {
-  const b = el("button", { type: "button", class: "button " + cls }, label);
-  let armed = null;
-  b.addEventListener("click", async () => {
-    if (!armed) {
-      b.textContent = confirmLabel;
-      b.classList.add("armed");
-      armed = setTimeout(() => {
-        armed = null;
-        b.textContent = label;
-        b.classList.remove("armed");
-      }, 5000);
-      return;
-    }
-    clearTimeout(armed);
-    armed = null;
-    b.disabled = true;
-    try {
-      await action();
-    } finally {
-      b.disabled = false;
-      b.textContent = label;
-      b.classList.remove("armed");
-    }
-  });
-  return b;
-}
 
 function stat(label, value, key) {
   return el("div", { class: "stat", "data-stat": key }, el("div", { class: "stat-label" }, label), el("div", { class: "stat-value" }, value));
@@ -268,6 +240,9 @@ export function render(main, id) {
       el("p", {}, recipeSummary(job.recipe)),
       el("pre", { class: "json" }, JSON.stringify(job.recipe, null, 2)),
       el("p", { class: "muted small mono" }, "model sha256 " + (model.sha256 || "—")),
+      job.dataset && job.dataset.id
+        ? el("p", { class: "muted small mono", id: "job-dataset" }, "dataset ", el("a", { href: "#/datasets", title: job.dataset.id }, String(job.dataset.id).slice(0, 12)))
+        : null,
     );
     const blocks = [summary(job)];
     const stages = stagesChart(m);

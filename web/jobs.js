@@ -100,7 +100,7 @@ export function render(main, params) {
   const tbody = el("tbody", { id: "jobs-body" });
   const table = el(
     "table",
-    { class: "jobs" },
+    { class: "jobs cards" },
     el(
       "thead",
       {},

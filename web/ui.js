@@ -184,3 +184,32 @@ export function progressBar(fraction, label) {
 export function notice(kind, ...children) {
   return el("div", { class: "notice " + kind, role: kind === "error" ? "alert" : "status" }, ...children);
 }
+
+// A button that asks for a second click within 5 s before it acts.
+export function confirmButton(label, confirmLabel, cls, action) {
+  const b = el("button", { type: "button", class: "button " + cls }, label);
+  let armed = null;
+  b.addEventListener("click", async () => {
+    if (!armed) {
+      b.textContent = confirmLabel;
+      b.classList.add("armed");
+      armed = setTimeout(() => {
+        armed = null;
+        b.textContent = label;
+        b.classList.remove("armed");
+      }, 5000);
+      return;
+    }
+    clearTimeout(armed);
+    armed = null;
+    b.disabled = true;
+    try {
+      await action();
+    } finally {
+      b.disabled = false;
+      b.textContent = label;
+      b.classList.remove("armed");
+    }
+  });
+  return b;
+}

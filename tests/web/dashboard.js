@@ -1,8 +1,10 @@
 // dashboard.js — the dashboard driven in Debian's Chromium (headless) by playwright-core,
 // against a real modelpressd that test_dashboard.sh started on loopback.
 //
-//   node dashboard.js open URL ART FIXTURE BIG XSS   auth off: submit, succeed, charts,
-//                                                     filters, a refused recipe, cancel, XSS
+//   node dashboard.js open URL ART FIXTURE BIG XSS DATA
+//                                                     auth off: submit, succeed, charts,
+//                                                     filters, a refused recipe, cancel, XSS,
+//                                                     datasets (where the server has them)
 //   node dashboard.js auth URL ART FIXTURE TOKEN      auth on: the token prompt, then the same
 //                                                     form, charts and a download with it
 // Every figure the page shows is compared with what the API says (GET /jobs/<id>, /report),
@@ -155,7 +157,7 @@ async function checkTensorCharts(page, report, label) {
   }
 }
 
-async function phaseOpen(page, dialogs, fixture, big, xss) {
+async function phaseOpen(page, dialogs, fixture, big, xss, data) {
   // ---- the fixture with the int8 preset, through the form ----------------------------------
   await page.goto(URL_ + "/#/submit");
   await page.waitForSelector("#recipe");
@@ -354,6 +356,60 @@ async function phaseOpen(page, dialogs, fixture, big, xss) {
   await page.waitForTimeout(500);
   check(dialogs.length === 0, "no dialog ever opened", dialogs);
 
+  // ---- datasets: the page is there when the server has the API ------------------------------
+  const dsBefore = await api("/datasets");
+  await page.goto(URL_ + "/#/datasets");
+  if (dsBefore.status === 404) {
+    await page.waitForSelector("#datasets-list .notice.error");
+    check((await page.textContent("#datasets-list")).startsWith("This server does not keep datasets"), "without the datasets API the page says so");
+    check(!(await page.isVisible('#nav a[data-page="datasets"]')), "and the navigation does not offer it");
+  } else {
+    check(await page.isVisible('#nav a[data-page="datasets"]'), "the navigation offers the datasets page");
+    await page.setInputFiles("#dataset-upload", data);
+    await page.fill("#dataset-name", "<b>eval</b> set");
+    await page.click("#dataset-form button[type=submit]");
+    await page.waitForSelector("#dataset-msg .notice.ok", { timeout: 60000 });
+    const list = (await api("/datasets")).body.datasets;
+    const d = list.find((x) => x.name === "<b>eval</b> set");
+    check(d !== undefined && d.samples === 64, "the dataset went up through the page, named as typed", list);
+    await page.waitForSelector(`tr[data-dataset="${d.id}"]`);
+    const cells = await page.$$eval(`tr[data-dataset="${d.id}"] td`, (td) => td.map((c) => c.textContent));
+    check(
+      JSON.stringify(cells.slice(0, 5)) === JSON.stringify(["<b>eval</b> set", d.format, "64", d.x_shape.join("×"), String(d.n_classes)]),
+      "the list shows its name (as text), format, samples, input shape and classes",
+      cells,
+    );
+    await shot(page, "datasets-desktop", DESKTOP);
+    await shot(page, "datasets-phone", PHONE);
+    await page.goto(URL_ + "/#/submit");
+    await page.waitForSelector(`#dataset-id option[value="${d.id}"]`, { state: "attached" });
+    check(await page.isVisible("#dataset-id"), "the submit page offers the stored dataset");
+  }
+
+  // ---- paging: 20 jobs a page, newest first ----------------------------------------------------
+  const small = fs.readFileSync(xss);
+  const statuses = [];
+  for (let i = 0; i < 18; i++) {
+    const form = new FormData();
+    form.append("recipe", '{"steps":[{"quantize":{"bits":8}}]}');
+    form.append("model", new Blob([small]), `page-${String(i).padStart(2, "0")}.safetensors`);
+    statuses.push((await fetch(URL_ + "/jobs", { method: "POST", body: form })).status);
+  }
+  check(statuses.every((s) => s === 202), "18 more jobs for paging accepted", statuses);
+  const total = (await api("/jobs")).body.total;
+  await page.goto(URL_ + "/#/jobs");
+  await page.waitForSelector("#page-info");
+  const firstPage = await page.$$eval("tr.job-row .model-name", (a) => a.map((x) => x.textContent));
+  check(
+    firstPage.length === 20 && firstPage[0] === "page-17.safetensors" && (await page.textContent("#page-info")) === `1–20 of ${total} · page 1 of 2`,
+    "page 1: the 20 newest jobs",
+    [firstPage.length, firstPage[0], total],
+  );
+  await page.click('.pager a[rel="next"]');
+  await page.waitForFunction(() => (document.querySelector("#page-info") || {}).textContent?.includes("page 2 of 2"));
+  const secondPage = await page.$$eval("tr.job-row", (tr) => tr.map((x) => x.dataset.job));
+  check(secondPage.length === total - 20 && page.url().endsWith("#/jobs?page=2"), "page 2: the rest, and the page is in the URL", [secondPage.length, total]);
+
   // ---- delete a finished job from its page --------------------------------------------------
   await page.goto(URL_ + "/#/jobs/" + idB);
   await waitState(page, ["canceled"]);
@@ -427,7 +483,7 @@ async function phaseAuth(ctx, page, fixture, tok) {
     const page = ctx.pages()[0] || (await ctx.newPage());
     page.setDefaultTimeout(30000);
     watch(page, problems, dialogs);
-    if (phase === "open") await phaseOpen(page, dialogs, rest[0], rest[1], rest[2]);
+    if (phase === "open") await phaseOpen(page, dialogs, rest[0], rest[1], rest[2], rest[3]);
     else if (phase === "auth") await phaseAuth(ctx, page, rest[0], rest[1]);
     else throw new Error("unknown phase " + phase);
     check(dialogs.length === 0, phase + ": no JavaScript dialog", dialogs);

@@ -9,6 +9,7 @@
 #   tensors), in proportion to the report's values; the jobs page row and its filters; the
 #   server's 400 for bits=33 shown next to the editor; a big model (make_model.py, 8 × 1024 ×
 #   1024) made to run, a second one canceled while it waits, then the running one canceled;
+#   where the server has the datasets API, a dataset uploaded through its page and listed;
 #   a model named `<img src=x onerror=alert(2)>.safetensors` with tensors named
 #   `<img src=x onerror=alert(1)>` and `</title><svg onload=alert(3)>` shown as text, no
 #   element made from them and no dialog;
@@ -93,12 +94,20 @@ with open(sys.argv[1], "wb") as f:
     f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
 EOF
 
+# A small dataset for the datasets page: 64 samples of 784 inputs, labels 0-9.
+"$MP_PYTHON" -c '
+import sys, numpy as np
+rng = np.random.default_rng(3)
+np.savez(sys.argv[1], x=rng.standard_normal((64, 784)).astype(np.float32), y=np.arange(64) % 10)
+' "$T/data.npz" || mp_fail "cannot write the dataset"
+
 rm -rf "$ART"
 mkdir -p "$ART" || mp_fail "cannot create $ART"
 
 # ---- auth off ------------------------------------------------------------------------------
 mp_start_daemon "$T/state" --workers 1 --web-dir "$top_srcdir/web"
-node "$HERE/dashboard.js" open "$MP_URL" "$ART" "$FIXTURE" "$T/big.safetensors" "$T/xss.safetensors" ||
+node "$HERE/dashboard.js" open "$MP_URL" "$ART" "$FIXTURE" "$T/big.safetensors" "$T/xss.safetensors" \
+    "$T/data.npz" ||
     mp_fail "the dashboard in Chromium (auth off); screenshots in $ART"
 mp_stop_daemon || mp_fail "modelpressd exited with status $MP_DAEMON_STATUS on SIGTERM"
 
