@@ -92,7 +92,7 @@ enum MHD_Result api__send_json(struct api_req *req, struct MHD_Connection *conn,
 
 /* ---- one request ---- */
 
-typedef enum { REQ_OTHER = 0, REQ_POST_JOBS } api_req_kind_t;
+typedef enum { REQ_OTHER = 0, REQ_POST_JOBS, REQ_ANSWERED } api_req_kind_t;
 
 typedef struct api_req {
     api_t *api;

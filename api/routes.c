@@ -1,9 +1,9 @@
 /* routes.c — the HTTP routes of modelpressd and the JSON shape of a job.
  *
  * api_handle_cb is libmicrohttpd's access handler: the first call for a request creates its
- * api_req_t and routes it; POST /jobs then streams its body through upload.c; every other
- * route answers at once. Errors are {"error":{"code","message"}} with the status from
- * errors.c's table. Handlers run on the loop thread and read the db directly.
+ * api_req_t; uploads (POST) are routed at once and stream their bodies through upload.c, every
+ * other route answers when the request is complete. Errors are {"error":{"code","message"}} with
+ * the status from errors.c's table. Handlers run on the loop thread and read the db directly.
  */
 #include "api/api_int.h"
 
@@ -402,9 +402,12 @@ static const struct {
     const char *ext;
     const char *type;
 } web_types[] = {
-    {".html", "text/html; charset=utf-8"}, {".js", "text/javascript; charset=utf-8"},
-    {".css", "text/css; charset=utf-8"},   {".svg", "image/svg+xml"},
-    {".png", "image/png"},                 {".ico", "image/x-icon"},
+    {".html", "text/html; charset=utf-8"},
+    {".js", "text/javascript; charset=utf-8"},
+    {".css", "text/css; charset=utf-8"},
+    {".svg", "image/svg+xml"},
+    {".png", "image/png"},
+    {".ico", "image/x-icon"},
 };
 
 static const char WEB_CSP[] = "default-src 'self'; script-src 'self'; style-src 'self'; "
@@ -434,8 +437,7 @@ static const char *web_type(const char *name)
     return NULL;
 }
 
-static enum MHD_Result send_web_file(api_req_t *req, struct MHD_Connection *conn,
-                                     const char *name)
+static enum MHD_Result send_web_file(api_req_t *req, struct MHD_Connection *conn, const char *name)
 {
     char path[API_PATH_MAX];
     struct stat st;
@@ -571,14 +573,27 @@ enum MHD_Result api_handle_cb(void *cls, struct MHD_Connection *conn, const char
         snprintf(req->path, sizeof req->path, "%s", url);
         api->stats.requests++;
         *req_cls = req;
-        enum MHD_Result r = route(req, conn, url, method);
-        return r;
+        /* Uploads are routed now, so that a refusal (413, 401, 429) comes before the body is
+         * read. Everything else is answered on the next call, once the request is complete:
+         * libmicrohttpd closes a connection whose response was queued in the first call, and
+         * keep-alive is what lets one client poll a job cheaply. */
+        if (strcmp(method, "POST") == 0) {
+            return route(req, conn, url, method);
+        }
+        return MHD_YES;
     }
     if (req->kind == REQ_POST_JOBS && req->status == 0) {
         return api__post_jobs(req, conn, upload_data, upload_data_size);
     }
-    /* A response is queued already (refused before the body): drop whatever body comes. */
-    *upload_data_size = 0;
+    if (*upload_data_size != 0 || req->status != 0) {
+        /* A body nobody asked for, or one after a refusal: read and drop it. */
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (req->kind == REQ_OTHER && strcmp(method, "POST") != 0) {
+        req->kind = REQ_ANSWERED;
+        return route(req, conn, url, method);
+    }
     return MHD_YES;
 }
 
