@@ -276,8 +276,8 @@ static enum MHD_Result send_file(api_req_t *req, struct MHD_Connection *conn, co
 }
 
 /* A file name for the download: the upload's name without its extension, made safe for a
- * header, plus ".compressed.safetensors". */
-static void download_name(const db_job_t *job, char *buf, size_t n)
+ * header, plus ".compressed." and the container's extension. */
+static void download_name(const db_job_t *job, const char *ext, char *buf, size_t n)
 {
     char base[128];
     size_t j = 0;
@@ -293,7 +293,7 @@ static void download_name(const db_job_t *job, char *buf, size_t n)
     if (dot != NULL && dot != base) {
         *dot = '\0';
     }
-    snprintf(buf, n, "%s.compressed.safetensors", base[0] != '\0' ? base : "model");
+    snprintf(buf, n, "%s.compressed.%s", base[0] != '\0' ? base : "model", ext);
 }
 
 static enum MHD_Result job_route(api_req_t *req, struct MHD_Connection *conn, const char *method,
@@ -373,8 +373,18 @@ static enum MHD_Result job_route(api_req_t *req, struct MHD_Connection *conn, co
     char dir[API_PATH_MAX], path[API_PATH_MAX + 32], name[200];
     api_result_dir(api->state_dir, idbuf, dir, sizeof dir);
     if (strcmp(sub, "/result") == 0) {
-        snprintf(path, sizeof path, "%s/model.safetensors", dir);
-        download_name(&job, name, sizeof name);
+        /* The worker wrote one of these, as the recipe and the upload asked. */
+        static const char *const exts[] = {"safetensors", "mpz", "onnx"};
+        const char *ext = exts[0];
+        for (size_t i = 0; i < sizeof exts / sizeof exts[0]; i++) {
+            snprintf(path, sizeof path, "%s/model.%s", dir, exts[i]);
+            if (access(path, F_OK) == 0) {
+                ext = exts[i];
+                break;
+            }
+        }
+        snprintf(path, sizeof path, "%s/model.%s", dir, ext);
+        download_name(&job, ext, name, sizeof name);
         ret = send_file(req, conn, path, "application/octet-stream", name);
     } else {
         snprintf(path, sizeof path, "%s/report.json", dir);

@@ -171,12 +171,38 @@ static int write_text(const char *path, const char *text)
     return rc;
 }
 
+/* Write the compressed model in the container the job asks for: .mpz when the recipe ends in
+ * huffman (or says output.format mpz), ONNX with the graph rewritten when the upload was ONNX,
+ * else safetensors. */
+static int save_model(const mp_model_t *in, const mp_model_t *out, const char *format,
+                      const char *path, mp_errctx_t *err)
+{
+    if (strcmp(format, "mpz") == 0) {
+        return mp_mpz_save(out, path, err);
+    }
+    if (strcmp(format, "onnx") == 0) {
+        mp_model_t *onnx = NULL;
+        int rc = mp_onnx_apply(in, out, &onnx, err);
+        if (rc == 0) {
+            rc = mp_onnx_save(onnx, path, err);
+        }
+        mp_model_free(onnx);
+        return rc;
+    }
+    return mp_safetensors_save(out, path, err);
+}
+
 /* Write the outputs of a job durably; returns 0 or an MP_E code with err filled. */
-static int save_results(worker_t *w, const mp_model_t *out, const char *report,
-                        int64_t *result_bytes, mp_errctx_t *err)
+static int save_results(worker_t *w, const mp_model_t *in, const mp_model_t *out,
+                        const mp_recipe_t *recipe, const char *report, int64_t *result_bytes,
+                        mp_errctx_t *err)
 {
     char dir[PATH_BYTES], tmp[PATH_BYTES + 64], final[PATH_BYTES + 64];
+    const char *format = mp_recipe_output_format(recipe);
     int rc;
+    if (strcmp(format, "mpz") != 0 && mp_model_is_onnx(in)) {
+        format = "onnx";
+    }
     if (api_result_dir(w->pool->state_dir, w->job_id, dir, sizeof dir) != 0) {
         return set_err(err, MP_EIO, "result path too long");
     }
@@ -184,9 +210,9 @@ static int save_results(worker_t *w, const mp_model_t *out, const char *report,
         return set_err(err, errno == ENOSPC ? MP_ENOSPC : MP_EIO, "cannot create %s: %s", dir,
                        strerror(errno));
     }
-    snprintf(tmp, sizeof tmp, "%s/model.safetensors.tmp", dir);
-    snprintf(final, sizeof final, "%s/model.safetensors", dir);
-    if ((rc = mp_safetensors_save(out, tmp, err)) != 0) {
+    snprintf(tmp, sizeof tmp, "%s/model.%s.tmp", dir, format);
+    snprintf(final, sizeof final, "%s/model.%s", dir, format);
+    if ((rc = save_model(in, out, format, tmp, err)) != 0) {
         unlink(tmp);
         return rc;
     }
@@ -255,7 +281,7 @@ static void run_job(worker_t *w, ev_t *done)
         goto out;
     }
     progress_cb(w, 1.0, "write");
-    if ((rc = save_results(w, out, report, &done->result_bytes, &err)) != 0) {
+    if ((rc = save_results(w, in, out, recipe, report, &done->result_bytes, &err)) != 0) {
         goto out;
     }
     done->report = report;

@@ -1208,6 +1208,40 @@ START_TEST(test_static_files)
 }
 END_TEST
 
+/* A Deep Compression recipe gives an .mpz result, the size its report's last stage names. */
+START_TEST(test_mpz_result)
+{
+    size_t len;
+    void *model = make_model(2, 64, 64, &len);
+    resp_t r = post_job(model, len,
+                        "{\"steps\":[{\"prune\":{\"sparsity\":0.9}},{\"share\":{\"clusters\":16}},"
+                        "{\"huffman\":{}}]}");
+    ck_assert_int_eq(r.status, 202);
+    char *id = job_id_of(&r);
+    resp_free(&r);
+    char *st = wait_done(id, &r);
+    ck_assert_msg(strcmp(st, "succeeded") == 0, "job ended %s: %s", st, r.body);
+    json_t *stages = json_object_get(json_object_get(r.json, "metrics"), "stages");
+    json_int_t last = json_integer_value(
+        json_object_get(json_array_get(stages, json_array_size(stages) - 1), "bytes"));
+    resp_free(&r);
+    char path[128];
+    snprintf(path, sizeof path, "/jobs/%s/result", id);
+    r = get(path);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_ptr_nonnull(strstr(r.head, "filename=\"net.compressed.mpz\""));
+    ck_assert_int_eq((json_int_t)r.body_len, last);
+    mp_model_t *m = NULL;
+    ck_assert_int_eq(mp_mpz_parse(r.body, r.body_len, &m, NULL), 0);
+    ck_assert_ptr_nonnull(mp_model_find(m, "layers.0.weight_indices"));
+    mp_model_free(m);
+    resp_free(&r);
+    free(st);
+    free(id);
+    free(model);
+}
+END_TEST
+
 static Suite *api_suite(void)
 {
     Suite *s = suite_create("api");
@@ -1217,6 +1251,7 @@ static Suite *api_suite(void)
     tcase_add_test(tc, test_healthz_and_routes);
     tcase_add_test(tc, test_job_lifecycle);
     tcase_add_test(tc, test_raw_upload);
+    tcase_add_test(tc, test_mpz_result);
     suite_add_tcase(s, tc);
     tc = tcase_create("refusals");
     tcase_add_checked_fixture(tc, setup, teardown);
