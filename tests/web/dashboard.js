@@ -301,7 +301,13 @@ async function phaseOpen(page, dialogs, fixture, big, xss, data) {
   const idA = page.url().split("/").pop();
   const stA = await waitState(page, ["running", "succeeded", "failed"]);
   check(stA === "running", "the big job runs", stA);
-  await page.waitForSelector("#job-stage");
+  // The page follows the job: the bar moves past 0 % and names the step at work.
+  await page.waitForFunction(() => parseInt((document.querySelector("#job-pct") || {}).textContent, 10) > 0, null, { timeout: 30000 });
+  const live = await page.evaluate(() => [
+    document.querySelector("#job-stage").textContent,
+    Number(document.querySelector(".live .progress").getAttribute("aria-valuenow")),
+  ]);
+  check(live[0] === "stage: lowrank" && live[1] > 0 && live[1] < 100, "the progress bar moves while the job runs, with its stage", live);
   await shot(page, "job-running-desktop", DESKTOP);
   await shot(page, "job-running-phone", PHONE);
   const idB = await submitJob(page, big, { preset: "int8" });

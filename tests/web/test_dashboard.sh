@@ -7,8 +7,9 @@
 # - auth off: a job submitted through the form (the trained fixture, int8 preset) reaches
 #   succeeded on its page, whose four per-tensor charts have 3 bars each (3 compressed
 #   tensors), in proportion to the report's values; the jobs page row and its filters; the
-#   server's 400 for bits=33 shown next to the editor; a big model (make_model.py, 8 × 1024 ×
-#   1024) made to run, a second one canceled while it waits, then the running one canceled;
+#   server's 400 for bits=33 shown next to the editor; a big model (make_model.py, 12 × 1024 ×
+#   1024) seen running with its progress bar moving, a second one canceled while it waits,
+#   then the running one canceled;
 #   where the server has the datasets API, a dataset uploaded through its page and listed;
 #   a model named `<img src=x onerror=alert(2)>.safetensors` with tensors named
 #   `<img src=x onerror=alert(1)>` and `</title><svg onload=alert(3)>` shown as text, no
@@ -73,7 +74,8 @@ export NODE_PATH
 
 # ---- models --------------------------------------------------------------------------------
 FIXTURE=$top_srcdir/tests/fixtures/fmnist_mlp.safetensors
-"$MP_PYTHON" "$top_srcdir/tests/daemon/make_model.py" "$T/big.safetensors" 8 1024 1024 ||
+# About 10 s of low-rank work (0.8 s a matrix here): long enough to watch and cancel.
+"$MP_PYTHON" "$top_srcdir/tests/daemon/make_model.py" "$T/big.safetensors" 12 1024 1024 ||
     mp_fail "make_model.py failed"
 # Three matrices (so three compressed tensors), two of them named like markup.
 "$MP_PYTHON" - "$T/xss.safetensors" <<'EOF' || mp_fail "cannot write the hostile-names model"
