@@ -67,6 +67,8 @@ typedef struct rt_op {
     int (*run)(const rt_exec_t *e, const rt_node_t *n, mp_errctx_t *err);
     /* Frees n->p when it holds more than one malloc'd block (else plain free). */
     void (*free_p)(void *p);
+    /* The outputs depend on the inputs' shapes only (Shape): always computed at creation. */
+    int shape_only;
 } rt_op_t;
 
 /* Where a Gemm/MatMul/Conv weight comes from when it is stored compressed. */

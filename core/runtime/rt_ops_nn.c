@@ -1097,8 +1097,10 @@ static int resize_run(const rt_exec_t *e, const rt_node_t *n, mp_errctx_t *err)
                 if (!r->linear || w == 0.0f) {
                     memcpy(yo, a, (size_t)inner * sizeof *yo);
                 } else {
+                    /* a + w (b - a): exactly a where a == b, so flat regions stay flat and
+                     * ties stay ties (a maximum test downstream, as in M-LSD, then agrees) */
                     for (int64_t i = 0; i < inner; i++) {
-                        yo[i] = a[i] * (1.0f - w) + b[i] * w;
+                        yo[i] = a[i] + w * (b[i] - a[i]);
                     }
                 }
             }
@@ -1201,15 +1203,15 @@ static int reducemean_run(const rt_exec_t *e, const rt_node_t *n, mp_errctx_t *e
 }
 
 const rt_op_t mp__rt_ops_nn[] = {
-    {"AveragePool", avgpool_prep, pool_run, NULL},
-    {"BatchNormalization", bn_prep, bn_run, NULL},
-    {"Conv", conv_prep, conv_run, conv_free},
-    {"ConvTranspose", convt_prep, convt_run, NULL},
-    {"Gemm", gemm_prep, gemm_run, lin_holder_free},
-    {"GlobalAveragePool", gap_prep, gap_run, NULL},
-    {"MatMul", matmul_prep, matmul_run, lin_holder_free},
-    {"MaxPool", maxpool_prep, pool_run, NULL},
-    {"ReduceMean", reducemean_prep, reducemean_run, NULL},
-    {"Resize", resize_prep, resize_run, resize_free},
-    {NULL, NULL, NULL, NULL},
+    {"AveragePool", avgpool_prep, pool_run, NULL, 0},
+    {"BatchNormalization", bn_prep, bn_run, NULL, 0},
+    {"Conv", conv_prep, conv_run, conv_free, 0},
+    {"ConvTranspose", convt_prep, convt_run, NULL, 0},
+    {"Gemm", gemm_prep, gemm_run, lin_holder_free, 0},
+    {"GlobalAveragePool", gap_prep, gap_run, NULL, 0},
+    {"MatMul", matmul_prep, matmul_run, lin_holder_free, 0},
+    {"MaxPool", maxpool_prep, pool_run, NULL, 0},
+    {"ReduceMean", reducemean_prep, reducemean_run, NULL, 0},
+    {"Resize", resize_prep, resize_run, resize_free, 0},
+    {NULL, NULL, NULL, NULL, 0},
 };

@@ -818,21 +818,21 @@ static int cos_run(const rt_exec_t *e, const rt_node_t *n, mp_errctx_t *err)
 }
 
 const rt_op_t mp__rt_ops_shape[] = {
-    {"Concat", concat_prep, concat_run, NULL},
-    {"Constant", constant_prep, constant_run, constant_free},
-    {"ConstantOfShape", cos_prep, cos_run, constant_free},
-    {"Flatten", flatten_prep, NULL, NULL},
-    {"Gather", gather_prep, gather_run, NULL},
-    {"Identity", identity_prep, NULL, NULL},
-    {"Pad", pad_prep, pad_run, NULL},
-    {"Reshape", reshape_prep, NULL, NULL},
-    {"Shape", shape_prep, shape_run, NULL},
-    {"Slice", slice_prep, slice_run, NULL},
-    {"Split", split_prep, split_run, NULL},
-    {"Squeeze", squeeze_prep, NULL, NULL},
-    {"Transpose", transpose_prep, transpose_run, NULL},
-    {"Unsqueeze", unsqueeze_prep, NULL, NULL},
-    {NULL, NULL, NULL, NULL},
+    {"Concat", concat_prep, concat_run, NULL, 0},
+    {"Constant", constant_prep, constant_run, constant_free, 0},
+    {"ConstantOfShape", cos_prep, cos_run, constant_free, 0},
+    {"Flatten", flatten_prep, NULL, NULL, 0},
+    {"Gather", gather_prep, gather_run, NULL, 0},
+    {"Identity", identity_prep, NULL, NULL, 0},
+    {"Pad", pad_prep, pad_run, NULL, 0},
+    {"Reshape", reshape_prep, NULL, NULL, 0},
+    {"Shape", shape_prep, shape_run, NULL, 1},
+    {"Slice", slice_prep, slice_run, NULL, 0},
+    {"Split", split_prep, split_run, NULL, 0},
+    {"Squeeze", squeeze_prep, NULL, NULL, 0},
+    {"Transpose", transpose_prep, transpose_run, NULL, 0},
+    {"Unsqueeze", unsqueeze_prep, NULL, NULL, 0},
+    {NULL, NULL, NULL, NULL, 0},
 };
 
 /* ---- the op table ------------------------------------------------------------------------- */

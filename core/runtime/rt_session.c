@@ -155,6 +155,7 @@ static int fold(rt_sess_t *s, rt_node_t *n, mp_errctx_t *err)
 
     for (int i = 0; i < n->n_in; i++) {
         if (n->in[i] >= 0) {
+            /* NULL for a shape_only op's input that is not constant: its data is never read */
             s->ptr[n->in[i]] = (void *)s->vals[n->in[i]].cdata;
         }
     }
@@ -236,7 +237,7 @@ static int prepare(rt_sess_t *s, mp_errctx_t *err)
         if (n->view) {
             RT_OUT(s, n, 0)->alias = n->in[0];
         }
-        if (all_const && (rc = fold(s, n, err)) < 0) {
+        if ((all_const || n->op->shape_only) && (rc = fold(s, n, err)) < 0) {
             return rc;
         }
         if (!n->folded) {

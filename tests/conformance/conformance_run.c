@@ -60,7 +60,9 @@ static int list_dir(const char *dir, const char *prefix, char ***out)
         }
     }
     closedir(d);
-    qsort(v, (size_t)n, sizeof *v, cmp_str);
+    if (n > 1) {
+        qsort(v, (size_t)n, sizeof *v, cmp_str);
+    }
     *out = v;
     return n;
 }

@@ -1,0 +1,1013 @@
+/* check_runtime.c — the evaluation runtime: operators, broadcasting, shape inference, the memory
+ * plan, batches and the compressed linear layers.
+ *
+ * Models are built here byte by byte (a small protobuf encoder with onnx.proto's field numbers)
+ * and read with mp_onnx_parse, so every test goes through the same path as a user's file. Each
+ * operator test compares with values computed by hand (or by the formula in the comment) to
+ * within 1e-6; the plan tests assert the exact arena size a chain of tensors needs and that no
+ * two tensors alive at one step overlap; the batch test runs 32 samples at once and one by one;
+ * the compressed tests assert which kernel ran (int8, CSR, codebook) and how far it may be from
+ * the float product.
+ */
+#include "runtime/rt_int.h"
+
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- a test-side ONNX encoder ------------------------------------------------------------- */
+
+typedef struct buf {
+    uint8_t *p;
+    size_t n, cap;
+} buf_t;
+
+static void put(buf_t *b, const void *d, size_t n)
+{
+    if (b->n + n > b->cap) {
+        b->cap = (b->n + n) * 2 + 64;
+        b->p = realloc(b->p, b->cap);
+        ck_assert_ptr_nonnull(b->p);
+    }
+    if (n) {
+        memcpy(b->p + b->n, d, n);
+    }
+    b->n += n;
+}
+
+static void varint(buf_t *b, uint64_t v)
+{
+    do {
+        uint8_t c = (uint8_t)(v & 0x7f);
+        v >>= 7;
+        c |= v ? 0x80 : 0;
+        put(b, &c, 1);
+    } while (v);
+}
+
+static void f_int(buf_t *b, uint32_t num, int64_t v)
+{
+    varint(b, (uint64_t)num << 3);
+    varint(b, (uint64_t)v);
+}
+
+static void f_bytes(buf_t *b, uint32_t num, const void *d, size_t n)
+{
+    varint(b, ((uint64_t)num << 3) | 2);
+    varint(b, n);
+    put(b, d, n);
+}
+
+static void f_str(buf_t *b, uint32_t num, const char *s)
+{
+    f_bytes(b, num, s, strlen(s));
+}
+
+static void f_msg(buf_t *b, uint32_t num, buf_t *sub)
+{
+    f_bytes(b, num, sub->p, sub->n);
+    free(sub->p);
+    memset(sub, 0, sizeof *sub);
+}
+
+/* A graph under construction. */
+typedef struct graph {
+    buf_t g;
+} graph_t;
+
+static const int onnx_type[] = {[MP_DT_F32] = 1, [MP_DT_U8] = 2, [MP_DT_I8] = 3,
+                                [MP_DT_I32] = 6, [MP_DT_I64] = 7};
+
+static void g_init(graph_t *gr, const char *name, mp_dtype_t dt, int rank, const int64_t *dims,
+                   const void *data)
+{
+    buf_t t = {0};
+    int64_t n = 1;
+    for (int i = 0; i < rank; i++) {
+        f_int(&t, ONNX_TENSOR_DIMS, dims[i]);
+        n *= dims[i];
+    }
+    f_int(&t, ONNX_TENSOR_DATA_TYPE, onnx_type[dt]);
+    f_str(&t, ONNX_TENSOR_NAME, name);
+    f_bytes(&t, ONNX_TENSOR_RAW_DATA, data, (size_t)n * mp_dtype_size(dt));
+    f_msg(&gr->g, ONNX_GRAPH_INITIALIZER, &t);
+}
+
+/* A graph input (field 11) or output (12); a dim of -1 is symbolic ("N"). */
+static void g_io(graph_t *gr, uint32_t field, const char *name, mp_dtype_t dt, int rank,
+                 const int64_t *dims)
+{
+    buf_t vi = {0}, tp = {0}, tt = {0}, sh = {0};
+    f_str(&vi, ONNX_VI_NAME, name);
+    f_int(&tt, ONNX_TTYPE_ELEM_TYPE, onnx_type[dt]);
+    for (int i = 0; i < rank; i++) {
+        buf_t d = {0};
+        if (dims[i] < 0) {
+            f_str(&d, 2, "N");
+        } else {
+            f_int(&d, ONNX_DIM_VALUE, dims[i]);
+        }
+        f_msg(&sh, ONNX_SHAPE_DIM, &d);
+    }
+    f_msg(&tt, ONNX_TTYPE_SHAPE, &sh);
+    f_msg(&tp, ONNX_TYPE_TENSOR, &tt);
+    f_msg(&vi, ONNX_VI_TYPE, &tp);
+    f_msg(&gr->g, field, &vi);
+}
+
+static void g_in(graph_t *gr, const char *name, int rank, const int64_t *dims)
+{
+    g_io(gr, ONNX_GRAPH_INPUT, name, MP_DT_F32, rank, dims);
+}
+
+static void g_out(graph_t *gr, const char *name)
+{
+    buf_t vi = {0};
+    f_str(&vi, ONNX_VI_NAME, name);
+    f_msg(&gr->g, ONNX_GRAPH_OUTPUT, &vi);
+}
+
+/* Attributes: "i:name=v", "f:name=v", "s:name=text", "I:name=a,b,c" (ints). */
+static void attr(buf_t *node, const char *spec)
+{
+    buf_t a = {0};
+    char name[64], val[256];
+    ck_assert_int_eq(sscanf(spec + 2, "%63[^=]=%255[^\n]", name, val), 2);
+    f_str(&a, ONNX_ATTR_NAME, name);
+    if (spec[0] == 'i') {
+        f_int(&a, ONNX_ATTR_I, strtoll(val, NULL, 10));
+        f_int(&a, ONNX_ATTR_TYPE, ONNX_AT_INT);
+    } else if (spec[0] == 'f') {
+        const float f = strtof(val, NULL);
+        uint32_t u;
+        memcpy(&u, &f, 4);
+        varint(&a, ((uint64_t)ONNX_ATTR_F << 3) | 5);
+        put(&a, &u, 4);
+        f_int(&a, ONNX_ATTR_TYPE, ONNX_AT_FLOAT);
+    } else if (spec[0] == 's') {
+        f_str(&a, ONNX_ATTR_S, val);
+        f_int(&a, ONNX_ATTR_TYPE, 3);
+    } else {
+        for (char *p = val, *e; *p; p = *e ? e + 1 : e) {
+            f_int(&a, ONNX_ATTR_INTS, strtoll(p, &e, 10));
+        }
+        f_int(&a, ONNX_ATTR_TYPE, ONNX_AT_INTS);
+    }
+    f_msg(node, ONNX_NODE_ATTRIBUTE, &a);
+}
+
+/* A node: ins and outs are space-separated names ("-" for an absent input); attrs NULL-ended. */
+static void g_node(graph_t *gr, const char *op, const char *ins, const char *outs,
+                   const char *const *attrs)
+{
+    buf_t n = {0};
+    char tmp[512], *save = NULL;
+    snprintf(tmp, sizeof tmp, "%s", ins);
+    for (char *t = strtok_r(tmp, " ", &save); t; t = strtok_r(NULL, " ", &save)) {
+        f_str(&n, ONNX_NODE_INPUT, strcmp(t, "-") == 0 ? "" : t);
+    }
+    snprintf(tmp, sizeof tmp, "%s", outs);
+    for (char *t = strtok_r(tmp, " ", &save); t; t = strtok_r(NULL, " ", &save)) {
+        f_str(&n, ONNX_NODE_OUTPUT, t);
+    }
+    f_str(&n, ONNX_NODE_OP_TYPE, op);
+    for (int i = 0; attrs && attrs[i]; i++) {
+        attr(&n, attrs[i]);
+    }
+    f_msg(&gr->g, ONNX_GRAPH_NODE, &n);
+}
+
+/* The model's bytes (kept alive with the model in *keep) parsed. */
+static mp_model_t *g_model(graph_t *gr, int opset, buf_t *keep)
+{
+    buf_t m = {0}, os = {0};
+    mp_model_t *model = NULL;
+    mp_errctx_t err = {0};
+    f_int(&m, ONNX_MODEL_IR_VERSION, 8);
+    f_str(&os, ONNX_OPSET_DOMAIN, "");
+    f_int(&os, ONNX_OPSET_VERSION, opset);
+    f_msg(&m, ONNX_MODEL_OPSET_IMPORT, &os);
+    f_str(&gr->g, ONNX_GRAPH_NAME, "g");
+    f_msg(&m, ONNX_MODEL_GRAPH, &gr->g);
+    ck_assert_msg(mp_onnx_parse(m.p, m.n, &model, &err) == 0, "%s", err.msg);
+    *keep = m;
+    return model;
+}
+
+/* ---- running one-node models -------------------------------------------------------------- */
+
+/* Run a built graph on one float input per graph input; out receives output 0. Returns the
+ * session's rc (0, or the error with err filled). */
+static int run_model(graph_t *gr, int opset, const float *const *in, float *out, int64_t *odims,
+                     int *orank, mp_errctx_t *err)
+{
+    buf_t keep;
+    mp_model_t *m = g_model(gr, opset, &keep);
+    mp_session_t *s = NULL;
+    int rc = mp_session_new(m, 1, &s, err);
+    if (rc == 0) {
+        float *outs[1] = {out};
+        rc = mp_session_run(s, in, outs, err);
+        if (orank != NULL) {
+            *orank = mp_session_output_shape(s, 0, odims);
+        }
+        mp_errctx_t perr = {0};
+        ck_assert_msg(mp__rt_plan_check(s, &perr) == 0, "%s", perr.msg);
+    }
+    mp_session_free(s);
+    mp_model_free(m);
+    free(keep.p);
+    return rc;
+}
+
+static void expect_vals(const float *got, const float *want, int n, float tol)
+{
+    for (int i = 0; i < n; i++) {
+        ck_assert_msg(fabsf(got[i] - want[i]) <= tol, "[%d]: %.7g, expected %.7g", i,
+                      (double)got[i], (double)want[i]);
+    }
+}
+
+static void expect_shape(const int64_t *got, int grank, const int64_t *want, int rank)
+{
+    ck_assert_int_eq(grank, rank);
+    for (int i = 0; i < rank; i++) {
+        ck_assert_int_eq(got[i], want[i]);
+    }
+}
+
+/* ---- operators ---------------------------------------------------------------------------- */
+
+START_TEST(test_conv_pads_strides)
+{
+    /* x 1x1x4x4 = 0..15, w 1x1x3x3 all ones, pads 1, stride 2: sums of 3x3 windows at (0,0),
+     * (0,2), (2,0), (2,2) with zero padding */
+    graph_t g = {0};
+    float x[16], w[9], y[4];
+    int64_t xd[] = {1, 1, 4, 4}, wd[] = {1, 1, 3, 3}, od[4];
+    int orank;
+    for (int i = 0; i < 16; i++) {
+        x[i] = (float)i;
+    }
+    for (int i = 0; i < 9; i++) {
+        w[i] = 1.0f;
+    }
+    g_in(&g, "x", 4, xd);
+    g_init(&g, "w", MP_DT_F32, 4, wd, w);
+    g_node(&g, "Conv", "x w", "y",
+           (const char *[]){"I:pads=1,1,1,1", "I:strides=2,2", "I:kernel_shape=3,3", NULL});
+    g_out(&g, "y");
+    const float *in[] = {x};
+    mp_errctx_t err = {0};
+    ck_assert_int_eq(run_model(&g, 13, in, y, od, &orank, &err), 0);
+    expect_shape(od, orank, (int64_t[]){1, 1, 2, 2}, 4);
+    /* (0,0): 0+1+4+5 = 10; (0,2): 1+2+3+5+6+7 = 24; (2,0): 4+5+8+9+12+13 = 51;
+     * (2,2): 5+6+7+9+10+11+13+14+15 = 90 */
+    expect_vals(y, (const float[]){10, 24, 51, 90}, 4, 1e-5f);
+}
+END_TEST
+
+START_TEST(test_conv_groups_dilation_bias)
+{
+    /* 2 channels, group 2 (depthwise): channel c convolved with its 2x2 kernel, dilation 2 */
+    graph_t g = {0};
+    float x[2 * 9], w[8] = {1, 0, 0, 1, /* c1: */ 0, 1, 1, 0}, b[2] = {0.5f, -1}, y[2];
+    int64_t xd[] = {1, 2, 3, 3}, wd[] = {2, 1, 2, 2}, bd[] = {2}, od[4];
+    int orank;
+    for (int i = 0; i < 18; i++) {
+        x[i] = (float)(i * i % 7);
+    }
+    g_in(&g, "x", 4, xd);
+    g_init(&g, "w", MP_DT_F32, 4, wd, w);
+    g_init(&g, "b", MP_DT_F32, 1, bd, b);
+    g_node(&g, "Conv", "x w b", "y", (const char *[]){"i:group=2", "I:dilations=2,2", NULL});
+    g_out(&g, "y");
+    const float *in[] = {x};
+    mp_errctx_t err = {0};
+    ck_assert_int_eq(run_model(&g, 11, in, y, od, &orank, &err), 0);
+    expect_shape(od, orank, (int64_t[]){1, 2, 1, 1}, 4);
+    /* c0: x[0][0,0] + x[0][2,2] + 0.5; c1: x[1][0,2] + x[1][2,0] - 1 */
+    expect_vals(y, (const float[]){x[0] + x[8] + 0.5f, x[9 + 2] + x[9 + 6] - 1}, 2, 1e-6f);
+}
+END_TEST
+
+START_TEST(test_conv_auto_pad_same)
+{
+    graph_t g = {0};
+    float x[5] = {1, 2, 3, 4, 5}, w[2] = {1, 10}, y[5];
+    int64_t xd[] = {1, 1, 5}, wd[] = {1, 1, 2}, od[3];
+    int orank;
+    g_in(&g, "x", 3, xd);
+    g_init(&g, "w", MP_DT_F32, 3, wd, w);
+    g_node(&g, "Conv", "x w", "y", (const char *[]){"s:auto_pad=SAME_UPPER", NULL});
+    g_out(&g, "y");
+    const float *in[] = {x};
+    mp_errctx_t err = {0};
+    ck_assert_int_eq(run_model(&g, 13, in, y, od, &orank, &err), 0);
+    expect_shape(od, orank, (int64_t[]){1, 1, 5}, 3);
+    /* SAME_UPPER: the one pad goes at the end: y[i] = x[i] + 10 x[i+1] */
+    expect_vals(y, (const float[]){21, 32, 43, 54, 5}, 5, 1e-6f);
+}
+END_TEST
+
+START_TEST(test_gemm_trans_alpha_beta)
+{
+    /* y = 2 * A B^T + 0.5 C, A 2x3, B 2x3 (transB), C [2] broadcast on rows */
+    graph_t g = {0};
+    float a[6] = {1, 2, 3, 4, 5, 6}, b[6] = {1, 0, -1, 2, 1, 0}, c[2] = {10, 20}, y[4];
+    int64_t ad[] = {2, 3}, bd[] = {2, 3}, cd[] = {2}, od[2];
+    int orank;
+    g_in(&g, "a", 2, ad);
+    g_init(&g, "b", MP_DT_F32, 2, bd, b);
+    g_init(&g, "c", MP_DT_F32, 1, cd, c);
+    g_node(&g, "Gemm", "a b c", "y",
+           (const char *[]){"i:transB=1", "f:alpha=2", "f:beta=0.5", NULL});
+    g_out(&g, "y");
+    const float *in[] = {a};
+    mp_errctx_t err = {0};
+    ck_assert_int_eq(run_model(&g, 13, in, y, od, &orank, &err), 0);
+    expect_shape(od, orank, (int64_t[]){2, 2}, 2);
+    /* A B^T = [[-2, 4], [-2, 13]] */
+    expect_vals(y, (const float[]){-4 + 5, 8 + 10, -4 + 5, 26 + 10}, 4, 1e-5f);
+}
+END_TEST
+
+START_TEST(test_matmul_batched_broadcast)
+{
+    /* A [2,1,2,2] x B [3,2,1] -> [2,3,2,1] */
+    graph_t g = {0};
+    float a[8] = {1, 2, 3, 4, 5, 6, 7, 8}, b[6] = {1, 1, 1, -1, 2, 0}, y[12];
+    int64_t ad[] = {2, 1, 2, 2}, bd[] = {3, 2, 1}, od[4];
+    int orank;
+    g_in(&g, "a", 4, ad);
+    g_in(&g, "b", 3, bd);
+    g_node(&g, "MatMul", "a b", "y", NULL);
+    g_out(&g, "y");
+    const float *in[] = {a, b};
+    mp_errctx_t err = {0};
+    ck_assert_int_eq(run_model(&g, 13, in, y, od, &orank, &err), 0);
+    expect_shape(od, orank, (int64_t[]){2, 3, 2, 1}, 4);
+    const float want[12] = {3, 7, -1, -1, 2, 6, 11, 15, -1, -1, 10, 14};
+    expect_vals(y, want, 12, 1e-6f);
+}
+END_TEST
+
+START_TEST(test_broadcast_rules)
+{
+    /* [2,1,3] op [4,1]: result [2,4,3]; each op checked on every element */
+    static const char *ops[] = {"Add", "Sub", "Mul", "Div"};
+    float a[6], b[4] = {1, 2, -4, 0.5f}, y[24];
+    int64_t ad[] = {2, 1, 3}, bd[] = {4, 1}, od[3];
+    for (int i = 0; i < 6; i++) {
+        a[i] = (float)(i + 1);
+    }
+    for (int k = 0; k < 4; k++) {
+        graph_t g = {0};
+        int orank;
+        g_in(&g, "a", 3, ad);
+        g_in(&g, "b", 2, bd);
+        g_node(&g, ops[k], "a b", "y", NULL);
+        g_out(&g, "y");
+        const float *in[] = {a, b};
+        mp_errctx_t err = {0};
+        ck_assert_int_eq(run_model(&g, 14, in, y, od, &orank, &err), 0);
+        expect_shape(od, orank, (int64_t[]){2, 4, 3}, 3);
+        for (int i = 0; i < 2; i++) {
+            for (int j = 0; j < 4; j++) {
+                for (int c = 0; c < 3; c++) {
+                    const float x = a[i * 3 + c], z = b[j];
+                    const float w = k == 0 ? x + z : k == 1 ? x - z : k == 2 ? x * z : x / z;
+                    ck_assert_float_eq_tol(y[(i * 4 + j) * 3 + c], w, 1e-6f);
+                }
+            }
+        }
+    }
+}
+END_TEST
+
+START_TEST(test_broadcast_refused)
+{
+    graph_t g = {0};
+    int64_t ad[] = {2, 3}, bd[] = {2};
+    g_in(&g, "a", 2, ad);
+    g_in(&g, "b", 1, bd);
+    g_node(&g, "Add", "a b", "y", NULL);
+    g_out(&g, "y");
+    float a[6] = {0}, b[2] = {0}, y[6];
+    const float *in[] = {a, b};
+    mp_errctx_t err = {0};
+    ck_assert_int_eq(run_model(&g, 14, in, y, NULL, NULL, &err), MP_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.msg, "do not broadcast (dim 1: 3 vs 2)"));
+}
+END_TEST
+
+START_TEST(test_activations)
+{
+    static const char *ops[] = {"Relu", "LeakyRelu", "Sigmoid", "HardSigmoid", "HardSwish",
+                                "Tanh", "Clip"};
+    const float x[5] = {-4, -0.5f, 0, 0.75f, 5};
+    int64_t d[] = {5};
+    for (int k = 0; k < 7; k++) {
+        graph_t g = {0};
+        float y[5];
+        g_in(&g, "x", 1, d);
+        g_node(&g, ops[k], "x", "y",
+               k == 1 ? (const char *[]){"f:alpha=0.1", NULL}
+               : k == 6 ? (const char *[]){"f:min=-1", "f:max=2", NULL}
+                        : NULL);
+        g_out(&g, "y");
+        const float *in[] = {x};
+        mp_errctx_t err = {0};
+        /* opset 10: Clip takes min and max as attributes */
+        ck_assert_int_eq(run_model(&g, k == 6 ? 10 : 14, in, y, NULL, NULL, &err), 0);
+        for (int i = 0; i < 5; i++) {
+            const float v = x[i];
+            const float hs = fminf(fmaxf(v / 6 + 0.5f, 0), 1);
+            const float want[] = {fmaxf(v, 0),
+                                  v >= 0 ? v : 0.1f * v,
+                                  1 / (1 + expf(-v)),
+                                  fminf(fmaxf(0.2f * v + 0.5f, 0), 1),
+                                  v * hs,
+                                  tanhf(v),
+                                  fminf(fmaxf(v, -1), 2)};
+            ck_assert_msg(fabsf(y[i] - want[k]) <= 1e-6f, "%s(%g) = %g, expected %g", ops[k],
+                          (double)v, (double)y[i], (double)want[k]);
+        }
+    }
+}
+END_TEST
+
+START_TEST(test_prelu_softmax)
+{
+    graph_t g = {0};
+    float x[6] = {-2, 1, 0, -1, 3, 1}, slope[3] = {0.5f, 2, 3}, y[6];
+    int64_t xd[] = {2, 3}, sd[] = {3};
+    g_in(&g, "x", 2, xd);
+    g_init(&g, "s", MP_DT_F32, 1, sd, slope);
+    g_node(&g, "PRelu", "x s", "p", NULL);
+    g_node(&g, "Softmax", "p", "y", NULL);
+    g_out(&g, "y");
+    const float *in[] = {x};
+    mp_errctx_t err = {0};
+    ck_assert_int_eq(run_model(&g, 13, in, y, NULL, NULL, &err), 0);
+    /* PRelu: [-1, 1, 0], [-0.5, 3, 1]; softmax along the last axis */
+    const float r0 = expf(-1) + expf(1) + 1, r1 = expf(-0.5f) + expf(3) + expf(1);
+    expect_vals(y, (const float[]){expf(-1) / r0, expf(1) / r0, 1 / r0, expf(-0.5f) / r1,
+                                   expf(3) / r1, expf(1) / r1},
+                6, 1e-6f);
+}
+END_TEST
+
+START_TEST(test_pooling)
+{
+    const float x[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+    int64_t xd[] = {1, 1, 4, 4};
+    for (int k = 0; k < 3; k++) {
+        graph_t g = {0};
+        float y[4];
+        g_in(&g, "x", 4, xd);
+        if (k < 2) {
+            g_node(&g, k ? "AveragePool" : "MaxPool", "x", "y",
+                   (const char *[]){"I:kernel_shape=2,2", "I:strides=2,2", NULL});
+        } else {
+            g_node(&g, "GlobalAveragePool", "x", "y", NULL);
+        }
+        g_out(&g, "y");
+        const float *in[] = {x};
+        mp_errctx_t err = {0};
+        ck_assert_int_eq(run_model(&g, 13, in, y, NULL, NULL, &err), 0);
+        if (k == 0) {
+            expect_vals(y, (const float[]){6, 8, 14, 16}, 4, 0);
+        } else if (k == 1) {
+            expect_vals(y, (const float[]){3.5f, 5.5f, 11.5f, 13.5f}, 4, 1e-6f);
+        } else {
+            expect_vals(y, (const float[]){8.5f}, 1, 1e-6f);
+        }
+    }
+}
+END_TEST
+
+START_TEST(test_avgpool_pads_exclude)
+{
+    /* a 3x3 window with pads 1 at a corner covers 4 real values: count_include_pad 0 divides
+     * by 4, 1 by 9 */
+    const float x[4] = {1, 2, 3, 4};
+    int64_t xd[] = {1, 1, 2, 2};
+    for (int inc = 0; inc < 2; inc++) {
+        graph_t g = {0};
+        float y[4];
+        char spec[32];
+        snprintf(spec, sizeof spec, "i:count_include_pad=%d", inc);
+        g_in(&g, "x", 4, xd);
+        g_node(&g, "AveragePool", "x", "y",
+               (const char *[]){"I:kernel_shape=3,3", "I:pads=1,1,1,1", spec, NULL});
+        g_out(&g, "y");
+        const float *in[] = {x};
+        mp_errctx_t err = {0};
+        ck_assert_int_eq(run_model(&g, 13, in, y, NULL, NULL, &err), 0);
+        ck_assert_float_eq_tol(y[0], inc ? 10.0f / 9 : 2.5f, 1e-6f);
+    }
+}
+END_TEST
+
+START_TEST(test_batchnorm)
+{
+    graph_t g = {0};
+    float x[4] = {1, 2, 3, 4}, sc[2] = {2, 1}, bi[2] = {0, 1}, mu[2] = {1, 3}, var[2] = {4, 1},
+          y[4];
+    int64_t xd[] = {1, 2, 2}, cd[] = {2};
+    g_in(&g, "x", 3, xd);
+    g_init(&g, "sc", MP_DT_F32, 1, cd, sc);
+    g_init(&g, "bi", MP_DT_F32, 1, cd, bi);
+    g_init(&g, "mu", MP_DT_F32, 1, cd, mu);
+    g_init(&g, "var", MP_DT_F32, 1, cd, var);
+    g_node(&g, "BatchNormalization", "x sc bi mu var", "y", (const char *[]){"f:epsilon=0", NULL});
+    g_out(&g, "y");
+    const float *in[] = {x};
+    mp_errctx_t err = {0};
+    ck_assert_int_eq(run_model(&g, 15, in, y, NULL, NULL, &err), 0);
+    /* (x - mean) / sqrt(var + eps) * scale + B: channel 0 (x - 1) / 2 * 2, channel 1 x - 3 + 1 */
+    expect_vals(y, (const float[]){0, 1, 1, 2}, 4, 1e-6f);
+}
+END_TEST
+
+START_TEST(test_shape_ops_folded)
+{
+    /* y = Reshape(x, Concat(Shape(x)[0:1], [-1])): the shape is computed when the session is
+     * made (folding), then Transpose, Slice with a negative step, Gather, Pad, Concat run */
+    graph_t g = {0};
+    float x[12], y[64];
+    int64_t xd[] = {2, 3, 2}, one[] = {1}, m1 = -1, st = -1, en = -100, ax = 1, stp = -2;
+    int64_t idx[2] = {2, 0}, id[] = {2}, pads[4] = {0, 1, 0, 0}, pd[] = {4}, od[4];
+    int orank;
+    for (int i = 0; i < 12; i++) {
+        x[i] = (float)i;
+    }
+    g_in(&g, "x", 3, xd);
+    g_init(&g, "m1", MP_DT_I64, 1, one, &m1);
+    g_init(&g, "st", MP_DT_I64, 1, one, &st);
+    g_init(&g, "en", MP_DT_I64, 1, one, &en);
+    g_init(&g, "ax", MP_DT_I64, 1, one, &ax);
+    g_init(&g, "stp", MP_DT_I64, 1, one, &stp);
+    g_init(&g, "idx", MP_DT_I64, 1, id, idx);
+    g_init(&g, "pads", MP_DT_I64, 1, pd, pads);
+    g_init(&g, "s0", MP_DT_I64, 1, one, (int64_t[]){0});
+    g_init(&g, "s1", MP_DT_I64, 1, one, (int64_t[]){1});
+    g_node(&g, "Shape", "x", "shp", NULL);
+    g_node(&g, "Slice", "shp s0 s1", "b", NULL);
+    g_node(&g, "Concat", "b m1", "newshape", (const char *[]){"i:axis=0", NULL});
+    g_node(&g, "Reshape", "x newshape", "r", NULL);              /* [2, 6] */
+    g_node(&g, "Transpose", "r", "t", NULL);                      /* [6, 2] */
+    g_node(&g, "Slice", "t st en ax stp", "sl", NULL);            /* [6, 1]: column 1 */
+    g_node(&g, "Gather", "sl idx", "ga", (const char *[]){"i:axis=0", NULL}); /* rows 2, 0 */
+    g_node(&g, "Pad", "ga pads", "y", NULL);                      /* [2, 2]: a zero column */
+    g_out(&g, "y");
+    const float *in[] = {x};
+    mp_errctx_t err = {0};
+    ck_assert_int_eq(run_model(&g, 13, in, y, od, &orank, &err), 0);
+    expect_shape(od, orank, (int64_t[]){2, 2}, 2);
+    /* r = [[0..5],[6..11]], t[i] = [i, i+6], column 1 = i + 6; rows 2 and 0: 8, 6 */
+    expect_vals(y, (const float[]){0, 8, 0, 6}, 4, 0);
+}
+END_TEST
+
+START_TEST(test_resize_and_reduce)
+{
+    graph_t g = {0};
+    float x[4] = {1, 2, 3, 4}, sc[4] = {1, 1, 2, 2}, y[16];
+    int64_t xd[] = {1, 1, 2, 2}, sd[] = {4}, od[4];
+    int orank;
+    g_in(&g, "x", 4, xd);
+    g_init(&g, "sc", MP_DT_F32, 1, sd, sc);
+    g_node(&g, "Resize", "x - sc", "r", (const char *[]){"s:mode=linear", NULL});
+    g_node(&g, "ReduceMean", "r", "y", (const char *[]){"I:axes=3", "i:keepdims=0", NULL});
+    g_out(&g, "y");
+    const float *in[] = {x};
+    mp_errctx_t err = {0};
+    ck_assert_int_eq(run_model(&g, 13, in, y, od, &orank, &err), 0);
+    expect_shape(od, orank, (int64_t[]){1, 1, 4}, 3);
+    /* half_pixel 2x: rows [1, 1.25, 1.75, 2] of the first row; ReduceMean of each row:
+     * row 0: mean(1, 1.25, 1.75, 2) = 1.5; row 1 (y=0.25 between the rows): 2; row 2: 3;
+     * row 3: 3.5 */
+    expect_vals(y, (const float[]){1.5f, 2.0f, 3.0f, 3.5f}, 4, 1e-6f);
+}
+END_TEST
+
+START_TEST(test_quant_dequant)
+{
+    graph_t g = {0};
+    float x[4] = {-1, 0.26f, 0.74f, 300}, s = 0.5f, y[4];
+    uint8_t zp = 10;
+    int64_t xd[] = {4};
+    g_in(&g, "x", 1, xd);
+    g_init(&g, "s", MP_DT_F32, 0, NULL, &s);
+    g_init(&g, "zp", MP_DT_U8, 0, NULL, &zp);
+    g_node(&g, "QuantizeLinear", "x s zp", "q", NULL);
+    g_node(&g, "DequantizeLinear", "q s zp", "y", NULL);
+    g_out(&g, "y");
+    const float *in[] = {x};
+    mp_errctx_t err = {0};
+    ck_assert_int_eq(run_model(&g, 13, in, y, NULL, NULL, &err), 0);
+    /* q = clamp(rint(x / 0.5) + 10, 0, 255) = 8, 11, 11, 255; back: -1, 0.5, 0.5, 122.5 */
+    expect_vals(y, (const float[]){-1, 0.5f, 0.5f, 122.5f}, 4, 0);
+}
+END_TEST
+
+START_TEST(test_gather_out_of_range)
+{
+    graph_t g = {0};
+    float x[3] = {1, 2, 3}, ix[1] = {3}, y[1];
+    int64_t xd[] = {3}, id[] = {1};
+    g_in(&g, "x", 1, xd);
+    g_io(&g, ONNX_GRAPH_INPUT, "i", MP_DT_I64, 1, id);
+    g_node(&g, "Gather", "x i", "y", NULL);
+    g_out(&g, "y");
+    const float *in[] = {x, ix};
+    mp_errctx_t err = {0};
+    ck_assert_int_eq(run_model(&g, 13, in, y, NULL, NULL, &err), MP_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.msg, "index 3 is outside [-3, 3)"));
+}
+END_TEST
+
+/* ---- shape inference errors --------------------------------------------------------------- */
+
+START_TEST(test_refusals)
+{
+    int64_t xd[] = {1, 3, 4, 4}, wd[] = {2, 2, 3, 3}, vd[] = {7};
+    float w[36] = {0}, x[48] = {0}, y[64];
+    const float *in[] = {x};
+    mp_errctx_t err = {0};
+    graph_t g = {0};
+
+    /* a weight made for 2 input channels on a 3-channel input */
+    g_in(&g, "x", 4, xd);
+    g_init(&g, "w", MP_DT_F32, 4, wd, w);
+    g_node(&g, "Conv", "x w", "y", NULL);
+    g_out(&g, "y");
+    ck_assert_int_eq(run_model(&g, 13, in, y, NULL, NULL, &err), MP_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.msg, "1 groups do not fit 3 input and 2 output channels"));
+
+    /* 48 elements cannot be reshaped to [7] */
+    memset(&g, 0, sizeof g);
+    g_in(&g, "x", 4, xd);
+    g_init(&g, "shape", MP_DT_I64, 1, (int64_t[]){1}, vd);
+    g_node(&g, "Reshape", "x shape", "y", NULL);
+    g_out(&g, "y");
+    ck_assert_int_eq(run_model(&g, 13, in, y, NULL, NULL, &err), MP_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.msg, "48 elements cannot be viewed as 7"));
+
+    /* two operators the runtime lacks are both named */
+    memset(&g, 0, sizeof g);
+    g_in(&g, "x", 4, xd);
+    g_node(&g, "Erf", "x", "a", NULL);
+    g_node(&g, "Relu", "a", "b", NULL);
+    g_node(&g, "LRN", "b", "y", (const char *[]){"i:size=3", NULL});
+    g_out(&g, "y");
+    ck_assert_int_eq(run_model(&g, 13, in, y, NULL, NULL, &err), MP_EUNSUPPORTED);
+    ck_assert_str_eq(err.msg, "the evaluation runtime does not support the operators Erf, LRN");
+
+    /* a symbolic dim other than the batch */
+    memset(&g, 0, sizeof g);
+    g_in(&g, "x", 2, (int64_t[]){-1, -1});
+    g_node(&g, "Relu", "x", "y", NULL);
+    g_out(&g, "y");
+    ck_assert_int_eq(run_model(&g, 13, in, y, NULL, NULL, &err), MP_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.msg, "input 'x': dim 1 is symbolic"));
+}
+END_TEST
+
+/* ---- the memory plan ---------------------------------------------------------------------- */
+
+START_TEST(test_plan_chain_reuses)
+{
+    /* 20 Relus in a chain on 1000 floats: at most two tensors are alive at once, so the arena
+     * holds exactly two 4000-byte tensors (64-byte aligned: 4032 each) */
+    graph_t g = {0};
+    buf_t keep;
+    int64_t d[] = {1000};
+    char a[16], b[16];
+    mp_session_t *s = NULL;
+    mp_errctx_t err = {0};
+    g_in(&g, "t0", 1, d);
+    for (int i = 0; i < 20; i++) {
+        snprintf(a, sizeof a, "t%d", i);
+        snprintf(b, sizeof b, "t%d", i + 1);
+        g_node(&g, "Relu", a, b, NULL);
+    }
+    g_out(&g, "t20");
+    mp_model_t *m = g_model(&g, 13, &keep);
+    ck_assert_int_eq(mp_session_new(m, 1, &s, &err), 0);
+    ck_assert_uint_eq(mp_session_arena_bytes(s), 2 * 4032);
+    ck_assert_int_eq(mp__rt_plan_check(s, &err), 0);
+    mp_session_free(s);
+    mp_model_free(m);
+    free(keep.p);
+}
+END_TEST
+
+START_TEST(test_plan_never_overlaps)
+{
+    /* a graph with branches, views and tensors of many sizes: every pair alive at one step is
+     * disjoint; the outputs agree with the same graph computed here */
+    graph_t g = {0};
+    buf_t keep;
+    int64_t d[] = {1, 64};
+    mp_session_t *s = NULL;
+    mp_errctx_t err = {0};
+    float x[64], y[64], want[64];
+    g_in(&g, "x", 2, d);
+    g_node(&g, "Relu", "x", "a", NULL);
+    g_node(&g, "Sigmoid", "x", "b", NULL);
+    g_node(&g, "Add", "a b", "c", NULL);
+    g_node(&g, "Flatten", "c", "cf", NULL);
+    g_node(&g, "Mul", "cf a", "e", NULL);
+    g_node(&g, "Concat", "e b c", "f", (const char *[]){"i:axis=1", NULL});
+    g_node(&g, "Tanh", "f", "h", NULL);
+    g_node(&g, "Slice", "h", "y", (const char *[]){"I:starts=0", "I:ends=64", "I:axes=1", NULL});
+    g_out(&g, "y");
+    mp_model_t *m = g_model(&g, 9, &keep);
+    ck_assert_int_eq(mp_session_new(m, 1, &s, &err), 0);
+    ck_assert_msg(mp__rt_plan_check(s, &err) == 0, "%s", err.msg);
+    for (int i = 0; i < 64; i++) {
+        x[i] = (float)(i - 32) / 8;
+        const float a = fmaxf(x[i], 0), b = 1 / (1 + expf(-x[i]));
+        want[i] = tanhf((a + b) * a);
+    }
+    const float *in[] = {x};
+    float *out[] = {y};
+    ck_assert_int_eq(mp_session_run(s, in, out, &err), 0);
+    expect_vals(y, want, 64, 1e-6f);
+    mp_session_free(s);
+    mp_model_free(m);
+    free(keep.p);
+}
+END_TEST
+
+/* ---- batches ------------------------------------------------------------------------------ */
+
+static uint64_t rng = 12345;
+static float frand(void)
+{
+    rng = rng * 6364136223846793005u + 1442695040888963407u;
+    return (float)((rng >> 40) & 0xffffff) / 16777216.0f * 2 - 1;
+}
+
+/* Conv (3->8, 3x3, pads 1) + Relu + MaxPool + Flatten + Gemm (8*4*4 -> 10) + Softmax, with a
+ * symbolic batch. */
+static mp_model_t *small_cnn(buf_t *keep, float *w, float *fc)
+{
+    graph_t g = {0};
+    int64_t xd[] = {-1, 3, 8, 8}, wd[] = {8, 3, 3, 3}, fd[] = {10, 128};
+    for (int i = 0; i < 8 * 27; i++) {
+        w[i] = frand() * 0.3f;
+    }
+    for (int i = 0; i < 1280; i++) {
+        fc[i] = frand() * 0.1f;
+    }
+    g_in(&g, "x", 4, xd);
+    g_init(&g, "w", MP_DT_F32, 4, wd, w);
+    g_init(&g, "fc", MP_DT_F32, 2, fd, fc);
+    g_node(&g, "Conv", "x w", "c", (const char *[]){"I:pads=1,1,1,1", NULL});
+    g_node(&g, "Relu", "c", "r", NULL);
+    g_node(&g, "MaxPool", "r", "p", (const char *[]){"I:kernel_shape=2,2", "I:strides=2,2", NULL});
+    g_node(&g, "Flatten", "p", "f", NULL);
+    g_node(&g, "Gemm", "f fc", "l", (const char *[]){"i:transB=1", NULL});
+    g_node(&g, "Softmax", "l", "y", NULL);
+    g_out(&g, "y");
+    return g_model(&g, 13, keep);
+}
+
+START_TEST(test_batch_1_and_32_agree)
+{
+    buf_t keep;
+    float w[216], fc[1280], *x = malloc(32 * 192 * sizeof *x), y32[320], y1[10];
+    mp_model_t *m = small_cnn(&keep, w, fc);
+    mp_session_t *s32 = NULL, *s1 = NULL;
+    mp_errctx_t err = {0};
+    int64_t d[MP_MAX_DIMS];
+
+    ck_assert_ptr_nonnull(x);
+    for (int i = 0; i < 32 * 192; i++) {
+        x[i] = frand();
+    }
+    ck_assert_int_eq(mp_session_new(m, 32, &s32, &err), 0);
+    ck_assert_int_eq(mp_session_new(m, 1, &s1, &err), 0);
+    ck_assert_int_eq(mp_session_input_shape(s32, 0, d), 4);
+    ck_assert_int_eq(d[0], 32);
+    ck_assert_int_eq(mp_session_output_elements(s32, 0), 320);
+    ck_assert_int_eq(mp_session_output_elements(s1, 0), 10);
+    const float *in32[] = {x};
+    float *out32[] = {y32};
+    ck_assert_int_eq(mp_session_run(s32, in32, out32, &err), 0);
+    for (int b = 0; b < 32; b++) {
+        const float *in1[] = {x + b * 192};
+        float *out1[] = {y1};
+        float sum = 0;
+        ck_assert_int_eq(mp_session_run(s1, in1, out1, &err), 0);
+        for (int k = 0; k < 10; k++) {
+            ck_assert_msg(fabsf(y1[k] - y32[b * 10 + k]) <= 1e-6f, "sample %d class %d: %g vs %g",
+                          b, k, (double)y1[k], (double)y32[b * 10 + k]);
+            sum += y1[k];
+        }
+        ck_assert_float_eq_tol(sum, 1.0f, 1e-5f);
+    }
+    mp_session_free(s1);
+    mp_session_free(s32);
+    mp_model_free(m);
+    free(keep.p);
+    free(x);
+}
+END_TEST
+
+/* ---- compressed layers -------------------------------------------------------------------- */
+
+/* y = x W^T through Gemm(transB) where W [N,K] arrives as `kind`: 0 dense float, 1 int8 codes
+ * through DequantizeLinear per output row, 2 dense float with 90 % zeros (CSR), 3 codebook
+ * indices through Cast + Gather. Returns the kind the session chose, writes y for `rows` rows. */
+static int compressed_gemm(int kind, int rows, int N, int K, const float *x, float *y,
+                           float *w_float)
+{
+    graph_t g = {0};
+    buf_t keep;
+    int8_t *q = malloc((size_t)N * K);
+    uint8_t *ix = malloc((size_t)N * K);
+    float *sc = malloc((size_t)N * sizeof *sc), cb[16];
+    int64_t xd[] = {rows, K}, wd[] = {N, K}, nd[] = {N}, cd[] = {16};
+    mp_session_t *s = NULL;
+    mp_errctx_t err = {0};
+    int counts[4], chosen = -1;
+
+    for (int c = 0; c < 16; c++) {
+        cb[c] = (float)(c - 8) / 16;
+    }
+    for (int n = 0; n < N; n++) {
+        sc[n] = 0.01f * (float)(n % 5 + 1);
+        for (int k = 0; k < K; k++) {
+            const size_t i = (size_t)n * K + k;
+            q[i] = (int8_t)((int)(frand() * 127));
+            ix[i] = (uint8_t)((n * 7 + k * 3) % 16);
+            if (kind == 2 && (n * 31 + k * 17) % 10 != 0) {
+                q[i] = 0;
+            }
+            w_float[i] = kind == 3 ? cb[ix[i]] : (float)q[i] * sc[n];
+        }
+    }
+    g_in(&g, "x", 2, xd);
+    if (kind == 1) {
+        g_init(&g, "q", MP_DT_I8, 2, wd, q);
+        g_init(&g, "s", MP_DT_F32, 1, nd, sc);
+        g_node(&g, "DequantizeLinear", "q s", "w", (const char *[]){"i:axis=0", NULL});
+    } else if (kind == 3) {
+        g_init(&g, "ix", MP_DT_U8, 2, wd, ix);
+        g_init(&g, "cb", MP_DT_F32, 1, cd, cb);
+        g_node(&g, "Cast", "ix", "ix32", (const char *[]){"i:to=6", NULL});
+        g_node(&g, "Gather", "cb ix32", "w", NULL);
+    } else {
+        g_init(&g, "w", MP_DT_F32, 2, wd, w_float);
+    }
+    g_node(&g, "Gemm", "x w", "y", (const char *[]){"i:transB=1", NULL});
+    g_out(&g, "y");
+    mp_model_t *m = g_model(&g, 13, &keep);
+    ck_assert_msg(mp_session_new(m, rows, &s, &err) == 0, "%s", err.msg);
+    const float *in[] = {x};
+    float *out[] = {y};
+    ck_assert_int_eq(mp_session_run(s, in, out, &err), 0);
+    memcpy(counts, s->lin_counts, sizeof counts);
+    for (int k = 0; k < 4; k++) {
+        chosen = counts[k] ? k : chosen;
+    }
+    ck_assert_int_eq(counts[0] + counts[1] + counts[2] + counts[3], 1);
+    mp_session_free(s);
+    mp_model_free(m);
+    free(keep.p);
+    free(q);
+    free(ix);
+    free(sc);
+    return chosen;
+}
+
+START_TEST(test_compressed_kinds)
+{
+    enum { N = 37, K = 300 };
+    static float x[3 * K], y[3 * N], w[N * K];
+    for (int rows = 1; rows <= 3; rows += 2) {
+        for (int i = 0; i < rows * K; i++) {
+            x[i] = frand();
+        }
+        for (int kind = 0; kind < 4; kind++) {
+            const int want_kind[] = {RT_LIN_DENSE, RT_LIN_INT8, RT_LIN_CSR, RT_LIN_CODEBOOK};
+            ck_assert_int_eq(compressed_gemm(kind, rows, N, K, x, y, w), want_kind[kind]);
+            for (int r = 0; r < rows; r++) {
+                /* int8 activations: each x_k is off by at most s_x / 2 = absmax / 254, so
+                 * |y - y_float| <= absmax / 254 * sum_k |w_k| (plus float rounding) */
+                float amax = 0;
+                for (int k = 0; k < K; k++) {
+                    amax = fmaxf(amax, fabsf(x[r * K + k]));
+                }
+                for (int n = 0; n < N; n++) {
+                    double ref = 0, l1 = 0;
+                    for (int k = 0; k < K; k++) {
+                        ref += (double)x[r * K + k] * w[n * K + k];
+                        l1 += fabs(w[n * K + k]);
+                    }
+                    const double bound =
+                        want_kind[kind] == RT_LIN_INT8 ? amax / 254.0 * l1 + 1e-4 : 1e-4;
+                    ck_assert_msg(fabs(y[r * N + n] - ref) <= bound,
+                                  "kind %d rows %d [%d]: %g vs %g (bound %g)", kind, rows, n,
+                                  (double)y[r * N + n], ref, bound);
+                }
+            }
+        }
+    }
+}
+END_TEST
+
+START_TEST(test_sparse_float_is_csr)
+{
+    /* a float weight with 90 % zeros runs as CSR, and gives the dense product */
+    enum { N = 64, K = 100 };
+    static float w[N * K], x[K], y[N];
+    graph_t g = {0};
+    buf_t keep;
+    int64_t xd[] = {1, K}, wd[] = {K, N};
+    mp_session_t *s = NULL;
+    mp_errctx_t err = {0};
+    for (int i = 0; i < N * K; i++) {
+        w[i] = i % 10 == 3 ? frand() : 0.0f;
+    }
+    for (int k = 0; k < K; k++) {
+        x[k] = frand();
+    }
+    g_in(&g, "x", 2, xd);
+    g_init(&g, "w", MP_DT_F32, 2, wd, w);
+    g_node(&g, "MatMul", "x w", "y", NULL);
+    g_out(&g, "y");
+    mp_model_t *m = g_model(&g, 13, &keep);
+    ck_assert_int_eq(mp_session_new(m, 1, &s, &err), 0);
+    ck_assert_int_eq(s->lin_counts[RT_LIN_CSR], 1);
+    const float *in[] = {x};
+    float *out[] = {y};
+    ck_assert_int_eq(mp_session_run(s, in, out, &err), 0);
+    for (int n = 0; n < N; n++) {
+        double ref = 0;
+        for (int k = 0; k < K; k++) {
+            ref += (double)x[k] * w[k * N + n];
+        }
+        ck_assert_msg(fabs(y[n] - ref) <= 1e-5, "[%d] %g vs %g", n, (double)y[n], ref);
+    }
+    mp_session_free(s);
+    mp_model_free(m);
+    free(keep.p);
+}
+END_TEST
+
+static Suite *runtime_suite(void)
+{
+    Suite *s = suite_create("runtime");
+    TCase *ops = tcase_create("operators");
+    TCase *shape = tcase_create("shapes");
+    TCase *plan = tcase_create("plan");
+    TCase *batch = tcase_create("batch");
+    TCase *comp = tcase_create("compressed");
+
+    tcase_add_test(ops, test_conv_pads_strides);
+    tcase_add_test(ops, test_conv_groups_dilation_bias);
+    tcase_add_test(ops, test_conv_auto_pad_same);
+    tcase_add_test(ops, test_gemm_trans_alpha_beta);
+    tcase_add_test(ops, test_matmul_batched_broadcast);
+    tcase_add_test(ops, test_broadcast_rules);
+    tcase_add_test(ops, test_activations);
+    tcase_add_test(ops, test_prelu_softmax);
+    tcase_add_test(ops, test_pooling);
+    tcase_add_test(ops, test_avgpool_pads_exclude);
+    tcase_add_test(ops, test_batchnorm);
+    tcase_add_test(ops, test_shape_ops_folded);
+    tcase_add_test(ops, test_resize_and_reduce);
+    tcase_add_test(ops, test_quant_dequant);
+    tcase_add_test(ops, test_gather_out_of_range);
+    tcase_add_test(shape, test_broadcast_refused);
+    tcase_add_test(shape, test_refusals);
+    tcase_add_test(plan, test_plan_chain_reuses);
+    tcase_add_test(plan, test_plan_never_overlaps);
+    tcase_add_test(batch, test_batch_1_and_32_agree);
+    tcase_add_test(comp, test_compressed_kinds);
+    tcase_add_test(comp, test_sparse_float_is_csr);
+    tcase_set_timeout(comp, 60);
+    suite_add_tcase(s, ops);
+    suite_add_tcase(s, shape);
+    suite_add_tcase(s, plan);
+    suite_add_tcase(s, batch);
+    suite_add_tcase(s, comp);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(runtime_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    const int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,204 @@
+/* check_runtime_kernels.c — every variant of the rt_gemm kernel family against its reference.
+ *
+ * s8_gemm must give the reference's bits exactly (integer sums) on every shape tried: M of 1 to
+ * 6 rows, N of 1 to 9 (tile edges), K from 0 to 130 and 1023 (the 64-byte steps and every tail),
+ * with codes at the extremes (activations 1 and 255, weights -128 and 127) as well as random
+ * ones. csr_mm and cb_gemv sum floats in another order, so they must agree within
+ * RT_F32_SUM_BOUND x sum |terms|, on vectors (P = 1) and matrices (P up to 70, past one 64-wide
+ * block), codebooks of 2, 8, 16, 32 and 256 entries (the permute and gather paths). A variant
+ * the CPU lacks is reported on stderr and skipped; the program exits 77 only when no SIMD
+ * variant can run at all.
+ */
+#include "kernels/rt_gemm_int.h"
+
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const isas[] = {"avx2", "avx512"};
+
+static uint64_t state = 0x9e3779b97f4a7c15u;
+static uint32_t next_u32(void)
+{
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    return (uint32_t)(state >> 16);
+}
+
+static float next_f(void)
+{
+    return (float)(next_u32() % 2000001) / 1000000.0f - 1.0f;
+}
+
+START_TEST(test_s8_gemm_exact)
+{
+    const mp_kern_rt_table_t *ref = mp__kern_rt_for("ref");
+    const mp_kern_rt_table_t *t = mp__kern_rt_for(isas[_i]);
+    static const size_t ks[] = {0, 1, 3, 15, 16, 17, 31, 63, 64, 65, 100, 127, 128, 129, 130, 1023};
+    enum { MAXM = 6, MAXN = 9, MAXK = 1023, LD = 1040 };
+    static uint8_t x[MAXM * LD];
+    static int8_t w[MAXN * LD];
+    int32_t wsum[MAXN], got[MAXM * 12], want[MAXM * 12];
+
+    if (t == NULL) {
+        fprintf(stderr, "check_runtime_kernels: this CPU lacks %s, not tested\n", isas[_i]);
+        return;
+    }
+    for (int pattern = 0; pattern < 3; pattern++) {
+        for (size_t i = 0; i < sizeof x; i++) {
+            x[i] = pattern == 0 ? (uint8_t)next_u32() : pattern == 1 ? 255 : 1;
+        }
+        for (size_t i = 0; i < sizeof w; i++) {
+            w[i] = pattern == 0 ? (int8_t)next_u32() : pattern == 1 ? 127 : -128;
+        }
+        for (size_t ki = 0; ki < sizeof ks / sizeof *ks; ki++) {
+            const size_t K = ks[ki];
+            for (size_t n = 0; n < MAXN; n++) {
+                wsum[n] = 0;
+                for (size_t k = 0; k < K; k++) {
+                    wsum[n] += w[n * LD + k];
+                }
+            }
+            for (size_t M = 1; M <= MAXM; M++) {
+                for (size_t N = 1; N <= MAXN; N++) {
+                    memset(got, 0x55, sizeof got);
+                    ref->s8_gemm(M, N, K, x, LD, w, LD, wsum, want, 12);
+                    t->s8_gemm(M, N, K, x, LD, w, LD, wsum, got, 12);
+                    for (size_t m = 0; m < M; m++) {
+                        for (size_t n = 0; n < N; n++) {
+                            ck_assert_msg(got[m * 12 + n] == want[m * 12 + n],
+                                          "%s M%zu N%zu K%zu [%zu,%zu]: %d vs %d", t->isa, M, N,
+                                          K, m, n, got[m * 12 + n], want[m * 12 + n]);
+                        }
+                        /* nothing written past N */
+                        ck_assert_int_eq(got[m * 12 + N], 0x55555555);
+                    }
+                }
+            }
+        }
+    }
+    /* the extreme: 255 x 127 over K = 1023 */
+    ref->s8_gemm(1, 1, 1023, x, LD, w, LD, wsum, want, 1);
+    ck_assert_int_eq(want[0], 1023 * (1 - 128) * -128);
+}
+END_TEST
+
+static void check_close(const char *what, float got, float want, double abs_sum)
+{
+    const double bound = RT_F32_SUM_BOUND * abs_sum + 1e-30;
+    ck_assert_msg(fabs((double)got - want) <= bound, "%s: %.9g vs %.9g (bound %.3g)", what,
+                  (double)got, (double)want, bound);
+}
+
+START_TEST(test_csr_mm_close)
+{
+    const mp_kern_rt_table_t *ref = mp__kern_rt_for("ref");
+    const mp_kern_rt_table_t *t = mp__kern_rt_for(isas[_i]);
+    enum { N = 23, K = 150, PMAX = 70 };
+    static float dense[N * K], b[K * PMAX], got[N * PMAX], want[N * PMAX], val[N * K];
+    static int32_t col[N * K], rowptr[N + 1];
+    int nnz = 0;
+
+    if (t == NULL) {
+        return;
+    }
+    for (int n = 0; n < N; n++) {
+        rowptr[n] = nnz;
+        /* row n keeps about n of every 23 entries: empty rows, short ones, long ones */
+        for (int k = 0; k < K; k++) {
+            dense[n * K + k] = (int)(next_u32() % 23) < n ? next_f() : 0.0f;
+            if (dense[n * K + k] != 0.0f) {
+                col[nnz] = k;
+                val[nnz++] = dense[n * K + k];
+            }
+        }
+    }
+    rowptr[N] = nnz;
+    for (int i = 0; i < K * PMAX; i++) {
+        b[i] = next_f();
+    }
+    static const size_t ps[] = {1, 2, 15, 16, 17, 33, 64, 65, 70};
+    for (size_t pi = 0; pi < sizeof ps / sizeof *ps; pi++) {
+        const size_t P = ps[pi];
+        ref->csr_mm(N, P, rowptr, col, val, b, P, want, P);
+        t->csr_mm(N, P, rowptr, col, val, b, P, got, P);
+        for (size_t n = 0; n < N; n++) {
+            for (size_t p = 0; p < P; p++) {
+                double abs_sum = 0;
+                for (int j = rowptr[n]; j < rowptr[n + 1]; j++) {
+                    abs_sum += fabs((double)val[j] * b[(size_t)col[j] * P + p]);
+                }
+                check_close(t->isa, got[n * P + p], want[n * P + p], abs_sum);
+            }
+        }
+    }
+}
+END_TEST
+
+START_TEST(test_cb_gemv_close)
+{
+    const mp_kern_rt_table_t *ref = mp__kern_rt_for("ref");
+    const mp_kern_rt_table_t *t = mp__kern_rt_for(isas[_i]);
+    enum { N = 13, KMAX = 203 };
+    static uint8_t idx[N * KMAX];
+    static float x[KMAX], cb[256], got[N], want[N];
+    static const int n_cbs[] = {2, 8, 16, 32, 256};
+
+    if (t == NULL) {
+        return;
+    }
+    for (int i = 0; i < 256; i++) {
+        cb[i] = next_f();
+    }
+    for (int i = 0; i < KMAX; i++) {
+        x[i] = next_f();
+    }
+    for (size_t c = 0; c < sizeof n_cbs / sizeof *n_cbs; c++) {
+        for (size_t i = 0; i < sizeof idx; i++) {
+            idx[i] = (uint8_t)(next_u32() % (uint32_t)n_cbs[c]);
+        }
+        for (size_t K = 0; K <= KMAX; K += K < 20 ? 1 : 61) {
+            ref->cb_gemv(N, K, x, idx, KMAX, cb, n_cbs[c], want);
+            t->cb_gemv(N, K, x, idx, KMAX, cb, n_cbs[c], got);
+            for (size_t n = 0; n < N; n++) {
+                double abs_sum = 0;
+                for (size_t k = 0; k < K; k++) {
+                    abs_sum += fabs((double)x[k] * cb[idx[n * KMAX + k]]);
+                }
+                check_close(t->isa, got[n], want[n], abs_sum);
+            }
+        }
+    }
+}
+END_TEST
+
+static Suite *kernels_suite(void)
+{
+    Suite *s = suite_create("runtime_kernels");
+    TCase *tc = tcase_create("rt_gemm");
+
+    tcase_add_loop_test(tc, test_s8_gemm_exact, 0, 2);
+    tcase_add_loop_test(tc, test_csr_mm_close, 0, 2);
+    tcase_add_loop_test(tc, test_cb_gemv_close, 0, 2);
+    tcase_set_timeout(tc, 60);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    if (mp__kern_rt_for("avx2") == NULL && mp__kern_rt_for("avx512") == NULL) {
+        fprintf(stderr, "check_runtime_kernels: no SIMD variant runs on this CPU\n");
+        return 77;
+    }
+    fprintf(stderr, "check_runtime_kernels: avx512 s8_gemm %s\n",
+            mp__kern_rt_has_vnni() ? "uses AVX-512 VNNI" : "is the AVX2 one (no VNNI)");
+    SRunner *sr = srunner_create(kernels_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    const int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
