@@ -979,6 +979,9 @@ static int set_y(mp_dataset_t *ds, const arr_t *a, mp_errctx_t *err)
                      (unsigned long long)v);
         MP_RETURN_IF(v < 0, MP_EFORMAT, "%s: y[%lld] is %lld; labels are class indices >= 0",
                      a->what, (long long)i, (long long)v);
+        MP_RETURN_IF(v > MP_DATASET_MAX_LABEL, MP_EFORMAT,
+                     "%s: y[%lld] is %lld, not a class index (at most %lld)", a->what, (long long)i,
+                     (long long)v, (long long)MP_DATASET_MAX_LABEL);
         ds->y[i] = v;
         ds->n_classes = v >= ds->n_classes ? v + 1 : ds->n_classes;
     }

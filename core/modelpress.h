@@ -188,8 +188,11 @@ int mp_onnx_save(const mp_model_t *m, const char *path, mp_errctx_t *err);
  * be freed after) where an int8-quantized weight W is an INT8 tensor "W_quantized" plus its
  * scales dequantized back into the value W (DequantizeLinear, per axis for per-channel scales,
  * or Cast and Mul below opset 13), a pruned-only weight is W with its zeros, and everything
- * else — unknown operators and domains included — is passed through untouched. A recipe step
- * the graph cannot express yet is MP_EUNSUPPORTED naming the tensor and the step. */
+ * else — unknown operators and domains included — is passed through untouched. Every recipe
+ * step has its form (docs/onnx.md): packed sub-8-bit codes unpacked in the graph, codebooks
+ * through Gather, low-rank factors splitting MatMul/Gemm/Conv; zero output channels of a Conv
+ * are removed where they only reach another Conv, and the metadata key "modelpress.channels"
+ * of *onnx_out reports per weight what was removed or why not. */
 int mp_onnx_apply(const mp_model_t *onnx_in, const mp_model_t *compressed, mp_model_t **onnx_out,
                   mp_errctx_t *err);
 
@@ -271,14 +274,15 @@ int mp_model_unpack(const mp_model_t *in, mp_model_t **out, mp_errctx_t *err);
  * optionally integer class labels y, one per sample. Read from a NumPy .npy (x alone), a .npz
  * (members x.npy and y.npy, stored or deflated; other members are not read) or a safetensors
  * file (tensors x and y). x may be f4 f8 f2 u1 i1 i2 i4 i8 u2 u4 u8 (safetensors also BF16) and
- * becomes F32, finite values only; y may be any integer type and becomes int64, values >= 0. A
- * fortran_order .npy array is transposed into C order (what np.load gives). Files are validated
- * like model uploads (RELIABILITY.md item 8): the .npy header at most MP_NPY_MAX_HEADER_BYTES
- * with exactly the keys descr, fortran_order and shape (object dtypes, i.e. pickles, refused),
- * shapes checked for sign and overflow, data neither truncated nor followed by stray bytes; zip
- * offsets checked against the file, overlapping members refused, a deflated member inflated
- * only to its declared size, at most MP_DATASET_MAX_BYTES and (above 1 MiB) at most
- * MP_ZIP_MAX_RATIO times its compressed size, CRC-32 checked. Nothing is extracted to disk.
+ * becomes F32, finite values only; y may be any integer type and becomes int64, class indices
+ * from 0 to MP_DATASET_MAX_LABEL. A fortran_order .npy array is transposed into C order (what
+ * np.load gives). Files are validated like model uploads (RELIABILITY.md item 8): the .npy
+ * header at most MP_NPY_MAX_HEADER_BYTES with exactly the keys descr, fortran_order and shape
+ * (object dtypes, i.e. pickles, refused), shapes checked for sign and overflow, data neither
+ * truncated nor followed by stray bytes; zip offsets checked against the file, overlapping
+ * members refused, a deflated member inflated only to its declared size, at most
+ * MP_DATASET_MAX_BYTES and (above 1 MiB) at most MP_ZIP_MAX_RATIO times its compressed size,
+ * CRC-32 checked. Nothing is extracted to disk.
  * Failures are MP_EFORMAT (malformed), MP_EUNSUPPORTED (a valid file modelpress cannot use, such
  * as a big-endian dtype), MP_ETOOBIG (limits) or MP_ENOMEM, with a message naming the array or
  * member and the byte. A dataset owns its values: the buffer or file may go once it is read;
@@ -286,6 +290,7 @@ int mp_model_unpack(const mp_model_t *in, mp_model_t **out, mp_errctx_t *err);
 #define MP_NPY_MAX_HEADER_BYTES 10000u
 #define MP_DATASET_MAX_BYTES (4ull << 30)
 #define MP_ZIP_MAX_RATIO 200u
+#define MP_DATASET_MAX_LABEL INT32_MAX
 
 typedef struct mp_dataset mp_dataset_t;
 

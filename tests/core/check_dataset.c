@@ -576,11 +576,16 @@ START_TEST(test_npz_bad_labels)
     const int32_t neg[3] = {1, -1, 0};
     const float fl[3] = {1, 0, 2};
     const uint64_t huge[3] = {1, 1ull << 63, 0};
+    const int64_t big[3] = {1, (int64_t)1 << 31, 0};
 
     expect_y_fail("{'descr': '<i4', 'fortran_order': False, 'shape': (3,), }", neg, 12,
                   ".npz member y.npy: y[1] is -1; labels are class indices >= 0");
     expect_y_fail("{'descr': '<u8', 'fortran_order': False, 'shape': (3,), }", huge, 24,
                   ".npz member y.npy: y[1] is 9223372036854775808, not a class index");
+    /* found by fuzz_npz: INT64_MAX + 1 classes (corpus/npz/crash-062ef6dd…) */
+    expect_y_fail("{'descr': '<i8', 'fortran_order': False, 'shape': (3,), }", big, 24,
+                  ".npz member y.npy: y[1] is 2147483648, not a class index (at most "
+                  "2147483647)");
     expect_y_fail("{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }", fl, 12,
                   ".npz member y.npy: y is F32; labels are integer class indices");
     expect_y_fail("{'descr': '<i4', 'fortran_order': False, 'shape': (2,), }", neg, 8,

@@ -17,7 +17,7 @@ mkdir -p build-fuzz
 if [ ! -f build-fuzz/Makefile ]; then
     (cd build-fuzz && ../configure -q CC=clang --enable-fuzzing)
 fi
-targets="safetensors recipe"
+targets="safetensors recipe npy npz mpz onnx"
 for t in $targets; do
     make -C build-fuzz -j"$(nproc)" "tests/fuzz/fuzz_$t" >/dev/null
 done
