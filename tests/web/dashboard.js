@@ -21,7 +21,7 @@ const path = require("path");
 const [phase, URL_, ART, ...rest] = process.argv.slice(2);
 const DESKTOP = { width: 1280, height: 900 };
 const PHONE = { width: 390, height: 844 };
-const LIMIT_MS = 300000;
+const LIMIT_MS = 480000;
 
 let passed = 0;
 function check(cond, what, detail) {
@@ -81,9 +81,21 @@ function watch(page, problems, dialogs) {
   });
 }
 
+// Charts redraw to their box's width (ResizeObserver) once the viewport changes: wait for it.
+async function fitCharts(page) {
+  await page.waitForFunction(
+    () =>
+      [...document.querySelectorAll(".chart-svg")].every(
+        (svg) => Number(svg.getAttribute("width")) === Math.max(200, Math.floor(svg.parentElement.clientWidth)),
+      ),
+    null,
+    { timeout: 10000 },
+  );
+}
+
 async function shot(page, name, size) {
   await page.setViewportSize(size);
-  await page.waitForTimeout(300); // charts redraw to the new width (ResizeObserver)
+  await fitCharts(page);
   const file = path.join(ART, name + ".png");
   await page.screenshot({ path: file, fullPage: true });
   // Nothing may stick out sideways: the page is as wide as the screen.
@@ -190,7 +202,7 @@ async function phaseOpen(page, dialogs, fixture, big, xss, data) {
   await shot(page, "job-phone", PHONE);
   // The phone layout stacks names over bars; the bars are still 3 per chart.
   await page.setViewportSize(PHONE);
-  await page.waitForTimeout(300);
+  await fitCharts(page);
   const phoneBars = await page.$$eval("#tensors figure.chart", (f) => f.map((x) => [x.querySelectorAll("g.bar").length, Number(x.querySelector("svg").getAttribute("width"))]));
   check(phoneBars.every(([n, w]) => n === 3 && w <= 390), "on a phone each chart still has 3 bars and fits the screen", phoneBars);
   await page.setViewportSize(DESKTOP);
@@ -302,7 +314,7 @@ async function phaseOpen(page, dialogs, fixture, big, xss, data) {
   const stA = await waitState(page, ["running", "succeeded", "failed"]);
   check(stA === "running", "the big job runs", stA);
   // The page follows the job: the bar moves past 0 % and names the step at work.
-  await page.waitForFunction(() => parseInt((document.querySelector("#job-pct") || {}).textContent, 10) > 0, null, { timeout: 30000 });
+  await page.waitForFunction(() => parseInt((document.querySelector("#job-pct") || {}).textContent, 10) > 0, null, { timeout: 120000 });
   const live = await page.evaluate(() => [
     document.querySelector("#job-stage").textContent,
     Number(document.querySelector(".live .progress").getAttribute("aria-valuenow")),
