@@ -12,6 +12,11 @@
 
 #include "pb_int.h"
 
+/* The metadata key under which mp_onnx_apply reports structured pruning: a JSON object, per
+ * weight with zero output channels, {"removed", "of", "into"} or {"zero_channels", "of",
+ * "kept_because"}. */
+#define MP_ONNX_CHANNELS_KEY "modelpress.channels"
+
 /* What the reader accepts (docs/onnx.md says why). */
 #define MP_ONNX_IR_MIN 3
 #define MP_ONNX_IR_MAX 10

@@ -13,7 +13,9 @@
  * - raw codes in another float type (fp16/bf16): that tensor, then Cast back;
  * - codebook indices: UINT8 "W_indices" and F32 "W_codebook", then Cast(indices to INT32) and
  *   Gather(codebook, indices), which has W's shape already (no Reshape needed);
- * - pruned-only weights: W itself, zeros stored densely (raw_data);
+ * - pruned-only weights: W itself, zeros stored densely (raw_data) — unless whole output
+ *   channels of a Conv are zero and reach only another Conv: then they are removed (see
+ *   "structured pruning" below) and reported in the metadata key "modelpress.channels";
  * - a value that was not F32 is Cast back to its type at the end.
  * New initializers take the place of W's initializer, their nodes go first in W's graph (they
  * read initializers only, so the graph stays topologically sorted); a Constant's replacement
@@ -27,6 +29,7 @@
 #include "recipe_int.h"
 
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -341,10 +344,20 @@ typedef struct edit {
     size_t n_node;
 } edit_t;
 
+/* A compressed weight whose output channels were removed: its new shape. */
+typedef struct shape_ov {
+    size_t tensor; /* index in the work model */
+    int n_dims;
+    int64_t shape[MP_MAX_DIMS];
+} shape_ov_t;
+
 typedef struct rw {
     mp__onnx_t *c;        /* the private copy being edited */
     mp_model_t *m;        /* its model (tensor names) */
     const mp_model_t *cm; /* the compressed model */
+    mp_model_t *cm_own;   /* stored tensors replaced by channel removal (looked up first) */
+    shape_ov_t *ov;       /* and the new shapes of their weights */
+    size_t n_ov;
     names_t names;
     const char *tmp; /* short unique prefix for the intermediate values of a weight */
     mp_errctx_t *err;
@@ -422,7 +435,10 @@ static int stored(rw_t *rw, const char *name, const char *suffix, mp_dtype_t dt,
     if (asprintf(&full, "%s%s", name, suffix) < 0) {
         return mp__err_set(err, MP_ENOMEM, "out of memory");
     }
-    t = mp_model_find(rw->cm, full);
+    t = rw->cm_own ? mp_model_find(rw->cm_own, full) : NULL;
+    if (t == NULL) {
+        t = mp_model_find(rw->cm, full);
+    }
     free(full);
     MP_RETURN_IF(t == NULL, MP_EFORMAT, REC ": tensor '%s' has no stored '%s%s'", name, name,
                  suffix);
@@ -1542,12 +1558,841 @@ static char *value_name(const mp__onnx_weight_t *w)
                                  : mp__pb_find(w->tensor, ONNX_TENSOR_NAME));
 }
 
+/* ---- structured pruning: removing channels ------------------------------------------------ */
+
+/* A Conv weight W whose output channels c are all zero (structured pruning) gives the constant
+ * bias[c] on those channels, whatever the padding. Where that constant reaches exactly one Conv
+ * through per-channel operators only (BatchNormalization, Relu, Clip, LeakyRelu, Sigmoid,
+ * HardSigmoid, Tanh, MaxPool, GlobalAveragePool, GlobalMaxPool, AveragePool without counted
+ * padding), the channels are removed: W's rows, the bias and BatchNormalization entries, the
+ * consumer's input columns; the constant the consumer would have seen is folded into its bias
+ * (exact only where the consumer pads nothing, so a padded consumer is left alone unless the
+ * constant is 0). Everything else — residual Adds, Concat, Reshape, several consumers, a graph
+ * output, a subgraph reading a value, a weight already rewired, codes other than raw floats or
+ * 8-bit — is left as zeros, and the reason is reported in the output's metadata. */
+
+#define MAX_CHAIN 12
+
+static const char *const PASS_OPS[] = {"Relu",
+                                       "Clip",
+                                       "LeakyRelu",
+                                       "Sigmoid",
+                                       "HardSigmoid",
+                                       "Tanh",
+                                       "MaxPool",
+                                       "GlobalAveragePool",
+                                       "GlobalMaxPool",
+                                       "AveragePool",
+                                       "BatchNormalization",
+                                       NULL};
+
+/* The single node of g reading value (its input index in *at), or NULL with a reason. */
+static mp__pb_msg_t *sole_consumer(rw_t *rw, mp__pb_msg_t *g, const char *value, int *at,
+                                   const char **why, int *rc)
+{
+    mp__pb_msg_t *found = NULL;
+    int out;
+
+    *rc = 0;
+    if (used_below(g, value)) {
+        *why = "a subgraph reads it";
+        return NULL;
+    }
+    if ((out = is_output(g, value, rw->err)) != 0) {
+        *rc = out < 0 ? out : 0;
+        *why = "it is a graph output";
+        return NULL;
+    }
+    for (size_t i = 0; i < g->n; i++) {
+        mp__pb_msg_t *node = g->f[i].sub;
+        int k;
+        if (g->f[i].num != ONNX_GRAPH_NODE || node == NULL ||
+            (k = input_index(node, value)) == -1) {
+            continue;
+        }
+        if (found != NULL || k == -2) {
+            *why = "several nodes read it";
+            return NULL;
+        }
+        found = node;
+        *at = k;
+    }
+    if (found == NULL) {
+        *why = "nothing reads it";
+    }
+    return found;
+}
+
+/* The model tensor that is the initializer named value of graph g, or -1. */
+static ssize_t init_of(const rw_t *rw, const mp__pb_msg_t *g, const char *value)
+{
+    for (size_t i = 0; i < rw->m->n_tensors; i++) {
+        const mp__onnx_weight_t *w = &rw->c->w[i];
+        const mp__pb_field_t *nf;
+        if (w->origin != MP_ONNX_INITIALIZER || w->graph != g) {
+            continue;
+        }
+        nf = mp__pb_find(w->tensor, ONNX_TENSOR_NAME);
+        if (nf != NULL && mp__pb_streq(nf, value)) {
+            return (ssize_t)i;
+        }
+    }
+    return -1;
+}
+
+/* The name of input k of node (malloc'd), or NULL when absent or empty — or when out of
+ * memory, which sets *rc to MP_ENOMEM (and leaves it alone otherwise). */
+static char *input_name(const mp__pb_msg_t *node, int k, int *rc)
+{
+    const size_t i = nth_field(node, ONNX_NODE_INPUT, k);
+    char *s;
+
+    if (i == node->n || node->f[i].len == 0) {
+        return NULL;
+    }
+    if ((s = mp__pb_strdup(&node->f[i])) == NULL) {
+        *rc = MP_ENOMEM;
+    }
+    return s;
+}
+
+static float attr_f(mp__pb_msg_t *node, const char *name, float dflt)
+{
+    const mp__pb_msg_t *a = mp__onnx_node_attr(node, name);
+    const mp__pb_field_t *f = a ? mp__pb_find(a, ONNX_ATTR_F) : NULL;
+    float v = dflt;
+
+    if (f != NULL && f->wire == MP_PB_I32) {
+        const uint32_t b = (uint32_t)f->v;
+        memcpy(&v, &b, 4);
+    }
+    return v;
+}
+
+/* 1 if a Conv or pool pads nothing (no pads or all zero, auto_pad absent, NOTSET or VALID). */
+static int pads_nothing(mp__pb_msg_t *node)
+{
+    const mp__pb_msg_t *a = mp__onnx_node_attr(node, "pads");
+    const mp__pb_msg_t *ap = mp__onnx_node_attr(node, "auto_pad");
+    const mp__pb_field_t *s = ap ? mp__pb_find(ap, ONNX_ATTR_S) : NULL;
+
+    if (s != NULL && !mp__pb_streq(s, "NOTSET") && !mp__pb_streq(s, "VALID") && s->len > 0) {
+        return 0;
+    }
+    for (size_t i = 0; a != NULL && i < a->n; i++) {
+        if (a->f[i].num == ONNX_ATTR_INTS) {
+            if (a->f[i].wire == MP_PB_VARINT && a->f[i].v != 0) {
+                return 0;
+            }
+            if (a->f[i].wire == MP_PB_LEN) {
+                for (size_t b = 0; b < a->f[i].len; b++) {
+                    if (a->f[i].data[b] != 0) {
+                        return 0;
+                    }
+                }
+            }
+        }
+    }
+    return 1;
+}
+
+/* The F32 values of a weight as the output graph will compute them: an uncompressed F32
+ * initializer, or a compressed one stored raw (F32) or as 8-bit codes per channel or tensor.
+ * *vals malloc'd (n elements). 1 done, 0 not a form handled (why set), or an error code. */
+static int weight_values(rw_t *rw, size_t ti, const json_t *spec, int version, float **vals,
+                         const char **why)
+{
+    mp_errctx_t *err = rw->err;
+    const mp_tensor_t *t = &rw->m->tensors[ti], *q, *sc;
+    const size_t n = (size_t)mp_tensor_elements(t);
+    entry_t en;
+    int rc;
+
+    *vals = NULL;
+    if (t->dtype != MP_DT_F32) {
+        *why = "not an F32 weight";
+        return 0;
+    }
+    if (spec == NULL) {
+        *vals = malloc(n ? n * sizeof **vals : 1);
+        MP_RETURN_IF(*vals == NULL, MP_ENOMEM, "out of memory");
+        memcpy(*vals, t->data, n * sizeof **vals);
+        return 1;
+    }
+    if ((rc = entry_parse(version, t->name, spec, t, &en, rw->err)) < 0) {
+        return rc;
+    }
+    code_resolve(&en.code, t->n_dims, t->shape);
+    if (en.factored || !((en.code.kind == CODE_RAW && en.code.dtype == MP_DT_F32) ||
+                         (en.code.kind == CODE_INT && en.code.bits == 8 &&
+                          en.code.gran != GRAN_GROUP && !en.code.asymmetric))) {
+        *why = "its code is neither raw floats nor symmetric 8-bit codes";
+        return 0;
+    }
+    if (en.code.kind == CODE_RAW) {
+        if ((rc = stored(rw, t->name, "", MP_DT_F32, t->n_dims, t->shape, &q)) < 0) {
+            return rc;
+        }
+        *vals = malloc(n ? n * sizeof **vals : 1);
+        MP_RETURN_IF(*vals == NULL, MP_ENOMEM, "out of memory");
+        memcpy(*vals, q->data, n * sizeof **vals);
+        return 1;
+    }
+    const int64_t rows = en.code.gran == GRAN_CHANNEL ? t->shape[0] : 1;
+    if ((rc = stored(rw, t->name, "", MP_DT_I8, t->n_dims, t->shape, &q)) < 0 ||
+        (rc = stored(rw, t->name, "_scale", MP_DT_F32, 1, &rows, &sc)) < 0) {
+        return rc;
+    }
+    *vals = malloc(n ? n * sizeof **vals : 1);
+    MP_RETURN_IF(*vals == NULL, MP_ENOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        float s;
+        memcpy(&s, (const char *)sc->data + 4 * (rows > 1 ? i / (n / (size_t)rows) : 0), 4);
+        (*vals)[i] = (float)((const int8_t *)q->data)[i] * s;
+    }
+    return 1;
+}
+
+/* Replace the data of a TensorProto: new dims and raw_data, the same name and type. */
+static int tensor_replace(mp__pb_msg_t *tp, int n_dims, const int64_t *dims, const void *data,
+                          size_t n_bytes)
+{
+    static const uint32_t data_fields[] = {ONNX_TENSOR_DIMS,       ONNX_TENSOR_FLOAT_DATA,
+                                           ONNX_TENSOR_INT32_DATA, ONNX_TENSOR_INT64_DATA,
+                                           ONNX_TENSOR_RAW_DATA,   ONNX_TENSOR_DOUBLE_DATA,
+                                           ONNX_TENSOR_UINT64_DATA};
+    int rc = 0;
+
+    for (size_t i = 0; i < sizeof data_fields / sizeof *data_fields; i++) {
+        mp__pb_remove_all(tp, data_fields[i]);
+    }
+    for (int d = 0; d < n_dims && rc == 0; d++) {
+        rc = mp__pb_add_varint(tp, ONNX_TENSOR_DIMS, (uint64_t)dims[d]);
+    }
+    return rc == 0 ? mp__pb_add_bytes(tp, ONNX_TENSOR_RAW_DATA, data, n_bytes) : rc;
+}
+
+/* Keep the entries of a [len] F32 vector (an initializer of g named value, read by nothing
+ * else) whose keep[c] is set. */
+static int shrink_vector(rw_t *rw, mp__pb_msg_t *g, const char *value, const uint8_t *keep,
+                         int64_t len)
+{
+    const ssize_t ti = init_of(rw, g, value);
+    const mp_tensor_t *t;
+    float *v;
+    int64_t k = 0;
+    int rc;
+
+    if (ti < 0) {
+        return MP_EINTERNAL;
+    }
+    t = &rw->m->tensors[ti];
+    v = malloc((size_t)len * sizeof *v + 1);
+    if (v == NULL) {
+        return MP_ENOMEM;
+    }
+    for (int64_t c = 0; c < len; c++) {
+        if (keep[c]) {
+            memcpy(&v[k++], (const float *)t->data + c, 4);
+        }
+    }
+    rc = tensor_replace(rw->c->w[ti].tensor, 1, &k, v, (size_t)k * sizeof *v);
+    free(v);
+    return rc;
+}
+
+/* 1 if value is an uncompressed F32 [n] initializer of g read by one node only (the caller's),
+ * 0 if not, or an error code. */
+static int vector_ok(rw_t *rw, mp__pb_msg_t *g, const char *value, int64_t n, const json_t *tensors)
+{
+    const ssize_t ti = value ? init_of(rw, g, value) : -1;
+    const mp_tensor_t *t;
+    const mp__pb_msg_t *user;
+    const char *why;
+    int at, rc = 0;
+
+    if (ti < 0) {
+        return 0;
+    }
+    t = &rw->m->tensors[ti];
+    if (t->dtype != MP_DT_F32 || t->n_dims != 1 || t->shape[0] != n ||
+        json_object_get(tensors, t->name) != NULL) {
+        return 0;
+    }
+    user = sole_consumer(rw, g, value, &at, &why, &rc);
+    return rc < 0 ? rc : user != NULL;
+}
+
+typedef struct chan {
+    const char *wname; /* the pruned weight (model tensor name) */
+    size_t wi;         /* its index */
+    mp__pb_msg_t *g;
+    mp__pb_msg_t *conv; /* its Conv */
+    mp__pb_msg_t *chain[MAX_CHAIN];
+    int n_chain;
+    mp__pb_msg_t *next; /* the Conv that reads the channels */
+    size_t w2i;         /* its weight */
+    int64_t o;          /* output channels of W */
+    uint8_t *keep;      /* [o] */
+    float *v;           /* [o]: the constant each channel carries to `next` */
+    int64_t n_removed;
+} chan_t;
+
+/* Follow W's channels from its Conv to the Conv that reads them; 1 when they can be removed,
+ * 0 (why set) when not, or an error code. */
+static int chan_trace(rw_t *rw, chan_t *ch, const json_t *tensors, int version, uint8_t *touched,
+                      const char **why)
+{
+    mp__pb_msg_t *node;
+    char *cur = NULL, *b = NULL, *w2 = NULL, *wv = value_name(&rw->c->w[ch->wi]);
+    int at, rc = 0, res = 0;
+
+    if (wv == NULL) {
+        return mp__err_set(rw->err, MP_ENOMEM, "out of memory removing channels");
+    }
+    if (rw->c->ir_version < 4) {
+        *why = "IR 3 lists every initializer among the graph inputs, with its shape";
+        free(wv);
+        return 0;
+    }
+    node = sole_consumer(rw, ch->g, wv, &at, why, &rc);
+    free(wv);
+    if (rc < 0 || node == NULL) {
+        return rc;
+    }
+    if (!mp__onnx_node_is(node, "Conv") || at != 1 || attr_i(node, "group", 1) != 1) {
+        *why = "its consumer is not a Conv reading it as the weight, with group 1";
+        return 0;
+    }
+    ch->conv = node;
+    /* the bias: each removed channel carries bias[c] (0 without one) */
+    b = input_name(node, 2, &rc);
+    if (rc < 0) {
+        goto out;
+    }
+    for (int64_t c = 0; c < ch->o; c++) {
+        ch->v[c] = 0.0f;
+    }
+    if (b != NULL) {
+        const ssize_t bi = init_of(rw, ch->g, b);
+        const int ok = vector_ok(rw, ch->g, b, ch->o, tensors);
+        if (ok <= 0) {
+            rc = ok;
+            *why = "its bias is not a plain F32 initializer of its own";
+            goto out;
+        }
+        memcpy(ch->v, rw->m->tensors[bi].data, (size_t)ch->o * sizeof *ch->v);
+    }
+    cur = mp__pb_strdup(&node->f[nth_field(node, ONNX_NODE_OUTPUT, 0)]);
+    rc = cur == NULL ? MP_ENOMEM : 0;
+    while (rc == 0) {
+        int k;
+        node = sole_consumer(rw, ch->g, cur, &at, why, &rc);
+        if (rc < 0 || node == NULL) {
+            goto out;
+        }
+        if (mp__onnx_node_is(node, "Conv")) {
+            break;
+        }
+        for (k = 0; PASS_OPS[k] != NULL && !mp__onnx_node_is(node, PASS_OPS[k]); k++) {
+        }
+        if (PASS_OPS[k] == NULL || at != 0 || ch->n_chain == MAX_CHAIN ||
+            mp__pb_count(node, ONNX_NODE_OUTPUT) != 1) {
+            *why = "the channels reach something other than per-channel operators and a Conv "
+                   "(a residual Add, Concat, Reshape, …)";
+            goto out;
+        }
+        if (mp__onnx_node_is(node, "AveragePool") && attr_i(node, "count_include_pad", 0) != 0 &&
+            !pads_nothing(node)) {
+            *why = "an AveragePool counts padding";
+            goto out;
+        }
+        if (mp__onnx_node_is(node, "BatchNormalization")) {
+            for (int p = 1; p <= 4; p++) {
+                char *pn = input_name(node, p, &rc);
+                const int ok = pn != NULL ? vector_ok(rw, ch->g, pn, ch->o, tensors) : 0;
+                free(pn);
+                rc = rc < 0 ? rc : ok < 0 ? ok : 0;
+                if (rc < 0) {
+                    goto out;
+                }
+                if (!ok) {
+                    *why = "a BatchNormalization parameter is not a plain F32 initializer of its "
+                           "own";
+                    goto out;
+                }
+            }
+        }
+        if (mp__onnx_node_is(node, "Clip") && rw->c->opset >= 11) {
+            for (int p = 1; p <= 2; p++) {
+                char *pn = input_name(node, p, &rc);
+                const ssize_t pi = pn ? init_of(rw, ch->g, pn) : -1;
+                const int ok = pn == NULL || (pi >= 0 && rw->m->tensors[pi].dtype == MP_DT_F32 &&
+                                              mp_tensor_elements(&rw->m->tensors[pi]) == 1);
+                free(pn);
+                if (rc < 0) {
+                    goto out;
+                }
+                if (!ok) {
+                    *why = "a Clip bound is not a constant";
+                    goto out;
+                }
+            }
+        }
+        ch->chain[ch->n_chain++] = node;
+        free(cur);
+        cur = mp__pb_strdup(&node->f[nth_field(node, ONNX_NODE_OUTPUT, 0)]);
+        rc = cur == NULL ? MP_ENOMEM : 0;
+    }
+    if (rc < 0) {
+        goto out;
+    }
+    w2 = input_name(node, 1, &rc);
+    if (rc < 0) {
+        goto out;
+    }
+    if (at != 0 || attr_i(node, "group", 1) != 1 || w2 == NULL) {
+        *why = "the Conv that reads the channels is grouped or reads them otherwise";
+        goto out;
+    }
+    {
+        const ssize_t w2i = init_of(rw, ch->g, w2);
+        int at2;
+        if (w2i < 0 || (size_t)w2i == ch->wi || touched[w2i] || touched[ch->wi] ||
+            sole_consumer(rw, ch->g, w2, &at2, why, &rc) != node || rc < 0) {
+            *why = rc < 0 ? *why : "the next Conv's weight is shared or rewired already";
+            goto out;
+        }
+        const mp_tensor_t *t2 = &rw->m->tensors[w2i];
+        float *vals = NULL;
+        if (t2->n_dims < 3 || t2->shape[1] != ch->o) {
+            *why = "the next Conv's weight does not read these channels";
+            goto out;
+        }
+        rc =
+            weight_values(rw, (size_t)w2i, json_object_get(tensors, t2->name), version, &vals, why);
+        free(vals);
+        if (rc <= 0) {
+            goto out;
+        }
+        rc = 0;
+        ch->w2i = (size_t)w2i;
+    }
+    ch->next = node;
+    res = 1;
+out:
+    free(cur);
+    free(b);
+    free(w2);
+    return rc < 0 ? rc : res;
+}
+
+/* The constants through the chain (as the operators compute them, in float). */
+static int chan_propagate(rw_t *rw, chan_t *ch)
+{
+    for (int k = 0; k < ch->n_chain; k++) {
+        mp__pb_msg_t *node = ch->chain[k];
+        const float *bn[5] = {NULL};
+        float lo = -INFINITY, hi = INFINITY;
+        if (mp__onnx_node_is(node, "BatchNormalization")) {
+            for (int p = 1; p <= 4; p++) {
+                int rc = 0;
+                char *pn = input_name(node, p, &rc);
+                const ssize_t pi = pn ? init_of(rw, ch->g, pn) : -1;
+                free(pn);
+                if (pi < 0) {
+                    return MP_ENOMEM; /* vector_ok passed: only strdup could fail */
+                }
+                bn[p] = rw->m->tensors[pi].data;
+            }
+        }
+        if (mp__onnx_node_is(node, "Clip")) {
+            if (rw->c->opset < 11) {
+                lo = attr_f(node, "min", -INFINITY);
+                hi = attr_f(node, "max", INFINITY);
+            } else {
+                for (int p = 1; p <= 2; p++) {
+                    int rc = 0;
+                    char *pn = input_name(node, p, &rc);
+                    const ssize_t pi = pn ? init_of(rw, ch->g, pn) : -1;
+                    if (rc < 0 || (pn != NULL && pi < 0)) {
+                        free(pn);
+                        return MP_ENOMEM;
+                    }
+                    free(pn);
+                    if (pi >= 0) {
+                        memcpy(p == 1 ? &lo : &hi, rw->m->tensors[pi].data, 4);
+                    }
+                }
+            }
+        }
+        for (int64_t c = 0; c < ch->o; c++) {
+            float x = ch->v[c];
+            if (bn[1] != NULL) {
+                const float eps = attr_f(node, "epsilon", 1e-5f);
+                x = (x - bn[3][c]) / sqrtf(bn[4][c] + eps) * bn[1][c] + bn[2][c];
+            } else if (mp__onnx_node_is(node, "Relu")) {
+                x = x > 0 ? x : 0;
+            } else if (mp__onnx_node_is(node, "Clip")) {
+                x = x < lo ? lo : x > hi ? hi : x;
+            } else if (mp__onnx_node_is(node, "LeakyRelu")) {
+                x = x >= 0 ? x : x * attr_f(node, "alpha", 0.01f);
+            } else if (mp__onnx_node_is(node, "Sigmoid")) {
+                x = 1.0f / (1.0f + expf(-x));
+            } else if (mp__onnx_node_is(node, "HardSigmoid")) {
+                x = attr_f(node, "alpha", 0.2f) * x + attr_f(node, "beta", 0.5f);
+                x = x < 0 ? 0 : x > 1 ? 1 : x;
+            } else if (mp__onnx_node_is(node, "Tanh")) {
+                x = tanhf(x);
+            } /* pools: a constant stays itself */
+            ch->v[c] = x;
+        }
+    }
+    return 0;
+}
+
+/* A compressed weight's stored tensors with rows (axis 0) or columns (axis 1) dropped where
+ * keep is 0, as replacements in rw->cm_own, and its new shape recorded. */
+static int chan_cut_stored(rw_t *rw, size_t ti, const json_t *spec, int version, int axis,
+                           const uint8_t *keep, int64_t n_keep)
+{
+    mp_errctx_t *err = rw->err;
+    const mp_tensor_t *t = &rw->m->tensors[ti], *q, *sc;
+    entry_t en;
+    shape_ov_t *ov;
+    int64_t shape[MP_MAX_DIMS], inner = 1;
+    const int64_t rows = t->shape[0], mid = t->shape[1];
+    size_t es;
+    uint8_t *out = NULL;
+    int rc;
+
+    if ((rc = entry_parse(version, t->name, spec, t, &en, rw->err)) < 0) {
+        return rc;
+    }
+    code_resolve(&en.code, t->n_dims, t->shape);
+    const int is_int = en.code.kind == CODE_INT;
+    if ((rc = stored(rw, t->name, "", is_int ? MP_DT_I8 : MP_DT_F32, t->n_dims, t->shape, &q)) <
+        0) {
+        return rc;
+    }
+    for (int d = 2; d < t->n_dims; d++) {
+        inner *= t->shape[d];
+    }
+    memcpy(shape, t->shape, sizeof shape);
+    shape[axis] = n_keep;
+    es = mp_dtype_size(q->dtype);
+    out = malloc((size_t)(shape[0] * shape[1] * inner) * es + 1);
+    MP_RETURN_IF(out == NULL, MP_ENOMEM, "out of memory removing channels");
+    size_t k = 0;
+    for (int64_t r = 0; r < rows; r++) {
+        for (int64_t c = 0; c < mid; c++) {
+            if ((axis == 0 && !keep[r]) || (axis == 1 && !keep[c])) {
+                continue;
+            }
+            memcpy(out + k, (const uint8_t *)q->data + (size_t)((r * mid + c) * inner) * es,
+                   (size_t)inner * es);
+            k += (size_t)inner * es;
+        }
+    }
+    if (rw->cm_own == NULL && (rw->cm_own = mp_model_new()) == NULL) {
+        free(out);
+        return mp__err_set(rw->err, MP_ENOMEM, "out of memory removing channels");
+    }
+    rc = mp_model_add_take(rw->cm_own, t->name, q->dtype, t->n_dims, shape, out, k, rw->err);
+    if (rc == 0 && is_int && axis == 0 && en.code.gran == GRAN_CHANNEL) {
+        float *s = malloc((size_t)n_keep * sizeof *s + 1);
+        char *sname = NULL;
+        int64_t j = 0;
+        if ((rc = stored(rw, t->name, "_scale", MP_DT_F32, 1, &rows, &sc)) < 0) {
+            free(s);
+            return rc;
+        }
+        if (s == NULL || asprintf(&sname, "%s_scale", t->name) < 0) {
+            free(s);
+            return mp__err_set(rw->err, MP_ENOMEM, "out of memory removing channels");
+        }
+        for (int64_t r = 0; r < rows; r++) {
+            if (keep[r]) {
+                memcpy(&s[j++], (const float *)sc->data + r, 4);
+            }
+        }
+        rc = mp_model_add_take(rw->cm_own, sname, MP_DT_F32, 1, &n_keep, s,
+                               (size_t)n_keep * sizeof *s, rw->err);
+        free(sname);
+    }
+    if (rc < 0) {
+        return rc;
+    }
+    ov = realloc(rw->ov, (rw->n_ov + 1) * sizeof *ov);
+    MP_RETURN_IF(ov == NULL, MP_ENOMEM, "out of memory removing channels");
+    rw->ov = ov;
+    ov[rw->n_ov].tensor = ti;
+    ov[rw->n_ov].n_dims = t->n_dims;
+    memcpy(ov[rw->n_ov].shape, shape, sizeof shape);
+    rw->n_ov++;
+    return 0;
+}
+
+/* An uncompressed F32 weight's initializer with rows or columns dropped, in the tree. */
+static int chan_cut_init(rw_t *rw, size_t ti, int axis, const uint8_t *keep, int64_t n_keep)
+{
+    mp_errctx_t *err = rw->err;
+    const mp_tensor_t *t = &rw->m->tensors[ti];
+    int64_t shape[MP_MAX_DIMS], inner = 1;
+    float *out;
+    size_t k = 0;
+    int rc;
+
+    for (int d = 2; d < t->n_dims; d++) {
+        inner *= t->shape[d];
+    }
+    memcpy(shape, t->shape, sizeof shape);
+    shape[axis] = n_keep;
+    out = malloc((size_t)(shape[0] * shape[1] * inner) * sizeof *out + 1);
+    MP_RETURN_IF(out == NULL, MP_ENOMEM, "out of memory removing channels");
+    for (int64_t r = 0; r < t->shape[0]; r++) {
+        for (int64_t c = 0; c < t->shape[1]; c++) {
+            if ((axis == 0 && !keep[r]) || (axis == 1 && !keep[c])) {
+                continue;
+            }
+            memcpy(out + k, (const float *)t->data + (r * t->shape[1] + c) * inner,
+                   (size_t)inner * sizeof *out);
+            k += (size_t)inner;
+        }
+    }
+    rc = tensor_replace(rw->c->w[ti].tensor, t->n_dims, shape, out, k * sizeof *out);
+    free(out);
+    return rc < 0 ? mp__err_set(rw->err, MP_ENOMEM, "out of memory removing channels") : 0;
+}
+
+/* Apply one traced removal. */
+static int chan_apply(rw_t *rw, chan_t *ch, const json_t *tensors, int version)
+{
+    mp_errctx_t *err = rw->err;
+    const mp_tensor_t *t2 = &rw->m->tensors[ch->w2i];
+    const json_t *spec2 = json_object_get(tensors, t2->name);
+    const int64_t o2 = t2->shape[0], n_keep = ch->o - ch->n_removed;
+    int64_t inner = 1;
+    float *w2 = NULL, *add = NULL;
+    const char *why = NULL;
+    char *b = NULL;
+    int rc, fold = 0;
+
+    for (int d = 2; d < t2->n_dims; d++) {
+        inner *= t2->shape[d];
+    }
+    /* the constants the removed channels would have fed the next Conv, into its bias */
+    rc = weight_values(rw, ch->w2i, spec2, version, &w2, &why);
+    if (rc <= 0) {
+        return rc < 0 ? rc : mp__err_set(rw->err, MP_EINTERNAL, "checked before: %s", why);
+    }
+    add = calloc((size_t)o2 + 1, sizeof *add);
+    MP_GOTO_IF(add == NULL, MP_ENOMEM, "out of memory removing channels");
+    for (int64_t c = 0; c < ch->o; c++) {
+        if (ch->keep[c] || ch->v[c] == 0.0f) {
+            continue;
+        }
+        fold = 1;
+        for (int64_t r = 0; r < o2; r++) {
+            float s = 0;
+            for (int64_t j = 0; j < inner; j++) {
+                s += w2[(r * ch->o + c) * inner + j];
+            }
+            add[r] += s * ch->v[c];
+        }
+    }
+    /* W's rows, W's bias, the BatchNormalization entries */
+    rc = chan_cut_stored(rw, ch->wi, json_object_get(tensors, ch->wname), version, 0, ch->keep,
+                         n_keep);
+    if (rc == 0 && (b = input_name(ch->conv, 2, &rc)) != NULL) {
+        rc = shrink_vector(rw, ch->g, b, ch->keep, ch->o);
+    }
+    for (int k = 0; k < ch->n_chain && rc == 0; k++) {
+        if (!mp__onnx_node_is(ch->chain[k], "BatchNormalization")) {
+            continue;
+        }
+        for (int p = 1; p <= 4 && rc == 0; p++) {
+            char *pn = input_name(ch->chain[k], p, &rc);
+            rc = pn == NULL ? MP_ENOMEM : shrink_vector(rw, ch->g, pn, ch->keep, ch->o);
+            free(pn);
+        }
+    }
+    /* the next Conv's columns and bias */
+    if (rc == 0) {
+        rc = spec2 != NULL ? chan_cut_stored(rw, ch->w2i, spec2, version, 1, ch->keep, n_keep)
+                           : chan_cut_init(rw, ch->w2i, 1, ch->keep, n_keep);
+    }
+    free(b);
+    b = NULL;
+    if (rc == 0 && fold) {
+        b = input_name(ch->next, 2, &rc);
+        if (rc < 0) {
+            goto out;
+        }
+        if (b != NULL) {
+            const ssize_t bi = init_of(rw, ch->g, b);
+            for (int64_t r = 0; r < o2; r++) {
+                add[r] += ((const float *)rw->m->tensors[bi].data)[r];
+            }
+            rc = tensor_replace(rw->c->w[bi].tensor, 1, &o2, add, (size_t)o2 * sizeof *add);
+        } else {
+            /* a new bias initializer, and the Conv's third input */
+            const char *bn = fresh_name(&rw->names, rw->m->tensors[ch->w2i].name, "_bias");
+            mp__pb_msg_t *tm = bn ? tensor_msg(bn, ONNX_FLOAT, 1, &o2, add, (size_t)o2 * 4) : NULL;
+            rc = tm == NULL ? MP_ENOMEM
+                            : mp__pb_insert_msg_take(ch->g, 0, ONNX_GRAPH_INITIALIZER, tm);
+            /* the third input: appended (repeated fields keep their own order), or an empty
+             * one named */
+            if (rc == 0) {
+                rc = mp__pb_count(ch->next, ONNX_NODE_INPUT) >= 3
+                         ? set_str(ch->next, ONNX_NODE_INPUT, 2, bn)
+                         : mp__pb_add_str(ch->next, ONNX_NODE_INPUT, bn);
+            }
+        }
+    }
+    /* shapes recorded for the values between the two Convs are stale: dropped */
+    for (int k = -1; k < ch->n_chain && rc == 0; k++) {
+        mp__pb_msg_t *node = k < 0 ? ch->conv : ch->chain[k];
+        const mp__pb_field_t *of = &node->f[nth_field(node, ONNX_NODE_OUTPUT, 0)];
+        for (size_t i = ch->g->n; i-- > 0 && rc == 0;) {
+            const mp__pb_field_t *nf;
+            if (ch->g->f[i].num != ONNX_GRAPH_VALUE_INFO) {
+                continue;
+            }
+            if ((rc = vi_name(ch->g, &ch->g->f[i], &nf, rw->err)) == 0 && nf != NULL &&
+                nf->len == of->len && memcmp(nf->data, of->data, of->len) == 0) {
+                mp__pb_remove_at(ch->g, i);
+            }
+        }
+    }
+    if (rc < 0 && rc != MP_EINTERNAL) {
+        rc = mp__err_set(rw->err, MP_ENOMEM, "out of memory removing channels");
+    }
+out:
+    free(b);
+    free(add);
+    free(w2);
+    return rc;
+}
+
+/* The pass: every compressed Conv weight with zero output channels, traced, removed where
+ * safe; what was done and what was not, as a JSON object added to *report. */
+static int remove_channels(rw_t *rw, const json_t *tensors, int version, json_t *report)
+{
+    mp_errctx_t *err = rw->err;
+    uint8_t *touched = calloc(rw->m->n_tensors + 1, 1);
+    const char *name;
+    json_t *spec;
+    chan_t ch;
+    int rc = 0;
+
+    MP_RETURN_IF(touched == NULL, MP_ENOMEM, "out of memory removing channels");
+    memset(&ch, 0, sizeof ch);
+    json_object_foreach((json_t *)tensors, name, spec)
+    {
+        const mp_tensor_t *t = mp_model_find(rw->m, name);
+        const char *why = NULL;
+        float *w = NULL;
+        json_t *r = NULL;
+        int ok;
+
+        if (t == NULL || t->n_dims < 3 ||
+            rw->c->w[t - rw->m->tensors].origin != MP_ONNX_INITIALIZER) {
+            continue;
+        }
+        if (touched[t - rw->m->tensors]) {
+            continue; /* its input channels went with an earlier removal: not cut twice */
+        }
+        memset(&ch, 0, sizeof ch);
+        ch.wname = name;
+        ch.wi = (size_t)(t - rw->m->tensors);
+        ch.g = rw->c->w[ch.wi].graph;
+        ch.o = t->shape[0];
+        if ((rc = weight_values(rw, ch.wi, spec, version, &w, &why)) < 0) {
+            break;
+        }
+        if (rc == 0) {
+            continue; /* not a form whose zeros we read */
+        }
+        rc = 0;
+        ch.keep = malloc((size_t)ch.o + 1);
+        ch.v = malloc((size_t)ch.o * sizeof *ch.v + 1);
+        if (ch.keep == NULL || ch.v == NULL) {
+            rc = mp__err_set(rw->err, MP_ENOMEM, "out of memory removing channels");
+        }
+        const size_t per = ch.o ? (size_t)mp_tensor_elements(t) / (size_t)ch.o : 0;
+        for (int64_t c = 0; rc == 0 && c < ch.o; c++) {
+            size_t z = 0;
+            while (z < per && w[(size_t)c * per + z] == 0.0f) {
+                z++;
+            }
+            ch.keep[c] = z < per;
+            ch.n_removed += !ch.keep[c];
+        }
+        free(w);
+        if (rc == 0 && ch.n_removed > 0 && ch.n_removed < ch.o) {
+            ok = chan_trace(rw, &ch, tensors, version, touched, &why);
+            if (ok == 1 && (rc = chan_propagate(rw, &ch)) == 0) {
+                int folds = 0;
+                for (int64_t c = 0; c < ch.o; c++) {
+                    folds |= !ch.keep[c] && ch.v[c] != 0.0f;
+                }
+                if (folds && !pads_nothing(ch.next)) {
+                    ok = 0;
+                    why = "the next Conv pads, so the removed channels' constant cannot be "
+                          "folded into its bias";
+                }
+            }
+            rc = ok < 0 ? ok : rc;
+            if (rc == 0 && ok == 1) {
+                rc = chan_apply(rw, &ch, tensors, version);
+                touched[ch.wi] = touched[ch.w2i] = 1;
+                r = json_pack("{s:I, s:I, s:s}", "removed", (json_int_t)ch.n_removed, "of",
+                              (json_int_t)ch.o, "into", rw->m->tensors[ch.w2i].name);
+            } else if (rc == 0) {
+                r = json_pack("{s:I, s:I, s:s}", "zero_channels", (json_int_t)ch.n_removed, "of",
+                              (json_int_t)ch.o, "kept_because", why ? why : "");
+            }
+            if (rc == 0 && (r == NULL || json_object_set_new(report, name, r) < 0)) {
+                rc = mp__err_set(rw->err, MP_ENOMEM, "out of memory removing channels");
+            }
+        }
+        free(ch.keep);
+        free(ch.v);
+        if (rc < 0) {
+            break;
+        }
+    }
+    free(touched);
+    return rc;
+}
+
+/* The channel report as metadata_props "modelpress.channels" of the output (JSON text). */
+static int add_metadata(rw_t *rw, const json_t *report)
+{
+    char *text = json_dumps(report, JSON_COMPACT | JSON_SORT_KEYS);
+    mp__pb_msg_t *e = mp__pb_msg_new();
+    int rc = text == NULL || e == NULL ||
+                     mp__pb_add_str(e, ONNX_ENTRY_KEY, MP_ONNX_CHANNELS_KEY) < 0 ||
+                     mp__pb_add_str(e, ONNX_ENTRY_VALUE, text) < 0
+                 ? MP_ENOMEM
+                 : 0;
+
+    free(text);
+    if (rc < 0) {
+        mp__pb_msg_free(e);
+        return mp__err_set(rw->err, MP_ENOMEM, "out of memory writing the channel report");
+    }
+    rc = mp__pb_add_msg_take(rw->c->root, ONNX_MODEL_METADATA_PROPS, e);
+    return rc < 0 ? mp__err_set(rw->err, MP_ENOMEM, "out of memory writing the channel report") : 0;
+}
+
 int mp_onnx_apply(const mp_model_t *onnx_in, const mp_model_t *compressed, mp_model_t **onnx_out,
                   mp_errctx_t *err)
 {
     const mp__onnx_t *cin = mp__onnx_ctx(onnx_in);
     const char *record, *name;
-    json_t *root = NULL, *tensors, *spec;
+    json_t *root = NULL, *tensors, *spec, *chan_report = NULL;
     json_error_t jerr;
     mp_model_t *work = NULL;
     rw_t rw = {.cm = compressed, .err = err};
@@ -1583,11 +2428,18 @@ int mp_onnx_apply(const mp_model_t *onnx_in, const mp_model_t *compressed, mp_mo
         rc = mp__err_set(err, MP_ENOMEM, "out of memory collecting names");
         goto out;
     }
+    chan_report = json_object();
+    MP_GOTO_IF(chan_report == NULL, MP_ENOMEM, "out of memory");
+    if ((rc = remove_channels(&rw, tensors, version, chan_report)) < 0) {
+        goto out;
+    }
     json_object_foreach(tensors, name, spec)
     {
         const mp_tensor_t *t = mp_model_find(work, name);
         const mp__onnx_weight_t *w;
         const char *pv[3] = {NULL, NULL, NULL}, *f32;
+        const int64_t *shape;
+        int n_dims;
         entry_t en;
         int split = 0;
 
@@ -1603,9 +2455,18 @@ int mp_onnx_apply(const mp_model_t *onnx_in, const mp_model_t *compressed, mp_mo
         value = value_name(w);
         rw.tmp = fresh_name(&rw.names, "mp", "");
         MP_GOTO_IF(value == NULL || rw.tmp == NULL, MP_ENOMEM, "out of memory");
+        /* the shape after channel removal, if any */
+        n_dims = t->n_dims;
+        shape = t->shape;
+        for (size_t o = 0; o < rw.n_ov; o++) {
+            if (rw.ov[o].tensor == (size_t)(t - work->tensors)) {
+                n_dims = rw.ov[o].n_dims;
+                shape = rw.ov[o].shape;
+            }
+        }
         if (en.factored == 0) {
-            code_resolve(&en.code, t->n_dims, t->shape);
-            rc = emit_value(&rw, &e, name, value, t->dtype, t->n_dims, t->shape, &en.code);
+            code_resolve(&en.code, n_dims, shape);
+            rc = emit_value(&rw, &e, name, value, t->dtype, n_dims, shape, &en.code);
         } else {
             rc = emit_parts(&rw, &e, name, value, t, &en, pv);
             if (rc == 0 && (split = can_rewire(&rw, w->graph, value, t, &en)) < 0) {
@@ -1626,6 +2487,9 @@ int mp_onnx_apply(const mp_model_t *onnx_in, const mp_model_t *compressed, mp_mo
         }
         edit_cleanup(&e);
     }
+    if (json_object_size(chan_report) > 0 && (rc = add_metadata(&rw, chan_report)) < 0) {
+        goto out;
+    }
     if ((rc = mp__pb_encode(rw.c->root, 0, &buf, &n, err)) < 0) {
         goto out;
     }
@@ -1635,6 +2499,9 @@ out:
     edit_cleanup(&e);
     free(value);
     free(buf);
+    free(rw.ov);
+    mp_model_free(rw.cm_own);
+    json_decref(chan_report);
     names_cleanup(&rw.names);
     mp_model_free(work);
     json_decref(root);

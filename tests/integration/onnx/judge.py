@@ -16,9 +16,11 @@ model's tolerance is not met (tolerances below, each with what was measured when
   folded depthwise kernels span up to 100:1 within one output channel (const_fold_opt__311: max
   4.08, median 0.053), which 8-bit codes cannot hold; fp16 weights keep 31 dB.
 KIND "same" checks a rewritten graph against the original graph run with the weights
-mp_model_unpack restores (substitute.py): they must agree to float rounding, output SNR >= 90 dB
-(measured: 107 dB and up for low-rank splits, whose sums run in another order; 300 dB and up,
-i.e. the same bits, for everything else).
+mp_model_unpack restores (substitute.py): they must agree to float rounding, output SNR >= 80 dB
+(measured: 94 dB for M-LSD with pruned channels removed, whose constant is folded into the next
+bias in another order than the runtime's fused Conv+BatchNormalization; 107 dB and up for
+low-rank splits, whose sums run in another order; 300 dB and up, i.e. the same bits, for
+everything else). A real mistake in a rewrite costs tens of dB, not a few.
 The "relaxed" suffix on KIND (e.g. blazeface-relaxed) only requires the outputs to be finite and
 reports the figures: for codebook and low-rank versions, whose accuracy is reported, not promised.
 """
@@ -46,7 +48,7 @@ def main():
     if kind == "same":
         print(f"{name}: the rewritten graph against the original run with the unpacked weights: "
               f"output SNR {snr:.1f} dB")
-        ok = ok and snr >= 90
+        ok = ok and snr >= 80
     elif kind == "blazeface":
         per = out.reshape(200, -1)
         logits = np.concatenate([per[:, :512], per[:, 512:896]], axis=1)
