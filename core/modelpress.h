@@ -188,15 +188,22 @@ int mp_onnx_save(const mp_model_t *m, const char *path, mp_errctx_t *err);
  * be freed after) where an int8-quantized weight W is an INT8 tensor "W_quantized" plus its
  * scales dequantized back into the value W (DequantizeLinear, per axis for per-channel scales,
  * or Cast and Mul below opset 13), a pruned-only weight is W with its zeros, and everything
- * else — unknown operators and domains included — is passed through untouched. A recipe step
- * the graph cannot express yet is MP_EUNSUPPORTED naming the tensor and the step. */
+ * else — unknown operators and domains included — is passed through untouched. Every recipe
+ * step has its form (docs/onnx.md): packed sub-8-bit codes unpacked in the graph, codebooks
+ * through Gather, low-rank factors splitting MatMul/Gemm/Conv; zero output channels of a Conv
+ * are removed where they only reach another Conv, and the metadata key "modelpress.channels"
+ * of *onnx_out reports per weight what was removed or why not. */
 int mp_onnx_apply(const mp_model_t *onnx_in, const mp_model_t *compressed, mp_model_t **onnx_out,
                   mp_errctx_t *err);
 
 /* For `modelpress inspect`: a malloc'd JSON document describing an ONNX model — ir_version,
- * opset, producer, operator counts, and per weight its origin (initializer or Constant), the
- * graph it is in, its element count and the nodes that consume it (op_type, input index). */
-int mp_onnx_describe(const mp_model_t *m, char **json, mp_errctx_t *err);
+ * opset, producer, node and parameter counts, operator counts ("domain.Op" outside the default
+ * domain), and per weight its name, graph value, origin (initializer or Constant), subgraph
+ * depth, dtype, shape, elements, the nodes that consume it (op, node, input index), the output
+ * channel axis its consumers imply (Conv 0, Gemm by transB, MatMul's last; null when unknown or
+ * disagreeing) and whether recipe r (NULL: the default selection) would compress it. */
+typedef struct mp_recipe mp_recipe_t; /* (declared again below; C11 allows it) */
+int mp_onnx_describe(const mp_model_t *m, const mp_recipe_t *r, char **json, mp_errctx_t *err);
 
 /* ---- the .mpz container (mpz.c, huffman.c) ----------------------------------------------- */
 
@@ -221,6 +228,15 @@ typedef struct mp_recipe mp_recipe_t;
  * "steps[1].quantize.bits: must be an integer from 2 to 8, got 33". */
 int mp_recipe_parse(const char *json, size_t len, mp_recipe_t **out, mp_errctx_t *err);
 void mp_recipe_free(mp_recipe_t *r);
+
+/* The container the recipe's output is meant for: "mpz" when it ends with a huffman step or
+ * says output.format "mpz", else "safetensors". A static string; thread-safe. */
+const char *mp_recipe_output_format(const mp_recipe_t *r);
+
+/* Choose the container ("safetensors" or "mpz"), for callers that take it from an output file
+ * name. "mpz" always works; "safetensors" is MP_ERECIPE when the recipe asks for the .mpz
+ * container (a huffman step or output.format "mpz"); MP_EINVAL for another name. */
+int mp_recipe_set_output_format(mp_recipe_t *r, const char *format, mp_errctx_t *err);
 
 /* Check a parsed recipe against a model before any work is queued: MP_ERECIPE when its select
  * matches no tensor, or a step cannot apply to what it selects. */
@@ -251,6 +267,123 @@ int mp_pipeline_run(const mp_model_t *in, const mp_recipe_t *r, const mp_run_opt
  * weights dequantized, companions such as *_scale removed). Tensors that were never
  * compressed are borrowed from in. */
 int mp_model_unpack(const mp_model_t *in, mp_model_t **out, mp_errctx_t *err);
+
+/* ---- datasets (dataset.c) ----------------------------------------------------------------- */
+
+/* Evaluation and calibration data: inputs x, whose first axis counts the samples, and
+ * optionally integer class labels y, one per sample. Read from a NumPy .npy (x alone), a .npz
+ * (members x.npy and y.npy, stored or deflated; other members are not read) or a safetensors
+ * file (tensors x and y). x may be f4 f8 f2 u1 i1 i2 i4 i8 u2 u4 u8 (safetensors also BF16) and
+ * becomes F32, finite values only; y may be any integer type and becomes int64, class indices
+ * from 0 to MP_DATASET_MAX_LABEL. A fortran_order .npy array is transposed into C order (what
+ * np.load gives). Files are validated like model uploads (RELIABILITY.md item 8): the .npy
+ * header at most MP_NPY_MAX_HEADER_BYTES with exactly the keys descr, fortran_order and shape
+ * (object dtypes, i.e. pickles, refused), shapes checked for sign and overflow, data neither
+ * truncated nor followed by stray bytes; zip offsets checked against the file, overlapping
+ * members refused, a deflated member inflated only to its declared size, at most
+ * MP_DATASET_MAX_BYTES and (above 1 MiB) at most MP_ZIP_MAX_RATIO times its compressed size,
+ * CRC-32 checked. Nothing is extracted to disk.
+ * Failures are MP_EFORMAT (malformed), MP_EUNSUPPORTED (a valid file modelpress cannot use, such
+ * as a big-endian dtype), MP_ETOOBIG (limits) or MP_ENOMEM, with a message naming the array or
+ * member and the byte. A dataset owns its values: the buffer or file may go once it is read;
+ * distinct datasets may be used from distinct threads, one dataset from many for reading. */
+#define MP_NPY_MAX_HEADER_BYTES 10000u
+#define MP_DATASET_MAX_BYTES (4ull << 30)
+#define MP_ZIP_MAX_RATIO 200u
+#define MP_DATASET_MAX_LABEL INT32_MAX
+
+typedef struct mp_dataset mp_dataset_t;
+
+/* Parse a dataset held in memory, the format chosen by content. */
+int mp_dataset_parse(const void *buf, size_t n_bytes, mp_dataset_t **out, mp_errctx_t *err);
+/* Map a file, parse it, unmap it. */
+int mp_dataset_load(const char *path, mp_dataset_t **out, mp_errctx_t *err);
+void mp_dataset_free(mp_dataset_t *ds);
+
+/* "npy", "npz" or "safetensors" (static). */
+const char *mp_dataset_format(const mp_dataset_t *ds);
+/* Number of samples: x's first dimension, >= 1. */
+int64_t mp_dataset_samples(const mp_dataset_t *ds);
+/* x's shape (borrowed, *n_dims >= 1 entries, the first the samples). */
+const int64_t *mp_dataset_shape(const mp_dataset_t *ds, int *n_dims);
+/* Values per sample (product of the shape after the first axis), >= 1. */
+int64_t mp_dataset_sample_elements(const mp_dataset_t *ds);
+/* x as F32, samples × sample_elements in C order (borrowed). */
+const float *mp_dataset_x(const mp_dataset_t *ds);
+/* The labels, one per sample (borrowed), or NULL without labels. */
+const int64_t *mp_dataset_labels(const mp_dataset_t *ds);
+/* The largest label plus one; 0 without labels. */
+int64_t mp_dataset_classes(const mp_dataset_t *ds);
+
+/* A recipe's evaluate block (evaluate.c): {"dataset_id": "<id from POST /datasets>",
+ * "metric": "top1", "latency_runs": 10}, every field optional. mp_recipe_parse() refuses a bad
+ * block naming the field ("evaluate.metric: …"). */
+#define MP_EVAL_MAX_LATENCY_RUNS 1000
+typedef struct mp_eval_spec {
+    int present;         /* 1 when the recipe has an evaluate block */
+    char dataset_id[65]; /* 64 lowercase hex digits, or "" when the block names no dataset */
+    int latency_runs;    /* timed runs behind each latency median, 1..1000 [10] */
+} mp_eval_spec_t;
+
+/* Read the evaluate block out of a recipe's JSON text (len bytes) into *out (present 0 and
+ * the defaults when there is none). MP_ERECIPE for text that is not a JSON object or a bad
+ * block. Thread-safe. */
+int mp_recipe_evaluate(const char *json, size_t len, mp_eval_spec_t *out, mp_errctx_t *err);
+
+/* ---- evaluation runtime (core/runtime/) ---------------------------------------------------- */
+
+/* A session runs an ONNX model (read by mp_onnx_parse / mp_model_load) on float inputs. It is
+ * built once for fixed input shapes: every shape is inferred up front, shape arithmetic and
+ * constant subgraphs are computed then (constant folding), and one arena holds every tensor a
+ * run computes, laid out from their lifetimes — a run allocates nothing. Operators run in
+ * topological order; those supported are listed in docs/runtime.md (Conv, ConvTranspose, Gemm,
+ * MatMul, the element-wise and shape operators, poolings, BatchNormalization, Resize, Softmax,
+ * QuantizeLinear/DequantizeLinear, …); a model with others is refused with MP_EUNSUPPORTED
+ * naming every missing operator.
+ * Compressed weights run compressed: a Gemm/MatMul/Conv weight read through DequantizeLinear
+ * from int8/uint8 codes multiplies int8 codes by int8 activations (quantized per row on the fly;
+ * AVX-512 VNNI where the CPU has it), one read through Gather from a codebook runs a lookup
+ * kernel, and a float weight with at least 70 % zeros runs as a CSR sparse product; other dense
+ * float products go through OpenBLAS sgemm.
+ * Threads: OpenBLAS is set to one thread (openblas_set_num_threads(1), process-wide, on the
+ * first session), so results do not depend on the core count and the daemon's workers — one
+ * session each — do not oversubscribe the cores. A session is used by one thread at a time;
+ * distinct sessions, also of one model, run in parallel. The model must outlive its sessions. */
+typedef struct mp_session mp_session_t;
+
+/* A session for batch inputs: dim 0 of each input becomes `batch` (>= 1) where the model
+ * declares it symbolic or 1; every other dim must be declared. MP_EINVAL for a model without an
+ * ONNX graph or a shape that cannot be inferred, MP_EUNSUPPORTED naming operators or attributes
+ * the runtime lacks, MP_ETOOBIG / MP_ENOMEM when the tensors do not fit; err says which node. */
+int mp_session_new(const mp_model_t *onnx, int batch, mp_session_t **out, mp_errctx_t *err);
+/* The same with every input's shape given: ranks[i] dims dims[i][0..ranks[i]) for input i, in
+ * the order of mp_session_input_name (n_inputs must be their number). */
+int mp_session_new_shapes(const mp_model_t *onnx, size_t n_inputs, const int *ranks,
+                          const int64_t *const *dims, mp_session_t **out, mp_errctx_t *err);
+void mp_session_free(mp_session_t *s);
+
+/* Run once: inputs[i] holds mp_session_input_elements(s, i) floats in C order, outputs[i] room
+ * for mp_session_output_elements(s, i) floats. An input of another element type (e.g. INT64)
+ * is converted from the floats given; every output is converted to float. MP_EINVAL for a
+ * missing buffer or data the model refuses at run time (a Gather index out of range). */
+int mp_session_run(mp_session_t *s, const float *const *inputs, float *const *outputs,
+                   mp_errctx_t *err);
+
+/* Inputs and outputs, in the graph's order. Names are borrowed (NULL for i out of range);
+ * *_shape writes the dims (room for MP_MAX_DIMS) and returns the rank, or -1 for i out of
+ * range; *_elements returns the element count (-1 out of range); mp_session_input_dtype the
+ * input's element type (an mp_dtype_t, or -1). */
+size_t mp_session_n_inputs(const mp_session_t *s);
+size_t mp_session_n_outputs(const mp_session_t *s);
+const char *mp_session_input_name(const mp_session_t *s, size_t i);
+const char *mp_session_output_name(const mp_session_t *s, size_t i);
+int mp_session_input_shape(const mp_session_t *s, size_t i, int64_t *dims);
+int mp_session_output_shape(const mp_session_t *s, size_t i, int64_t *dims);
+int64_t mp_session_input_elements(const mp_session_t *s, size_t i);
+int64_t mp_session_output_elements(const mp_session_t *s, size_t i);
+int mp_session_input_dtype(const mp_session_t *s, size_t i);
+/* Bytes of the arena (tensors plus the largest workspace of any step). */
+size_t mp_session_arena_bytes(const mp_session_t *s);
 
 /* ---- kernels ------------------------------------------------------------------------------- */
 
