@@ -381,9 +381,11 @@ static void add_bias(float *y, int64_t rows, int64_t N, int64_t ldy, int yt, con
     if (bias == NULL) {
         return;
     }
-    for (int64_t r = 0; r < rows; r++) {
-        for (int64_t c = 0; c < N; c++) {
-            y[yt ? c * ldy + r : r * ldy + c] += bias[c];
+    /* along memory: rows of y in either layout */
+    for (int64_t i = 0; i < (yt ? N : rows); i++) {
+        float *yr = y + i * ldy;
+        for (int64_t j = 0; j < (yt ? rows : N); j++) {
+            yr[j] += bias[yt ? i : j];
         }
     }
 }
@@ -393,6 +395,20 @@ static void apply_dense(const float *w, int k_major, int64_t N, int64_t K, int64
                         int64_t rows, const float *x, int64_t ldx, int xt, float *y, int64_t ldy,
                         int yt)
 {
+    if (rows == 1 && N > 1) {
+        /* one row: a matrix-vector product (sgemm would pack all of W on every call) */
+        const int64_t incx = xt ? ldx : 1, incy = yt ? ldy : 1;
+        if (K == 0) {
+            for (int64_t n = 0; n < N; n++) {
+                y[n * incy] = 0.0f;
+            }
+            return;
+        }
+        cblas_sgemv(CblasRowMajor, k_major ? CblasTrans : CblasNoTrans,
+                    (blasint)(k_major ? K : N), (blasint)(k_major ? N : K), 1.0f, w,
+                    (blasint)ldw, x, (blasint)incx, 0.0f, y, (blasint)incy);
+        return;
+    }
     if (!yt) {
         /* Y[rows,N] = X W^T: X is x or x^T, W^T is w (k_major) or w^T */
         mp__rt_sgemm(xt, !k_major, rows, N, K, x, ldx, w, ldw, 0.0f, y, ldy);

@@ -203,6 +203,64 @@ static int conv_prep(rt_sess_t *s, rt_node_t *n, mp_errctx_t *err)
     return 0;
 }
 
+/* The output columns [*lo, *hi) whose input column ow * s + off lies inside [0, W). */
+static void valid_cols(const spatial_t *sp, int64_t off, int64_t *lo, int64_t *hi)
+{
+    const int64_t OW = sp->out[2];
+    *lo = off >= 0 ? 0 : (-off + sp->s[2] - 1) / sp->s[2];
+    *hi = sp->in[2] - 1 - off < 0 ? 0 : (sp->in[2] - 1 - off) / sp->s[2] + 1;
+    *hi = *hi > OW ? OW : *hi;
+    *lo = *lo > *hi ? *hi : *lo;
+}
+
+/* im2col into columns, a row of the output at a time: zeros for the padding, then a strided
+ * copy of the valid input columns (no bounds test per element). */
+static void im2col_cols(const conv_t *c, const float *x, float *col)
+{
+    const spatial_t *sp = &c->sp;
+    const int64_t P = c->P, OW = sp->out[2];
+    int64_t row = 0;
+
+    for (int64_t ch = 0; ch < c->Cg; ch++) {
+        const float *xc = x + ch * sp_in(sp);
+        for (int64_t kd = 0; kd < sp->k[0]; kd++) {
+            for (int64_t kh = 0; kh < sp->k[1]; kh++) {
+                for (int64_t kw = 0; kw < sp->k[2]; kw++, row++) {
+                    const int64_t off = kw * sp->d[2] - sp->pb[2];
+                    int64_t lo, hi;
+                    valid_cols(sp, off, &lo, &hi);
+                    float *dst = col + row * P;
+                    for (int64_t od = 0; od < sp->out[0]; od++) {
+                        const int64_t id = od * sp->s[0] - sp->pb[0] + kd * sp->d[0];
+                        for (int64_t oh = 0; oh < sp->out[1]; oh++, dst += OW) {
+                            const int64_t ih = oh * sp->s[1] - sp->pb[1] + kh * sp->d[1];
+                            if (id < 0 || id >= sp->in[0] || ih < 0 || ih >= sp->in[1]) {
+                                memset(dst, 0, (size_t)OW * sizeof *dst);
+                                continue;
+                            }
+                            const float *restrict xr = xc + (id * sp->in[1] + ih) * sp->in[2] + off;
+                            float *restrict d = dst;
+                            for (int64_t ow = 0; ow < lo; ow++) {
+                                d[ow] = 0.0f;
+                            }
+                            if (sp->s[2] == 1) {
+                                memcpy(d + lo, xr + lo, (size_t)(hi - lo) * sizeof *d);
+                            } else {
+                                for (int64_t ow = lo; ow < hi; ow++) {
+                                    d[ow] = xr[ow * sp->s[2]];
+                                }
+                            }
+                            for (int64_t ow = hi; ow < OW; ow++) {
+                                d[ow] = 0.0f;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /* col[row][p] (rows: c, kd, kh, kw in weight order; p: output position), or col[p][row] when
  * by_rows, from one group's input channels. */
 static void im2col(const conv_t *c, const float *x, float *col, int by_rows)
@@ -211,6 +269,10 @@ static void im2col(const conv_t *c, const float *x, float *col, int by_rows)
     const int64_t P = c->P, K = c->K;
     int64_t row = 0;
 
+    if (!by_rows) {
+        im2col_cols(c, x, col);
+        return;
+    }
     for (int64_t ch = 0; ch < c->Cg; ch++) {
         const float *xc = x + ch * sp_in(sp);
         for (int64_t kd = 0; kd < sp->k[0]; kd++) {
@@ -250,10 +312,8 @@ static void depthwise(const spatial_t *sp, const float *x, const float *w, float
             for (int64_t kw = 0; kw < sp->k[2]; kw++) {
                 const float wv = w[(kd * sp->k[1] + kh) * sp->k[2] + kw];
                 const int64_t off = kw * sp->d[2] - sp->pb[2];
-                /* output columns whose input column ow*s + off lies inside [0, W) */
-                int64_t lo = off >= 0 ? 0 : (-off + sp->s[2] - 1) / sp->s[2];
-                int64_t hi = sp->in[2] - 1 - off < 0 ? 0 : (sp->in[2] - 1 - off) / sp->s[2] + 1;
-                hi = hi > OW ? OW : hi;
+                int64_t lo, hi;
+                valid_cols(sp, off, &lo, &hi);
                 if (lo >= hi) {
                     continue;
                 }
@@ -267,8 +327,8 @@ static void depthwise(const spatial_t *sp, const float *x, const float *w, float
                         if (ih < 0 || ih >= sp->in[1]) {
                             continue;
                         }
-                        const float *xr = x + (id * sp->in[1] + ih) * sp->in[2] + off;
-                        float *yr = y + (od * sp->out[1] + oh) * OW;
+                        const float *restrict xr = x + (id * sp->in[1] + ih) * sp->in[2] + off;
+                        float *restrict yr = y + (od * sp->out[1] + oh) * OW;
                         if (sp->s[2] == 1) {
                             for (int64_t ow = lo; ow < hi; ow++) {
                                 yr[ow] += wv * xr[ow];
@@ -767,19 +827,17 @@ static int pool_run(const rt_exec_t *e, const rt_node_t *n, mp_errctx_t *err)
                     }
                     float acc = p->max ? -INFINITY : 0.0f;
                     int64_t cnt = 0;
-                    for (int64_t a = lo[0]; a < hi[0]; a += sp->d[0]) {
-                        if (a < 0 || a >= sp->in[0]) {
-                            continue;
+                    for (int i = 0; i < ND; i++) {
+                        /* the window's positions inside the input: first >= 0, last < in */
+                        if (lo[i] < 0) {
+                            lo[i] += (-lo[i] + sp->d[i] - 1) / sp->d[i] * sp->d[i];
                         }
+                        hi[i] = hi[i] < sp->in[i] ? hi[i] : sp->in[i];
+                    }
+                    for (int64_t a = lo[0]; a < hi[0]; a += sp->d[0]) {
                         for (int64_t b = lo[1]; b < hi[1]; b += sp->d[1]) {
-                            if (b < 0 || b >= sp->in[1]) {
-                                continue;
-                            }
                             const float *xr = xc + (a * sp->in[1] + b) * sp->in[2];
                             for (int64_t w = lo[2]; w < hi[2]; w += sp->d[2]) {
-                                if (w < 0 || w >= sp->in[2]) {
-                                    continue;
-                                }
                                 const float v = xr[w];
                                 if (p->max) {
                                     acc = v > acc || v != v ? v : acc;
