@@ -92,7 +92,7 @@ enum MHD_Result api__send_json(struct api_req *req, struct MHD_Connection *conn,
 
 /* ---- one request ---- */
 
-typedef enum { REQ_OTHER = 0, REQ_POST_JOBS, REQ_ANSWERED } api_req_kind_t;
+typedef enum { REQ_OTHER = 0, REQ_POST_JOBS, REQ_POST_DATASETS, REQ_ANSWERED } api_req_kind_t;
 
 typedef struct api_req {
     api_t *api;
@@ -120,14 +120,65 @@ typedef struct api_req {
     int have_recipe;
     char err_code[32]; /* set when the body is refused part way: answered at the end */
     char err_msg[512];
+    /* POST /datasets, and a dataset file or id sent with POST /jobs */
+    api_upload_t dataset; /* fd valid only once have_dataset is set */
+    int have_dataset;
+    char *dataset_name;
+    char dataset_id[65];
+    size_t dataset_id_len;
 } api_req_t;
 
-/* POST /jobs, called for every piece of the body and once more at its end (upload.c). */
-enum MHD_Result api__post_jobs(api_req_t *req, struct MHD_Connection *conn, const char *upload_data,
+/* The body of POST /jobs or POST /datasets, called for every piece and once more at its end
+ * (upload.c): the pieces stream to disk, the end validates, stores and answers. */
+enum MHD_Result api__post_body(api_req_t *req, struct MHD_Connection *conn, const char *upload_data,
                                size_t *upload_data_size);
 /* First call of POST /jobs: checks that can refuse before the body is read. */
 enum MHD_Result api__post_jobs_begin(api_req_t *req, struct MHD_Connection *conn);
 void api__req_release(api_req_t *req);
+
+/* Shared by the uploads (upload.c). api__upload_begin makes the checks every upload makes
+ * before its body (draining, quota, the cap, the content type) and sets up req->pp with
+ * field_cb for multipart/form-data or req->raw for application/octet-stream; 0 to go on, else
+ * the refusal is queued and MHD's result is in *ret. usage describes what the route takes, for
+ * the 415 message. api__refuse remembers why the rest of a body is refused (the first reason
+ * counts), drops the files being received, and lets the body be read before answering.
+ * api__upload_chunk appends to up, opening it (and setting *have) on the first piece. */
+int api__upload_begin(api_req_t *req, struct MHD_Connection *conn, MHD_PostDataIterator field_cb,
+                      const char *usage, enum MHD_Result *ret);
+void api__refuse(api_req_t *req, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+int api__upload_chunk(api_req_t *req, api_upload_t *up, int *have, const char *data, size_t size);
+
+/* ---- datasets (datasets.c) ---- */
+
+/* 1 when s (n bytes) is a dataset id: 64 lowercase hex digits. */
+int api__dataset_id_valid(const char *s, size_t n);
+/* The route pattern of a /datasets URL for /metrics, or NULL when url is not one. */
+const char *api__datasets_route_name(const char *url);
+/* GET and POST /datasets, GET and DELETE /datasets/{id} (url starts with /datasets). */
+enum MHD_Result api__datasets_route(api_req_t *req, struct MHD_Connection *conn, const char *url,
+                                    const char *method);
+/* The end of POST /datasets' body. */
+enum MHD_Result api__post_datasets_end(api_req_t *req, struct MHD_Connection *conn);
+/* A multipart field of POST /jobs or POST /datasets that carries a dataset: the file `dataset`
+ * (streamed into req->dataset) or, when ids_too, the text `dataset_id`. 1 when key was one of
+ * them (and MHD's answer is in *ret), 0 when it is another field. */
+int api__dataset_field(api_req_t *req, const char *key, const char *filename, const char *data,
+                       uint64_t off, size_t size, int ids_too, enum MHD_Result *ret);
+/* Validate the finished upload req->dataset (mp_dataset_load), store it and keep it as a
+ * dataset of req->user named name; the id goes to req->dataset_id, *created says whether it is
+ * new to the user, *json (new, may be NULL) is the dataset as the API shows it. 0 on success,
+ * else an error is queued and MHD's result is in *ret. extra_bytes is what else this request
+ * stores, for the quota. */
+int api__dataset_store(api_req_t *req, struct MHD_Connection *conn, uint64_t extra_bytes,
+                       int *created, json_t **json, enum MHD_Result *ret);
+
+/* 405 with the methods the route allows (routes.c). */
+enum MHD_Result api__method_not_allowed(api_req_t *req, struct MHD_Connection *conn,
+                                        const char *allow);
+
+/* Unix seconds as the API writes times ("2025-01-31T12:00:00.000Z"), or null for 0 (new). */
+json_t *api__time_json(double unix_s);
 
 /* Who is asking (auth.c): with auth on and needs_auth, a valid bearer token fills req->user
  * and req->owner; a token in the query string is always refused. 0 to go on, else an error is
@@ -135,8 +186,8 @@ void api__req_release(api_req_t *req);
 int api__authenticate(api_req_t *req, struct MHD_Connection *conn, int needs_auth,
                       enum MHD_Result *ret);
 
-/* Quotas for POST /jobs: 0 when within them (counting extra_bytes more), else an error queued
- * (429) and MHD's result in *ret. */
+/* Quotas for uploads: 0 when within them (counting extra_bytes more; the jobs quota only for
+ * POST /jobs), else an error queued (429) and MHD's result in *ret. */
 int api__over_quota(api_req_t *req, struct MHD_Connection *conn, uint64_t extra_bytes,
                     enum MHD_Result *ret);
 

@@ -143,7 +143,8 @@ int api__over_quota(api_req_t *req, struct MHD_Connection *conn, uint64_t extra_
         *ret = api__send_error(req, conn, "internal", "database: %s", db_errmsg(api->db));
         return -1;
     }
-    if (req->quota_jobs > 0 && active >= req->quota_jobs) {
+    /* The jobs quota is about submitting jobs; a dataset upload only adds bytes. */
+    if (req->kind == REQ_POST_JOBS && req->quota_jobs > 0 && active >= req->quota_jobs) {
         *ret = api__send_error(req, conn, "quota_exceeded",
                                "%lld of your jobs are queued or running; the limit is %lld: wait "
                                "for one to finish or cancel one",

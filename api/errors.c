@@ -26,6 +26,8 @@ static const struct {
     {"unsupported_media_type", MHD_HTTP_UNSUPPORTED_MEDIA_TYPE},
     {"unsupported_model", MHD_HTTP_UNSUPPORTED_MEDIA_TYPE},
     {"invalid_model", MHD_HTTP_UNPROCESSABLE_CONTENT},
+    {"invalid_dataset", MHD_HTTP_UNPROCESSABLE_CONTENT},
+    {"unsupported_dataset", MHD_HTTP_UNSUPPORTED_MEDIA_TYPE},
     {"internal", MHD_HTTP_INTERNAL_SERVER_ERROR},
     {"unavailable", MHD_HTTP_SERVICE_UNAVAILABLE},
     {"insufficient_storage", MHD_HTTP_INSUFFICIENT_STORAGE},

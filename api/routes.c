@@ -72,7 +72,7 @@ void api_set_draining(api_t *api)
 
 /* ---- the JSON of a job ---- */
 
-static json_t *time_json(double unix_s)
+json_t *api__time_json(double unix_s)
 {
     if (unix_s <= 0) {
         return json_null();
@@ -121,16 +121,23 @@ json_t *api__job_json(const db_job_t *job)
         json_object_set_new(links, "result", json_string(result));
         json_object_set_new(links, "report", json_string(report));
     }
+    json_t *dataset = json_null();
+    if (job->dataset_blob[0] != '\0') {
+        char href[80];
+        snprintf(href, sizeof href, "/datasets/%s", job->dataset_blob);
+        dataset = json_pack("{s:s,s:s}", "id", job->dataset_blob, "href", href);
+    }
     return json_pack(
-        "{s:s,s:s,s:s,s:{s:s?,s:I,s:s},s:o,s:f,s:s?,s:o,s:o,s:o,s:o,s:i,s:o,s:o,"
+        "{s:s,s:s,s:s,s:{s:s?,s:I,s:s},s:o,s:o,s:f,s:s?,s:o,s:o,s:o,s:o,s:i,s:o,s:o,"
         "s:I,s:o}",
         "id", job->id, "state", db_job_state_name(job->state), "owner", job->owner, "model", "name",
-        job->model_name, "bytes", (json_int_t)job->model_bytes, "sha256", job->model_blob, "recipe",
-        stored_json(job->recipe), "progress", job->progress, "stage",
-        job->stage[0] != '\0' ? job->stage : NULL, "created_at", time_json(job->created_at),
-        "started_at", time_json(job->started_at), "finished_at", time_json(job->finished_at),
-        "duration_s", duration, "attempts", job->attempts, "error", error, "metrics",
-        stored_json(job->metrics), "result_bytes", (json_int_t)job->result_bytes, "links", links);
+        job->model_name, "bytes", (json_int_t)job->model_bytes, "sha256", job->model_blob,
+        "dataset", dataset, "recipe", stored_json(job->recipe), "progress", job->progress, "stage",
+        job->stage[0] != '\0' ? job->stage : NULL, "created_at", api__time_json(job->created_at),
+        "started_at", api__time_json(job->started_at), "finished_at",
+        api__time_json(job->finished_at), "duration_s", duration, "attempts", job->attempts,
+        "error", error, "metrics", stored_json(job->metrics), "result_bytes",
+        (json_int_t)job->result_bytes, "links", links);
 }
 
 /* ---- routes ---- */
@@ -153,8 +160,8 @@ static enum MHD_Result not_found(api_req_t *req, struct MHD_Connection *conn, co
     return api__send_error(req, conn, "not_found", "%s", what);
 }
 
-static enum MHD_Result method_not_allowed(api_req_t *req, struct MHD_Connection *conn,
-                                          const char *allow)
+enum MHD_Result api__method_not_allowed(api_req_t *req, struct MHD_Connection *conn,
+                                        const char *allow)
 {
     json_t *body = json_pack("{s:{s:s,s:s}}", "error", "code", "method_not_allowed", "message",
                              "method not allowed here");
@@ -352,7 +359,7 @@ static enum MHD_Result job_route(api_req_t *req, struct MHD_Connection *conn, co
                 }
             }
         } else {
-            ret = method_not_allowed(req, conn, "GET, DELETE");
+            ret = api__method_not_allowed(req, conn, "GET, DELETE");
         }
         goto out;
     }
@@ -361,7 +368,7 @@ static enum MHD_Result job_route(api_req_t *req, struct MHD_Connection *conn, co
         goto out;
     }
     if (strcmp(method, "GET") != 0) {
-        ret = method_not_allowed(req, conn, "GET");
+        ret = api__method_not_allowed(req, conn, "GET");
         goto out;
     }
     if (job.state != DB_JOB_SUCCEEDED) {
@@ -501,6 +508,10 @@ static const char *route_name(const char *url, int *public)
                : strcmp(sub, "/report") == 0 ? "/jobs/{id}/report"
                                              : "other";
     }
+    const char *datasets = api__datasets_route_name(url);
+    if (datasets != NULL) {
+        return datasets;
+    }
     *public = 1;
     if (strcmp(url, "/healthz") == 0) {
         return "/healthz";
@@ -528,7 +539,7 @@ static enum MHD_Result route(api_req_t *req, struct MHD_Connection *conn, const 
     }
     if (strcmp(url, "/metrics") == 0) {
         return strcmp(method, "GET") == 0 ? api__get_metrics(req, conn)
-                                          : method_not_allowed(req, conn, "GET");
+                                          : api__method_not_allowed(req, conn, "GET");
     }
     if (strcmp(url, "/jobs") == 0 || strcmp(url, "/jobs/") == 0) {
         if (strcmp(method, "GET") == 0) {
@@ -538,7 +549,7 @@ static enum MHD_Result route(api_req_t *req, struct MHD_Connection *conn, const 
             req->kind = REQ_POST_JOBS;
             return api__post_jobs_begin(req, conn);
         }
-        return method_not_allowed(req, conn, "GET, POST");
+        return api__method_not_allowed(req, conn, "GET, POST");
     }
     if (strncmp(url, "/jobs/", 6) == 0) {
         const char *id = url + 6;
@@ -546,20 +557,23 @@ static enum MHD_Result route(api_req_t *req, struct MHD_Connection *conn, const 
         size_t id_len = slash != NULL ? (size_t)(slash - id) : strlen(id);
         return job_route(req, conn, method, id, id_len, id + id_len);
     }
+    if (strcmp(url, "/datasets") == 0 || strncmp(url, "/datasets/", 10) == 0) {
+        return api__datasets_route(req, conn, url, method);
+    }
     if (strcmp(url, "/healthz") == 0) {
         return strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0
                    ? get_healthz(req, conn)
-                   : method_not_allowed(req, conn, "GET");
+                   : api__method_not_allowed(req, conn, "GET");
     }
     if (strcmp(url, "/") == 0 || strcmp(url, "/index.html") == 0) {
         return strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0
                    ? send_web_file(req, conn, "index.html")
-                   : method_not_allowed(req, conn, "GET");
+                   : api__method_not_allowed(req, conn, "GET");
     }
     if (strncmp(url, "/static/", 8) == 0) {
         return strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0
                    ? send_web_file(req, conn, url + 8)
-                   : method_not_allowed(req, conn, "GET");
+                   : api__method_not_allowed(req, conn, "GET");
     }
     return not_found(req, conn, "no such route");
 }
@@ -592,8 +606,8 @@ enum MHD_Result api_handle_cb(void *cls, struct MHD_Connection *conn, const char
         }
         return MHD_YES;
     }
-    if (req->kind == REQ_POST_JOBS && req->status == 0) {
-        return api__post_jobs(req, conn, upload_data, upload_data_size);
+    if ((req->kind == REQ_POST_JOBS || req->kind == REQ_POST_DATASETS) && req->status == 0) {
+        return api__post_body(req, conn, upload_data, upload_data_size);
     }
     if (*upload_data_size != 0 || req->status != 0) {
         /* A body nobody asked for, or one after a refusal: read and drop it. */

@@ -278,6 +278,32 @@ static const char *err_code(const resp_t *r)
 
 /* ---- models ---- */
 
+/* The whole file at path, malloc'd, *len bytes; the file is removed. */
+static void *take_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    ck_assert_ptr_nonnull(f);
+    fseek(f, 0, SEEK_END);
+    *len = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    void *buf = malloc(*len + 1);
+    ck_assert_uint_eq(fread(buf, 1, *len, f), *len);
+    fclose(f);
+    unlink(path);
+    return buf;
+}
+
+/* m as a safetensors image (m is freed). */
+static void *safetensors_bytes(mp_model_t *m, size_t *len)
+{
+    char path[] = "/tmp/mp-api-model-XXXXXX";
+    int fd = mkstemp(path);
+    close(fd);
+    ck_assert_int_eq(mp_safetensors_save(m, path, NULL), 0);
+    mp_model_free(m);
+    return take_file(path, len);
+}
+
 /* A safetensors image of n_layers [rows, cols] F32 weights plus a bias each, values from a
  * fixed sequence. *len receives its size; free() the result. */
 static void *make_model(int n_layers, int rows, int cols, size_t *len)
@@ -300,20 +326,7 @@ static void *make_model(int n_layers, int rows, int cols, size_t *len)
         ck_assert_int_eq(
             mp_model_add_take(m, name, MP_DT_F32, 1, shape, bias, (size_t)rows * 4, NULL), 0);
     }
-    char path[] = "/tmp/mp-api-model-XXXXXX";
-    int fd = mkstemp(path);
-    close(fd);
-    ck_assert_int_eq(mp_safetensors_save(m, path, NULL), 0);
-    mp_model_free(m);
-    FILE *f = fopen(path, "rb");
-    fseek(f, 0, SEEK_END);
-    *len = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    void *buf = malloc(*len);
-    ck_assert_uint_eq(fread(buf, 1, *len, f), *len);
-    fclose(f);
-    unlink(path);
-    return buf;
+    return safetensors_bytes(m, len);
 }
 
 static int count_files(const char *sub)
@@ -1208,6 +1221,442 @@ START_TEST(test_static_files)
 }
 END_TEST
 
+/* ---- datasets ---- */
+
+/* One part of a multipart/form-data body: a text field (filename NULL) or a file. */
+typedef struct part {
+    const char *name;
+    const char *filename;
+    const void *data;
+    size_t len;
+} part_t;
+
+static resp_t post_parts_as(const char *token, const char *path, const part_t *parts, size_t n)
+{
+    const char *b = "mpboundary7d3f";
+    size_t cap = 256, total = 0;
+    for (size_t i = 0; i < n; i++) {
+        cap += parts[i].len + 256;
+    }
+    char *body = malloc(cap), mid[512];
+    for (size_t i = 0; i < n; i++) {
+        total += (size_t)snprintf(body + total, cap - total,
+                                  "--%s\r\nContent-Disposition: form-data; name=\"%s\"", b,
+                                  parts[i].name);
+        if (parts[i].filename != NULL) {
+            total += (size_t)snprintf(body + total, cap - total,
+                                      "; filename=\"%s\"\r\nContent-Type: "
+                                      "application/octet-stream",
+                                      parts[i].filename);
+        }
+        total += (size_t)snprintf(body + total, cap - total, "\r\n\r\n");
+        memcpy(body + total, parts[i].data, parts[i].len);
+        total += parts[i].len;
+        total += (size_t)snprintf(body + total, cap - total, "\r\n");
+    }
+    total += (size_t)snprintf(body + total, cap - total, "--%s--\r\n", b);
+    snprintf(mid, sizeof mid, "Content-Type: multipart/form-data; boundary=%s\r\n%s", b,
+             token != NULL ? bearer(token) : "");
+    resp_t r = request("POST", path, mid, body, total);
+    free(body);
+    return r;
+}
+
+static resp_t post_dataset_as(const char *token, const char *filename, const void *data, size_t len)
+{
+    part_t p = {"dataset", filename, data, len};
+    return post_parts_as(token, "/datasets", &p, 1);
+}
+
+/* A safetensors dataset: x (n, 2) F32 and labels y (n,) I64 of i % 3. */
+static void *make_dataset(int n, size_t *len)
+{
+    mp_model_t *m = mp_model_new();
+    float *x = malloc((size_t)n * 2 * sizeof *x);
+    int64_t *y = malloc((size_t)n * sizeof *y);
+    for (int i = 0; i < n; i++) {
+        x[2 * i] = (float)i;
+        x[2 * i + 1] = -(float)i / 4;
+        y[i] = i % 3;
+    }
+    int64_t xs[2] = {n, 2}, ys[1] = {n};
+    ck_assert_int_eq(mp_model_add_take(m, "x", MP_DT_F32, 2, xs, x, (size_t)n * 8, NULL), 0);
+    ck_assert_int_eq(mp_model_add_take(m, "y", MP_DT_I64, 1, ys, y, (size_t)n * 8, NULL), 0);
+    return safetensors_bytes(m, len);
+}
+
+/* A .npy image: magic, version 1.0, this header dict padded to 64 bytes, data. */
+static void *make_npy(const char *dict, const void *data, size_t n_data, size_t *len)
+{
+    size_t hlen = (10 + strlen(dict) + 1 + 63) / 64 * 64 - 10;
+    unsigned char *b = malloc(10 + hlen + n_data);
+    memcpy(b, "\x93NUMPY\x01\x00", 8);
+    b[8] = (unsigned char)hlen;
+    b[9] = (unsigned char)(hlen >> 8);
+    memset(b + 10, ' ', hlen);
+    memcpy(b + 10, dict, strlen(dict));
+    b[10 + hlen - 1] = '\n';
+    memcpy(b + 10 + hlen, data, n_data);
+    *len = 10 + hlen + n_data;
+    return b;
+}
+
+static json_int_t int_of(const json_t *o, const char *key)
+{
+    const json_t *v = json_object_get(o, key);
+    ck_assert_msg(json_is_integer(v), "no integer '%s'", key);
+    return json_integer_value(v);
+}
+
+static const char *str_of(const json_t *o, const char *key)
+{
+    const json_t *v = json_object_get(o, key);
+    ck_assert_msg(json_is_string(v), "no string '%s'", key);
+    return json_string_value(v);
+}
+
+/* The size of the blob stored under id, or -1. */
+static long blob_size(const char *id)
+{
+    char path[512];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/blobs/sha256/%.2s/%s", state_dir, id, id);
+    return stat(path, &st) == 0 ? (long)st.st_size : -1;
+}
+
+/* An ONNX model y = flatten(x) W (W 2x3), written by Debian's python3-onnx into *len bytes. */
+static void *make_onnx(size_t *len)
+{
+    char path[] = "/tmp/mp-api-onnx-XXXXXX", cmd[1024];
+    int fd = mkstemp(path);
+    close(fd);
+    snprintf(cmd, sizeof cmd,
+             "/usr/bin/python3 -c \"import onnx, numpy as np; from onnx import helper as h, "
+             "TensorProto as T, numpy_helper as nh; "
+             "g = h.make_graph([h.make_node('MatMul', ['x', 'W'], ['y'])], 'g', "
+             "[h.make_tensor_value_info('x', T.FLOAT, ['N', 2])], "
+             "[h.make_tensor_value_info('y', T.FLOAT, ['N', 3])], "
+             "[nh.from_array(np.arange(6, dtype=np.float32).reshape(2, 3) / 8, 'W')]); "
+             "m = h.make_model(g, opset_imports=[h.make_opsetid('', 13)]); m.ir_version = 8; "
+             "onnx.save(m, '%s')\"",
+             path);
+    ck_assert_msg(system(cmd) == 0, "python3-onnx could not write a model (apt-get install "
+                                    "python3-onnx)");
+    return take_file(path, len);
+}
+
+/* The files in the blob store (blobs/sha256/ab/<hash>). */
+static int count_blobs(void)
+{
+    char path[400];
+    snprintf(path, sizeof path, "%s/blobs/sha256", state_dir);
+    DIR *d = opendir(path);
+    int n = 0;
+    struct dirent *e;
+    while (d != NULL && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] != '.') {
+            char sub[300];
+            snprintf(sub, sizeof sub, "blobs/sha256/%s", e->d_name);
+            n += count_files(sub);
+        }
+    }
+    if (d != NULL) {
+        closedir(d);
+    }
+    return n;
+}
+
+START_TEST(test_datasets_upload)
+{
+    size_t len, npy_len, bad_len;
+    void *ds = make_dataset(5, &len);
+    const float x4[4] = {1, 2, 3, 4};
+    void *npy = make_npy("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }", x4,
+                         sizeof x4, &npy_len);
+
+    resp_t r = post_dataset_as(NULL, "train.safetensors", ds, len);
+    ck_assert_msg(r.status == 201, "POST /datasets answered %d: %s", r.status, r.body);
+    char *id = strdup(str_of(r.json, "id"));
+    ck_assert_uint_eq(strlen(id), 64);
+    ck_assert_str_eq(str_of(r.json, "name"), "train.safetensors");
+    ck_assert_str_eq(str_of(r.json, "format"), "safetensors");
+    ck_assert_int_eq(int_of(r.json, "samples"), 5);
+    ck_assert_int_eq(int_of(r.json, "bytes"), (json_int_t)len);
+    ck_assert_int_eq(int_of(r.json, "n_classes"), 3);
+    ck_assert(json_is_true(json_object_get(r.json, "has_labels")));
+    json_t *xs = json_object_get(r.json, "x_shape");
+    ck_assert_uint_eq(json_array_size(xs), 2);
+    ck_assert_int_eq(json_integer_value(json_array_get(xs, 0)), 5);
+    ck_assert_int_eq(json_integer_value(json_array_get(xs, 1)), 2);
+    ck_assert_int_eq(blob_size(id), (long)len);
+    char location[128];
+    snprintf(location, sizeof location, "Location: /datasets/%s", id);
+    ck_assert_ptr_nonnull(strstr(r.head, location));
+    resp_free(&r);
+
+    /* the same bytes again, with a name field: kept once, renamed, 200 */
+    part_t again[2] = {{"name", NULL, "renamed", 7}, {"dataset", "copy.bin", ds, len}};
+    r = post_parts_as(NULL, "/datasets", again, 2);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(str_of(r.json, "id"), id);
+    ck_assert_str_eq(str_of(r.json, "name"), "renamed");
+    resp_free(&r);
+
+    /* a raw .npy body named in the query */
+    r = request("POST", "/datasets?name=inputs.npy", "Content-Type: application/octet-stream\r\n",
+                npy, npy_len);
+    ck_assert_msg(r.status == 201, "raw POST /datasets answered %d: %s", r.status, r.body);
+    char *npy_id = strdup(str_of(r.json, "id"));
+    ck_assert_str_eq(str_of(r.json, "format"), "npy");
+    ck_assert_str_eq(str_of(r.json, "name"), "inputs.npy");
+    ck_assert(json_is_false(json_object_get(r.json, "has_labels")));
+    ck_assert_int_eq(int_of(r.json, "samples"), 2);
+    resp_free(&r);
+
+    r = get("/datasets");
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_int_eq(int_of(r.json, "total"), 2);
+    json_t *list = json_object_get(r.json, "datasets");
+    ck_assert_str_eq(str_of(json_array_get(list, 0), "id"), npy_id); /* newest first */
+    ck_assert_str_eq(str_of(json_array_get(list, 1), "name"), "renamed");
+    resp_free(&r);
+
+    /* one, then gone with its file */
+    char path[128];
+    snprintf(path, sizeof path, "/datasets/%s", npy_id);
+    r = get(path);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_int_eq(int_of(r.json, "bytes"), (json_int_t)npy_len);
+    resp_free(&r);
+    ck_assert_int_eq(blob_size(npy_id), (long)npy_len);
+    r = request("DELETE", path, NULL, NULL, 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert(json_is_true(json_object_get(r.json, "deleted")));
+    resp_free(&r);
+    ck_assert_int_eq(blob_size(npy_id), -1);
+    r = get(path);
+    ck_assert_int_eq(r.status, 404);
+    resp_free(&r);
+    r = get("/datasets/../../etc/passwd");
+    ck_assert_int_eq(r.status, 404);
+    resp_free(&r);
+    r = request("PUT", "/datasets", NULL, NULL, 0);
+    ck_assert_int_eq(r.status, 405);
+    ck_assert_ptr_nonnull(strstr(r.head, "Allow: GET, POST"));
+    resp_free(&r);
+
+    /* refusals name the problem; nothing refused is kept */
+    void *bad = make_npy("{'descr': '|O', 'fortran_order': False, 'shape': (1,), }", "\x80\x04", 2,
+                         &bad_len);
+    r = post_dataset_as(NULL, "pickle.npy", bad, bad_len);
+    ck_assert_int_eq(r.status, 422);
+    ck_assert_str_eq(err_code(&r), "invalid_dataset");
+    ck_assert_str_eq(err_message(&r),
+                     "dataset: .npy: header at byte 20: object dtype '|O' is refused: its data is "
+                     "a Python pickle, which modelpress never loads; save a numeric array (e.g. "
+                     "x.astype('float32'))");
+    resp_free(&r);
+    free(bad);
+    bad = make_npy("{'descr': '>f4', 'fortran_order': False, 'shape': (1,), }", x4, 4, &bad_len);
+    r = post_dataset_as(NULL, "big-endian.npy", bad, bad_len);
+    ck_assert_int_eq(r.status, 415);
+    ck_assert_str_eq(err_code(&r), "unsupported_dataset");
+    resp_free(&r);
+    free(bad);
+    r = post_dataset_as(NULL, "truncated.npy", npy, npy_len - 1);
+    ck_assert_int_eq(r.status, 422);
+    ck_assert_str_eq(err_message(&r), "dataset: .npy: data is truncated: shape (2, 2) of F32 "
+                                      "needs 16 bytes from byte 128, there are 15");
+    resp_free(&r);
+    r = post_dataset_as(NULL, "empty.npz", "", 0);
+    ck_assert_int_eq(r.status, 400);
+    resp_free(&r);
+    part_t other = {"file", "x.npy", npy, npy_len};
+    r = post_parts_as(NULL, "/datasets", &other, 1);
+    ck_assert_int_eq(r.status, 400);
+    ck_assert_str_eq(err_message(&r), "unknown form field 'file' (expected 'dataset' and 'name')");
+    resp_free(&r);
+    r = request("POST", "/datasets", "Content-Type: text/plain\r\n", "x", 1);
+    ck_assert_int_eq(r.status, 415);
+    resp_free(&r);
+    ck_assert_int_eq(count_files("tmp"), 0);
+    ck_assert_int_eq(count_blobs(), 1);
+    free(id);
+    free(npy_id);
+    free(ds);
+    free(npy);
+}
+END_TEST
+
+/* Datasets belong to their user (404 to anyone else, jobs included) and count toward the byte
+ * quota, before a job is ever submitted. */
+START_TEST(test_datasets_owners_and_quota)
+{
+    stop_daemon(SIGKILL);
+    size_t len, model_len, onnx_len;
+    void *ds = make_dataset(200, &len);
+    void *model = make_model(1, 32, 32, &model_len);
+    void *onnx = make_onnx(&onnx_len);
+    char extra_q[64];
+    snprintf(extra_q, sizeof extra_q, "--quota-bytes %zu", len + model_len / 2);
+    char *alice = token_add("alice", NULL);
+    char *bob = token_add("bob", NULL);
+    char *erin = token_add("erin", extra_q);
+    const char *extra[] = {"--auth", "on", NULL};
+    start_daemon_args(state_dir, 1, extra);
+
+    resp_t r = post_dataset_as(NULL, "d.safetensors", ds, len);
+    ck_assert_int_eq(r.status, 401);
+    resp_free(&r);
+    r = post_dataset_as(alice, "d.safetensors", ds, len);
+    ck_assert_int_eq(r.status, 201);
+    ck_assert_str_eq(str_of(r.json, "owner"), "alice");
+    char *id = strdup(str_of(r.json, "id"));
+    resp_free(&r);
+    char path[128];
+    snprintf(path, sizeof path, "/datasets/%s", id);
+    r = get_as(bob, path);
+    ck_assert_int_eq(r.status, 404);
+    resp_free(&r);
+    r = get_as(bob, "/datasets");
+    ck_assert_int_eq(int_of(r.json, "total"), 0);
+    resp_free(&r);
+    r = request("DELETE", path, bearer(bob), NULL, 0);
+    ck_assert_int_eq(r.status, 404);
+    resp_free(&r);
+    char recipe[256];
+    snprintf(recipe, sizeof recipe,
+             "{\"steps\":[{\"quantize\":{\"bits\":8}}],\"evaluate\":{\"dataset_id\":\"%s\"}}", id);
+    part_t job[2] = {{"recipe", NULL, recipe, strlen(recipe)}, {"model", "n.onnx", onnx, onnx_len}};
+    r = post_parts_as(bob, "/jobs", job, 2);
+    ck_assert_int_eq(r.status, 404);
+    ck_assert_str_eq(err_code(&r), "not_found");
+    resp_free(&r);
+    /* bob uploading the same bytes keeps his own copy of the one file */
+    r = post_dataset_as(bob, "mine.safetensors", ds, len);
+    ck_assert_int_eq(r.status, 201);
+    ck_assert_str_eq(str_of(r.json, "id"), id);
+    resp_free(&r);
+    r = request("DELETE", path, bearer(alice), NULL, 0);
+    ck_assert_int_eq(r.status, 200);
+    resp_free(&r);
+    ck_assert_int_eq(blob_size(id), (long)len); /* bob still keeps it */
+    r = get_as(bob, path);
+    ck_assert_int_eq(r.status, 200);
+    resp_free(&r);
+
+    /* erin: room for the dataset and half a model */
+    r = post_dataset_as(erin, "d.safetensors", ds, len);
+    ck_assert_int_eq(r.status, 201);
+    resp_free(&r);
+    r = post_job_as(erin, model, model_len, "{\"steps\":[{\"quantize\":{\"bits\":8}}]}");
+    ck_assert_int_eq(r.status, 429);
+    ck_assert_str_eq(err_code(&r), "quota_exceeded");
+    resp_free(&r);
+    void *ds2 = make_dataset(201, &len);
+    r = post_dataset_as(erin, "more.safetensors", ds2, len);
+    ck_assert_int_eq(r.status, 429);
+    resp_free(&r);
+    ck_assert_int_eq(count_files("tmp"), 0);
+    free(ds2);
+    free(id);
+    free(alice);
+    free(bob);
+    free(erin);
+    free(ds);
+    free(model);
+    free(onnx);
+}
+END_TEST
+
+/* POST /jobs with a dataset: the dataset and the evaluate block come together, the model must
+ * have a graph, an id must be the user's; a dataset file sent with the job is kept like one
+ * from POST /datasets. */
+START_TEST(test_jobs_with_dataset)
+{
+    size_t len, onnx_len, st_len;
+    void *ds = make_dataset(8, &len);
+    void *onnx = make_onnx(&onnx_len);
+    void *st = make_model(1, 8, 8, &st_len);
+    const char *plain = "{\"steps\":[{\"quantize\":{\"bits\":8}}]}";
+    const char *eval =
+        "{\"steps\":[{\"quantize\":{\"bits\":8}}],\"evaluate\":{\"metric\":\"top1\"}}";
+
+    resp_t r = post_dataset_as(NULL, "d.safetensors", ds, len);
+    ck_assert_int_eq(r.status, 201);
+    char *id = strdup(str_of(r.json, "id"));
+    resp_free(&r);
+
+    part_t p[3] = {{"recipe", NULL, eval, strlen(eval)},
+                   {"model", "net.onnx", onnx, onnx_len},
+                   {"dataset_id", NULL, id, 64}};
+    r = post_parts_as(NULL, "/jobs", p, 2);
+    ck_assert_int_eq(r.status, 400);
+    ck_assert_str_eq(err_message(&r), "evaluate: needs a dataset: name it in evaluate.dataset_id "
+                                      "or a dataset_id field, or send the file in a dataset field");
+    resp_free(&r);
+    p[0].data = plain;
+    p[0].len = strlen(plain);
+    r = post_parts_as(NULL, "/jobs", p, 3);
+    ck_assert_int_eq(r.status, 400);
+    ck_assert_str_eq(err_message(&r),
+                     "a dataset came with the job but the recipe has no evaluate block to use it: "
+                     "add \"evaluate\": {\"metric\": \"top1\"}");
+    resp_free(&r);
+    p[0].data = eval;
+    p[0].len = strlen(eval);
+    p[1].data = st;
+    p[1].len = st_len;
+    r = post_parts_as(NULL, "/jobs", p, 3);
+    ck_assert_int_eq(r.status, 400);
+    ck_assert_str_eq(err_message(&r),
+                     "evaluate: only an ONNX model can be run to measure accuracy and speed; this "
+                     "one is not (safetensors and .mpz files hold weights without a graph)");
+    resp_free(&r);
+    p[1].data = onnx;
+    p[1].len = onnx_len;
+    p[2].data = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    r = post_parts_as(NULL, "/jobs", p, 3);
+    ck_assert_int_eq(r.status, 404);
+    resp_free(&r);
+    p[2].data = "../../etc/passwd";
+    p[2].len = 16;
+    r = post_parts_as(NULL, "/jobs", p, 3);
+    ck_assert_int_eq(r.status, 400);
+    resp_free(&r);
+    ck_assert_int_eq(count_files("tmp"), 0);
+
+    /* accepted: by id, and by a file sent along */
+    p[2].data = id;
+    p[2].len = 64;
+    r = post_parts_as(NULL, "/jobs", p, 3);
+    ck_assert_msg(r.status == 202, "POST /jobs answered %d: %s", r.status, r.body);
+    ck_assert_str_eq(str_of(json_object_get(r.json, "dataset"), "id"), id);
+    resp_free(&r);
+    size_t len2;
+    void *ds2 = make_dataset(9, &len2);
+    part_t q[3] = {{"recipe", NULL, eval, strlen(eval)},
+                   {"model", "net.onnx", onnx, onnx_len},
+                   {"dataset", "sent-along.safetensors", ds2, len2}};
+    r = post_parts_as(NULL, "/jobs", q, 3);
+    ck_assert_msg(r.status == 202, "POST /jobs answered %d: %s", r.status, r.body);
+    const char *id2 = str_of(json_object_get(r.json, "dataset"), "id");
+    ck_assert_int_eq(blob_size(id2), (long)len2);
+    resp_free(&r);
+    r = get("/datasets");
+    ck_assert_int_eq(int_of(r.json, "total"), 2);
+    ck_assert_str_eq(str_of(json_array_get(json_object_get(r.json, "datasets"), 0), "name"),
+                     "sent-along.safetensors");
+    resp_free(&r);
+    ck_assert_int_eq(count_files("tmp"), 0);
+    free(ds2);
+    free(id);
+    free(ds);
+    free(onnx);
+    free(st);
+}
+END_TEST
+
 /* A Deep Compression recipe gives an .mpz result, the size its report's last stage names. */
 START_TEST(test_mpz_result)
 {
@@ -1281,6 +1730,13 @@ static Suite *api_suite(void)
     tcase_add_test(tc, test_auth_and_ownership);
     tcase_add_test(tc, test_quotas);
     tcase_add_test(tc, test_metrics);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("datasets");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_datasets_upload);
+    tcase_add_test(tc, test_datasets_owners_and_quota);
+    tcase_add_test(tc, test_jobs_with_dataset);
     suite_add_tcase(s, tc);
     tc = tcase_create("web");
     tcase_add_checked_fixture(tc, setup, teardown);
