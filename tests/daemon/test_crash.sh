@@ -19,7 +19,7 @@ cp "$MP_TMP/huge.st" "$MP_TMP/m0.st"
 
 mp_start_daemon "$state" --workers 1 --upload-max 1G
 # A slow upload in flight (rate-limited) through all of what follows.
-curl -sS --limit-rate 50M -o /dev/null -F model=@"$MP_TMP/huge.st" -F "recipe=$recipe" \
+curl -sS --limit-rate 5M -o /dev/null -F model=@"$MP_TMP/huge.st" -F "recipe=$recipe" \
     "$MP_URL/jobs" 2>/dev/null &
 upload=$!
 i=0
