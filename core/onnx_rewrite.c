@@ -1623,16 +1623,19 @@ static mp__pb_msg_t *sole_consumer(rw_t *rw, mp__pb_msg_t *g, const char *value,
     return found;
 }
 
-/* The model tensor that is the initializer named value of graph g, or -1. */
+/* The model tensor that is the weight named value in graph g (an initializer, or a Constant's
+ * value), or -1. */
 static ssize_t init_of(const rw_t *rw, const mp__pb_msg_t *g, const char *value)
 {
     for (size_t i = 0; i < rw->m->n_tensors; i++) {
         const mp__onnx_weight_t *w = &rw->c->w[i];
         const mp__pb_field_t *nf;
-        if (w->origin != MP_ONNX_INITIALIZER || w->graph != g) {
+        if (w->graph != g) {
             continue;
         }
-        nf = mp__pb_find(w->tensor, ONNX_TENSOR_NAME);
+        /* an initializer by its name, a Constant by its output */
+        nf = w->node != NULL ? mp__pb_find(w->node, ONNX_NODE_OUTPUT)
+                             : mp__pb_find(w->tensor, ONNX_TENSOR_NAME);
         if (nf != NULL && mp__pb_streq(nf, value)) {
             return (ssize_t)i;
         }
@@ -2296,8 +2299,7 @@ static int remove_channels(rw_t *rw, const json_t *tensors, int version, json_t 
         json_t *r = NULL;
         int ok;
 
-        if (t == NULL || t->n_dims < 3 ||
-            rw->c->w[t - rw->m->tensors].origin != MP_ONNX_INITIALIZER) {
+        if (t == NULL || t->n_dims < 3) {
             continue;
         }
         if (touched[t - rw->m->tensors]) {

@@ -154,20 +154,25 @@ variant silero prune30.int8t '{"steps":[{"prune":{"sparsity":0.3}},{"quantize":{
 variant ppocr_cls int8asym '{"steps":[{"quantize":{"bits":8,"scheme":"asymmetric"}}]}'
 variant blazeface binary '{"steps":[{"quantize":{"format":"binary"}}]}'
 variant mlsd int3 '{"steps":[{"quantize":{"bits":3}}]}'
-# structured pruning: channels really removed where they only reach a Conv (M-LSD has two such
-# pairs; the rest are read by residual Adds, depthwise Convs, …, and reported as kept)
-variant mlsd prune50ch '{"steps":[{"prune":{"sparsity":0.5,"structure":"channel"}}]}'
-"$MP_PYTHON" - "$T/mlsd.prune50ch.onnx" <<'PY' || mp_fail "mlsd.prune50ch: no channel was removed"
+# structured pruning: channels really removed where they only reach a Conv (PP-OCR has ten such
+# pairs, M-LSD two; the rest are read by residual Adds, depthwise Convs, …, and reported kept)
+channels_removed() { # SHORT: at least one pair must have lost its channels
+    "$MP_PYTHON" - "$T/$1.prune50ch.onnx" "$1" <<'PY' || mp_fail "$1.prune50ch: no channel was removed"
 import json, sys
 import onnx
 m = onnx.load(sys.argv[1])
 report = json.loads({p.key: p.value for p in m.metadata_props}["modelpress.channels"])
 removed = {k: v for k, v in report.items() if "removed" in v}
 pairs = ", ".join("%d of %d" % (v["removed"], v["of"]) for v in removed.values())
-print("mlsd.prune50ch: channels removed from %d Conv pairs (%s), %d layers kept with their "
-      "reason" % (len(removed), pairs, len(report) - len(removed)))
+print("%s.prune50ch: channels removed from %d Conv pairs (%s), %d layers kept with their "
+      "reason" % (sys.argv[2], len(removed), pairs, len(report) - len(removed)))
 sys.exit(0 if removed else 1)
 PY
+}
+for short in mlsd ppocr_cls; do
+    variant "$short" prune50ch '{"steps":[{"prune":{"sparsity":0.5,"structure":"channel"}}]}'
+    channels_removed "$short"
+done
 
 # shellcheck disable=SC2086
 "$MP_PYTHON" "$HERE/check_model.py" $written || mp_fail "a file written here fails onnx.checker"
