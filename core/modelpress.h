@@ -385,6 +385,32 @@ int mp_session_input_dtype(const mp_session_t *s, size_t i);
 /* Bytes of the arena (tensors plus the largest workspace of any step). */
 size_t mp_session_arena_bytes(const mp_session_t *s);
 
+/* ---- evaluation (evaluate.c) --------------------------------------------------------------- */
+
+/* What a compression cost, measured on a dataset through the evaluation runtime (DESIGN.md,
+ * Reports). Both models are ONNX (before: the original; after: the compressed one, e.g. from
+ * mp_onnx_apply; NULL to measure before alone, as `modelpress eval` does) with one input taking
+ * a sample's values (any shape of that many) and a first output with one row per sample, whose
+ * argmax is the prediction. The whole dataset runs at batch MP_EVAL_BATCH (top-1 accuracy when
+ * there are labels, top-1 agreement between the models, SNR of the compressed model's outputs
+ * against the original's); latencies are medians of latency_runs timed runs after a warm-up, at
+ * batch 1 and MP_EVAL_BATCH, on this machine's kernels. *json is a malloc'd JSON object:
+ * {"samples", "batch", "latency_runs", "outputs_per_sample", "before": {"accuracy" (null
+ * without labels), "latency_ms", "latency_ms_b32"}, and with after: "after": {…same…},
+ * "agreement", "output_snr_db" (null for identical outputs), "speedup", "speedup_b32"} (batch 1
+ * and batch 32 ratios before/after). MP_EINVAL when the dataset does not fit the model (its
+ * message says how), MP_EUNSUPPORTED for what the runtime cannot run, MP_ECANCELED when cancel
+ * is set. Uses its own sessions: thread-safe for distinct calls. */
+#define MP_EVAL_BATCH 32
+typedef struct mp_eval_opts {
+    int latency_runs;           /* timed runs per latency, 1..1000 (0: 10) */
+    mp_progress_cb progress_cb; /* may be NULL; stage "evaluate", progress 0..1 */
+    void *ud;
+    const atomic_int *cancel;   /* may be NULL */
+} mp_eval_opts_t;
+int mp_evaluate(const mp_model_t *before, const mp_model_t *after, const mp_dataset_t *ds,
+                const mp_eval_opts_t *opts, char **json, mp_errctx_t *err);
+
 /* ---- kernels ------------------------------------------------------------------------------- */
 
 /* Name of the instruction set the kernels run with: "ref", "avx2" or "avx512". Chosen once from

@@ -10,6 +10,7 @@
 #include "mp_int.h"
 
 #include <check.h>
+#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1139,6 +1140,281 @@ START_TEST(test_recipe_evaluate)
 }
 END_TEST
 
+/* ---- evaluation ---------------------------------------------------------------------------- */
+
+/* Two ONNX models y = x W (x [N, 4], W [4, 5]) written by Debian's python3-onnx into dir: a.onnx
+ * and b.onnx, whose W differs from a's by 0.01 in every entry. */
+static const char ONNX_SCRIPT[] =
+    "import sys, numpy as np, onnx\n"
+    "from onnx import helper as h, TensorProto as T, numpy_helper as nh\n"
+    "w = (np.arange(20, dtype=np.float32).reshape(4, 5) % 7 - 3) / 4\n"
+    "for name, wt in (('a', w), ('b', w + np.float32(0.01))):\n"
+    "    g = h.make_graph([h.make_node('MatMul', ['x', 'W'], ['y'])], 'g',\n"
+    "                     [h.make_tensor_value_info('x', T.FLOAT, ['N', 4])],\n"
+    "                     [h.make_tensor_value_info('y', T.FLOAT, ['N', 5])],\n"
+    "                     [nh.from_array(wt.astype(np.float32), 'W')])\n"
+    "    m = h.make_model(g, opset_imports=[h.make_opsetid('', 13)])\n"
+    "    m.ir_version = 8\n"
+    "    onnx.save(m, sys.argv[1] + '/' + name + '.onnx')\n";
+
+static mp_model_t *eval_a, *eval_b;
+
+static void eval_setup(void)
+{
+    char dir[] = "/tmp/mp-check-eval-XXXXXX", cmd[512], path[300];
+    mp_errctx_t err = {0};
+    FILE *p;
+
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/make.py", dir);
+    p = fopen(path, "w");
+    ck_assert_ptr_nonnull(p);
+    fputs(ONNX_SCRIPT, p);
+    fclose(p);
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s %s", path, dir);
+    ck_assert_msg(system(cmd) == 0, "%s failed (apt-get install python3-onnx)", cmd);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/a.onnx", dir);
+    ck_assert_msg(mp_model_load(path, &eval_a, &err) == 0, "%s", err.msg);
+    unlink(path); /* the model keeps its mapping */
+    snprintf(path, sizeof path, "%s/b.onnx", dir);
+    ck_assert_msg(mp_model_load(path, &eval_b, &err) == 0, "%s", err.msg);
+    unlink(path);
+    rmdir(dir);
+}
+
+static void eval_teardown(void)
+{
+    mp_model_free(eval_a);
+    mp_model_free(eval_b);
+}
+
+/* x W in double for sample xs (4 values) into y (5). */
+static void reference(const mp_model_t *m, const float *xs, double *y)
+{
+    const float *w = mp_model_find(m, "W")->data;
+
+    for (int j = 0; j < 5; j++) {
+        y[j] = 0;
+        for (int i = 0; i < 4; i++) {
+            y[j] += (double)xs[i] * w[i * 5 + j];
+        }
+    }
+}
+
+static int top1(const double *y)
+{
+    int best = 0;
+
+    for (int j = 1; j < 5; j++) {
+        best = y[j] > y[best] ? j : best;
+    }
+    return best;
+}
+
+/* 40 samples (two batches of 32, the second padded) whose top-1 under a is clear by 0.05;
+ * labels are a's top-1 for the first 30 and a wrong class for the last 10. The expected
+ * agreement and SNR of b against a, in double, go to *agree and *snr_db. */
+static mp_dataset_t *eval_dataset(double *agree, double *snr_db)
+{
+    static float x[40 * 4];
+    static int64_t y[40];
+    int64_t xs[2] = {40, 4}, ys[1] = {40};
+    uint32_t r = 99;
+    double signal = 0, noise = 0;
+    int same = 0;
+    mp_model_t *m = mp_model_new();
+    mp_errctx_t err = {0};
+
+    for (int n = 0; n < 40;) {
+        double ya[5], yb[5], second = -1e9;
+        int best;
+
+        for (int i = 0; i < 4; i++) {
+            r = r * 1664525u + 1013904223u;
+            x[n * 4 + i] = (float)((r >> 8) % 2001) / 1000.0f - 1.0f;
+        }
+        reference(eval_a, x + n * 4, ya);
+        best = top1(ya);
+        for (int j = 0; j < 5; j++) {
+            second = j != best && ya[j] > second ? ya[j] : second;
+        }
+        if (ya[best] - second < 0.05) {
+            continue; /* a near tie: float and double might disagree */
+        }
+        reference(eval_b, x + n * 4, yb);
+        same += top1(yb) == best;
+        for (int j = 0; j < 5; j++) {
+            signal += ya[j] * ya[j];
+            noise += (ya[j] - yb[j]) * (ya[j] - yb[j]);
+        }
+        y[n] = n < 30 ? best : (best + 1) % 5;
+        n++;
+    }
+    *agree = same / 40.0;
+    *snr_db = 10 * log10(signal / noise);
+    ck_assert_int_eq(mp_model_add_ref(m, "x", MP_DT_F32, 2, xs, x, sizeof x, &err), 0);
+    ck_assert_int_eq(mp_model_add_ref(m, "y", MP_DT_I64, 1, ys, y, sizeof y, &err), 0);
+    char path[] = "/tmp/mp-check-eval-ds-XXXXXX";
+    int fd = mkstemp(path);
+    close(fd);
+    ck_assert_int_eq(mp_safetensors_save(m, path, &err), 0);
+    mp_model_free(m);
+    mp_dataset_t *ds = NULL;
+    ck_assert_int_eq(mp_dataset_load(path, &ds, &err), 0);
+    unlink(path);
+    return ds;
+}
+
+static double figure(const json_t *o, const char *path1, const char *path2)
+{
+    const json_t *v = json_object_get(o, path1);
+
+    if (path2 != NULL) {
+        v = json_object_get(v, path2);
+    }
+    ck_assert_msg(json_is_number(v), "%s.%s is not a number", path1, path2 ? path2 : "");
+    return json_number_value(v);
+}
+
+START_TEST(test_evaluate_before_after)
+{
+    double agree, snr_db;
+    mp_dataset_t *ds = eval_dataset(&agree, &snr_db);
+    mp_eval_opts_t opts = {.latency_runs = 5};
+    mp_errctx_t err = {0};
+    char *text = NULL;
+    json_t *j;
+
+    ck_assert_msg(mp_evaluate(eval_a, eval_b, ds, &opts, &text, &err) == 0, "%s", err.msg);
+    j = json_loads(text, 0, NULL);
+    ck_assert_ptr_nonnull(j);
+    ck_assert_int_eq(figure(j, "samples", NULL), 40);
+    ck_assert_int_eq(figure(j, "batch", NULL), 32);
+    ck_assert_int_eq(figure(j, "latency_runs", NULL), 5);
+    ck_assert_int_eq(figure(j, "outputs_per_sample", NULL), 5);
+    ck_assert_double_eq_tol(figure(j, "before", "accuracy"), 0.75, 1e-9);
+    ck_assert_double_eq_tol(figure(j, "agreement", NULL), agree, 1e-9);
+    ck_assert_double_eq_tol(figure(j, "output_snr_db", NULL), snr_db, 1e-3);
+    ck_assert(snr_db > 10 && snr_db < 60); /* the perturbation is real but small */
+    for (int k = 0; k < 2; k++) {
+        const char *side = k ? "after" : "before";
+        ck_assert(figure(j, side, "latency_ms") > 0 && figure(j, side, "latency_ms") < 1000);
+        ck_assert(figure(j, side, "latency_ms_b32") > 0);
+    }
+    ck_assert_double_eq_tol(figure(j, "speedup", NULL),
+                            figure(j, "before", "latency_ms") / figure(j, "after", "latency_ms"),
+                            1e-4 * figure(j, "speedup", NULL));
+    ck_assert_double_eq_tol(figure(j, "speedup_b32", NULL),
+                            figure(j, "before", "latency_ms_b32") /
+                                figure(j, "after", "latency_ms_b32"),
+                            1e-4 * figure(j, "speedup_b32", NULL));
+    json_decref(j);
+    free(text);
+    /* a model against itself: full agreement, outputs identical (no SNR), before alone */
+    ck_assert_int_eq(mp_evaluate(eval_a, eval_a, ds, NULL, &text, &err), 0);
+    j = json_loads(text, 0, NULL);
+    ck_assert_double_eq(figure(j, "agreement", NULL), 1.0);
+    ck_assert(json_is_null(json_object_get(j, "output_snr_db")));
+    ck_assert_int_eq(figure(j, "latency_runs", NULL), 10);
+    json_decref(j);
+    free(text);
+    ck_assert_int_eq(mp_evaluate(eval_a, NULL, ds, NULL, &text, &err), 0);
+    j = json_loads(text, 0, NULL);
+    ck_assert_double_eq_tol(figure(j, "before", "accuracy"), 0.75, 1e-9);
+    ck_assert_ptr_null(json_object_get(j, "after"));
+    ck_assert_ptr_null(json_object_get(j, "agreement"));
+    json_decref(j);
+    free(text);
+    mp_dataset_free(ds);
+}
+END_TEST
+
+/* The real flow: int8 weights from the pipeline, written into the graph, run by the runtime's
+ * int8 kernels; what that costs on this dataset. */
+START_TEST(test_evaluate_compressed)
+{
+    static const char recipe_text[] = "{\"steps\":[{\"quantize\":{\"bits\":8}}],"
+                                      "\"select\":{\"include\":[\"W\"]}}";
+    double agree, snr_db;
+    mp_dataset_t *ds = eval_dataset(&agree, &snr_db);
+    mp_recipe_t *recipe = NULL;
+    mp_model_t *out = NULL, *onnx_out = NULL;
+    mp_errctx_t err = {0};
+    char *report = NULL, *text = NULL;
+    json_t *j;
+
+    ck_assert_msg(mp_recipe_parse(recipe_text, strlen(recipe_text), &recipe, &err) == 0, "%s",
+                  err.msg);
+    ck_assert_msg(mp_pipeline_run(eval_a, recipe, NULL, &out, &report, &err) == 0, "%s", err.msg);
+    ck_assert_msg(mp_onnx_apply(eval_a, out, &onnx_out, &err) == 0, "%s", err.msg);
+    ck_assert_msg(mp_evaluate(eval_a, onnx_out, ds, NULL, &text, &err) == 0, "%s", err.msg);
+    j = json_loads(text, 0, NULL);
+    /* every top-1 is clear by 0.05, far above int8's error on these magnitudes */
+    ck_assert_double_eq(figure(j, "agreement", NULL), 1.0);
+    ck_assert_double_eq_tol(figure(j, "after", "accuracy"), 0.75, 1e-9);
+    ck_assert(figure(j, "output_snr_db", NULL) > 30);
+    json_decref(j);
+    free(text);
+    free(report);
+    mp_model_free(onnx_out);
+    mp_model_free(out);
+    mp_recipe_free(recipe);
+    mp_dataset_free(ds);
+}
+END_TEST
+
+START_TEST(test_evaluate_refusals)
+{
+    double agree, snr_db;
+    mp_dataset_t *ds = eval_dataset(&agree, &snr_db), *wrong = NULL;
+    const float x3[6] = {1, 2, 3, 4, 5, 6};
+    const int64_t y9[2] = {9, 0};
+    mp_model_t *m = mp_model_new();
+    mp_errctx_t err = {0};
+    const float x8[8] = {1, 0, 0, 0, 0, 1, 0, 0};
+    const int64_t s24[2] = {2, 4}, s2[1] = {2};
+    mp_eval_opts_t opts = {.latency_runs = 1001};
+    atomic_int cancel = 1;
+    char *text = (char *)&text;
+    size_t n;
+    unsigned char *b;
+
+    ck_assert_int_eq(mp_evaluate(eval_a, eval_b, ds, &opts, &text, &err), MP_EINVAL);
+    ck_assert_ptr_null(text);
+    ck_assert_str_eq(err.msg, "latency_runs 1001: at most 1000");
+    opts = (mp_eval_opts_t){.cancel = &cancel};
+    ck_assert_int_eq(mp_evaluate(eval_a, eval_b, ds, &opts, &text, &err), MP_ECANCELED);
+    ck_assert_int_eq(mp_evaluate(m, NULL, ds, NULL, &text, &err), MP_EINVAL);
+    ck_assert_str_eq(err.msg, "original model: not ONNX: only a model with a graph can be run");
+    /* samples of 3 values for a model taking 4 */
+    b = npy_f32("(2, 3)", x3, 6, &n);
+    wrong = parse_ok(b, n);
+    ck_assert_int_eq(mp_evaluate(eval_a, NULL, wrong, NULL, &text, &err), MP_EINVAL);
+    ck_assert_str_eq(err.msg, "original model: its input 'x' takes 4 values per sample (shape [1, "
+                              "4] at batch 1); the dataset's samples hold 3");
+    mp_dataset_free(wrong);
+    free(b);
+    /* labels that are not the model's classes */
+    ck_assert_int_eq(mp_model_add_ref(m, "x", MP_DT_F32, 2, s24, x8, sizeof x8, &err), 0);
+    ck_assert_int_eq(mp_model_add_ref(m, "y", MP_DT_I64, 1, s2, y9, sizeof y9, &err), 0);
+    {
+        char path[] = "/tmp/mp-check-eval-y-XXXXXX";
+        int fd = mkstemp(path);
+        close(fd);
+        ck_assert_int_eq(mp_safetensors_save(m, path, &err), 0);
+        ck_assert_int_eq(mp_dataset_load(path, &wrong, &err), 0);
+        unlink(path);
+    }
+    ck_assert_int_eq(mp_evaluate(eval_a, NULL, wrong, NULL, &text, &err), MP_EINVAL);
+    ck_assert_str_eq(err.msg, "the labels go up to 9 but the model gives 5 values per sample: "
+                              "they are not its classes");
+    mp_dataset_free(wrong);
+    mp_model_free(m);
+    mp_dataset_free(ds);
+}
+END_TEST
+
 static Suite *dataset_suite(void)
 {
     Suite *s = suite_create("dataset");
@@ -1182,6 +1458,13 @@ static Suite *dataset_suite(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("recipe_evaluate");
     tcase_add_test(tc, test_recipe_evaluate);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("evaluate");
+    tcase_set_timeout(tc, 60);
+    tcase_add_checked_fixture(tc, eval_setup, eval_teardown);
+    tcase_add_test(tc, test_evaluate_before_after);
+    tcase_add_test(tc, test_evaluate_compressed);
+    tcase_add_test(tc, test_evaluate_refusals);
     suite_add_tcase(s, tc);
     return s;
 }
