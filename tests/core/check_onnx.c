@@ -1657,6 +1657,25 @@ static int oom_run(const buf_t *b, const buf_t *bc, int which, uint8_t **out, si
         c = compressed("{\"version\":1,\"tensors\":{\"W\":{}}}");
         add(c, "W", MP_DT_F32, 4, CH_DW, CH_W);
         b = bc;
+    } else if (which == 5) {
+        /* Tucker-2 factors of W splitting its Conv in three, and W2 in 4-bit groups of 2 */
+        const int64_t d22[] = {4, 2}, dcore[] = {2, 2, 1, 1}, d23b[] = {2, 3}, d4[] = {4},
+                      d1[] = {1}, dg[] = {2, 2};
+        const float z[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+        mp_model_free(c);
+        c = compressed("{\"version\":2,\"tensors\":{\"W\":{\"shape\":[4,3,1,1],\"code\":{"
+                       "\"kind\":\"raw\",\"dtype\":\"F32\"},\"lowrank\":{\"decomposition\":"
+                       "\"tucker2\",\"rank\":[2,2]}},\"W2\":{\"shape\":[2,4,1,1],\"code\":{"
+                       "\"kind\":\"int\",\"bits\":4,\"scheme\":\"symmetric\",\"granularity\":"
+                       "\"group\",\"group_size\":2}}}}");
+        add(c, "W_u_out", MP_DT_F32, 2, d22, z);
+        add(c, "W_core", MP_DT_F32, 4, dcore, z);
+        add(c, "W_u_in", MP_DT_F32, 2, d23b, z);
+        add(c, "W2_packed", MP_DT_U8, 1, d4, "\x12\x34\x56\x78");
+        add(c, "W2_shape", MP_DT_I64, 1, d4, (const int64_t[]){2, 4, 1, 1});
+        add(c, "W2_scale", MP_DT_F32, 2, dg, z);
+        (void)d1;
+        b = bc;
     } else if (which == 0) {
         add(c, "W", MP_DT_I8, 2, d23, W_CODES);
         add(c, "W_scale", MP_DT_F32, 1, d2, W_SCALES);
@@ -1691,7 +1710,8 @@ static int oom_run(const buf_t *b, const buf_t *bc, int which, uint8_t **out, si
 }
 
 /* Every allocation of parsing, describing, applying (int8 per axis, packed codes, SVD factors
- * split, channels removed) and encoding fails in turn: each run is MP_ENOMEM, or — where a failed
+ * split, channels removed, Tucker-2 factors splitting a Conv and group-wise 4-bit codes) and
+ * encoding fails in turn: each run is MP_ENOMEM, or — where a failed
  * allocation only costs a detail — the very result of a run without failures; never a crash. */
 START_TEST(test_out_of_memory)
 {
@@ -1702,7 +1722,7 @@ START_TEST(test_out_of_memory)
         free(bc.p);
         return;
     }
-    for (int which = 0; which < 5; which++) {
+    for (int which = 0; which < 6; which++) {
         mp_errctx_t err = {0};
         uint8_t *want = NULL, *got = NULL;
         size_t n_want = 0, n_got = 0;
@@ -1737,6 +1757,7 @@ START_TEST(test_out_of_memory)
             free(got);
         }
         ck_assert_int_gt(k, which == 4 ? 150 : 300);
+        ck_assert_int_gt(n_want, 0);
         /* the others: the record's text (above), and the model's name index, whose failed
          * growth model.c answers by a linear scan — the same result */
         ck_assert_int_ge(n_nomem, k * 4 / 5);
