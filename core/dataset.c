@@ -22,7 +22,7 @@
  * Then x must have a sample axis and finite values, and y one non-negative integer per sample.
  * The dataset owns copies of its values, so the file or buffer can go as soon as it is read.
  */
-#include "mp_int.h"
+#include "evaluate_int.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -75,18 +75,23 @@ static uint64_t le64(const unsigned char *p)
     return (uint64_t)le32(p) | (uint64_t)le32(p + 4) << 32;
 }
 
+const char *mp__dims_text(const int64_t *dims, int n_dims, int numpy, char *buf, size_t cap)
+{
+    size_t o = (size_t)snprintf(buf, cap, numpy ? "(" : "[");
+
+    for (int i = 0; i < n_dims && o < cap; i++) {
+        o += (size_t)snprintf(buf + o, cap - o, "%s%lld", i ? ", " : "", (long long)dims[i]);
+    }
+    if (o < cap) {
+        snprintf(buf + o, cap - o, !numpy ? "]" : n_dims == 1 ? ",)" : ")");
+    }
+    return buf;
+}
+
 /* "(3, 4)", as NumPy writes a shape. */
 static const char *shape_text(const int64_t *shape, int n_dims, char *buf, size_t cap)
 {
-    size_t o = (size_t)snprintf(buf, cap, "(");
-
-    for (int i = 0; i < n_dims && o < cap; i++) {
-        o += (size_t)snprintf(buf + o, cap - o, "%s%lld", i ? ", " : "", (long long)shape[i]);
-    }
-    if (o < cap) {
-        snprintf(buf + o, cap - o, n_dims == 1 ? ",)" : ")");
-    }
-    return buf;
+    return mp__dims_text(shape, n_dims, 1, buf, cap);
 }
 
 /* ---- .npy ---------------------------------------------------------------------------------- */

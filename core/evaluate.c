@@ -155,19 +155,6 @@ static int about(mp_errctx_t *err, int rc, const char *which)
     return mp__err_set(err, rc, "%s model: %s", which, msg);
 }
 
-static const char *dims_text(const int64_t *d, int n, char *buf, size_t cap)
-{
-    size_t o = (size_t)snprintf(buf, cap, "[");
-
-    for (int i = 0; i < n && o < cap; i++) {
-        o += (size_t)snprintf(buf + o, cap - o, "%s%lld", i ? ", " : "", (long long)d[i]);
-    }
-    if (o < cap) {
-        snprintf(buf + o, cap - o, "]");
-    }
-    return buf;
-}
-
 /* Sessions at batch 1 and batch for m, checked against the dataset: one input taking a
  * sample's values, a first output with out_per values per sample at either batch. */
 static int open_side(const mp_model_t *m, const mp_dataset_t *ds, int batch, side_t *s,
@@ -197,7 +184,7 @@ static int open_side(const mp_model_t *m, const mp_dataset_t *ds, int batch, sid
                  "the dataset's samples hold %lld",
                  s->which, mp_session_input_name(s->b1, 0),
                  (long long)mp_session_input_elements(s->b1, 0),
-                 dims_text(dims, rank, sb, sizeof sb), (long long)per);
+                 mp__dims_text(dims, rank, 0, sb, sizeof sb), (long long)per);
     *out_per = mp_session_output_elements(s->b1, 0);
     MP_RETURN_IF(*out_per < 1 || mp_session_output_elements(s->bn, 0) != *out_per * batch,
                  MP_EUNSUPPORTED,

@@ -1033,6 +1033,24 @@ END_TEST
 /* ---- what NumPy writes
  * --------------------------------------------------------------------------- */
 
+/* Make the folder dir (a mkdtemp template) and run Debian's python3 on script there, with dir
+ * as its argument; the script file is removed again. package is what to install if it fails. */
+static void run_python(const char *script, char *dir, const char *package)
+{
+    char cmd[512], path[300];
+    FILE *p;
+
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/make.py", dir);
+    p = fopen(path, "w");
+    ck_assert_ptr_nonnull(p);
+    fputs(script, p);
+    fclose(p);
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s %s", path, dir);
+    ck_assert_msg(system(cmd) == 0, "%s failed (apt-get install %s)", cmd, package);
+    unlink(path);
+}
+
 static const char NUMPY_SCRIPT[] =
     "import numpy as np, sys\n"
     "d = sys.argv[1]\n"
@@ -1054,18 +1072,10 @@ START_TEST(test_numpy_files)
     static const char *const files[] = {"plain.npz", "compressed.npz", "fortran.npy", "f16.npy",
                                         "f64.npy",   "v2.npy",         "v3.npy"};
     char dir[] = "/tmp/mp-check-numpy-XXXXXX";
-    char cmd[512], path[256];
+    char path[256];
     float want[24];
-    FILE *p;
 
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    snprintf(path, sizeof path, "%s/make.py", dir);
-    p = fopen(path, "w");
-    ck_assert_ptr_nonnull(p);
-    fputs(NUMPY_SCRIPT, p);
-    fclose(p);
-    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s %s", path, dir);
-    ck_assert_msg(system(cmd) == 0, "%s failed (apt-get install python3-numpy)", cmd);
+    run_python(NUMPY_SCRIPT, dir, "python3-numpy");
     for (int i = 0; i < 24; i++) {
         want[i] = (float)(i - 5) / 8; /* exact in every float dtype, f16 included */
     }
@@ -1100,8 +1110,6 @@ START_TEST(test_numpy_files)
                                   "numeric array (e.g. x.astype('float32'))");
         unlink(path);
     }
-    snprintf(path, sizeof path, "%s/make.py", dir);
-    unlink(path);
     ck_assert_int_eq(rmdir(dir), 0);
 }
 END_TEST
@@ -1161,19 +1169,10 @@ static mp_model_t *eval_a, *eval_b;
 
 static void eval_setup(void)
 {
-    char dir[] = "/tmp/mp-check-eval-XXXXXX", cmd[512], path[300];
+    char dir[] = "/tmp/mp-check-eval-XXXXXX", path[300];
     mp_errctx_t err = {0};
-    FILE *p;
 
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    snprintf(path, sizeof path, "%s/make.py", dir);
-    p = fopen(path, "w");
-    ck_assert_ptr_nonnull(p);
-    fputs(ONNX_SCRIPT, p);
-    fclose(p);
-    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s %s", path, dir);
-    ck_assert_msg(system(cmd) == 0, "%s failed (apt-get install python3-onnx)", cmd);
-    unlink(path);
+    run_python(ONNX_SCRIPT, dir, "python3-onnx");
     snprintf(path, sizeof path, "%s/a.onnx", dir);
     ck_assert_msg(mp_model_load(path, &eval_a, &err) == 0, "%s", err.msg);
     unlink(path); /* the model keeps its mapping */
