@@ -2,9 +2,10 @@
  *
  * The loop thread claims queued jobs from SQLite (dmn_pool_schedule) and hands each to an idle
  * worker under the pool's mutex. A worker loads the model, runs mp_pipeline_run() with a
- * progress callback and a cancel flag, writes results/<job-id>/model.safetensors and
- * report.json (each to a temporary name, fsynced, renamed), and reports back through an event
- * queue guarded by the same mutex plus uv_async_send(). Only the loop thread touches the
+ * progress callback and a cancel flag, evaluates the result on the job's dataset when it has one
+ * (mp_evaluate), writes results/<job-id>/model.<format> and report.json (each to a temporary
+ * name, fsynced, renamed), and reports back through an event queue guarded by the same mutex
+ * plus uv_async_send(). Only the loop thread touches the
  * database: it records progress and the outcome when it drains the queue. Workers never touch
  * SQLite or libmicrohttpd.
  */
@@ -52,6 +53,7 @@ typedef struct worker {
     int assigned;
     char job_id[33];
     char model_path[PATH_BYTES];
+    char dataset_path[PATH_BYTES]; /* "" when the job brings no dataset */
     char *recipe;
     /* Set by the loop, read by the worker's pipeline. */
     atomic_int cancel;
@@ -262,6 +264,53 @@ static int check_memory(const dmn_pool_t *p, const mp_model_t *m, const mp_recip
     return 0;
 }
 
+/* The evaluate step (a job with a dataset): run the original and the compressed model on the
+ * dataset and put the figures into the report as "evaluation" (DESIGN.md, Reports). The
+ * compressed model runs as the ONNX graph its weights are written into (mp_onnx_apply),
+ * whatever container the job stores it in. A failure fails the job, named as the evaluation's:
+ * the user asked for these figures. */
+static int evaluate(worker_t *w, const mp_model_t *in, const mp_model_t *out, char **report,
+                    mp_errctx_t *err)
+{
+    mp_eval_opts_t opts = {.progress_cb = progress_cb, .ud = w, .cancel = &w->cancel};
+    mp_eval_spec_t spec;
+    mp_dataset_t *ds = NULL;
+    mp_model_t *onnx = NULL;
+    char *figures = NULL, *text = NULL;
+    json_t *rep = NULL;
+    int rc;
+
+    progress_cb(w, 0.0, "evaluate");
+    if ((rc = mp_recipe_evaluate(w->recipe, strlen(w->recipe), &spec, err)) != 0 ||
+        (rc = mp_dataset_load(w->dataset_path, &ds, err)) != 0 ||
+        (rc = mp_onnx_apply(in, out, &onnx, err)) != 0) {
+        goto out;
+    }
+    opts.latency_runs = spec.latency_runs;
+    if ((rc = mp_evaluate(in, onnx, ds, &opts, &figures, err)) != 0) {
+        goto out;
+    }
+    rep = json_loads(*report, 0, NULL);
+    if (rep == NULL || json_object_set_new(rep, "evaluation", json_loads(figures, 0, NULL)) != 0 ||
+        (text = json_dumps(rep, JSON_COMPACT)) == NULL) {
+        rc = set_err(err, MP_ENOMEM, "out of memory adding the evaluation to the report");
+        goto out;
+    }
+    free(*report);
+    *report = text;
+out:
+    if (rc != 0 && rc != MP_ECANCELED) {
+        char msg[sizeof err->msg];
+        memcpy(msg, err->msg, sizeof msg);
+        set_err(err, rc, "evaluation: %s", msg);
+    }
+    json_decref(rep);
+    free(figures);
+    mp_model_free(onnx);
+    mp_dataset_free(ds);
+    return rc;
+}
+
 static void run_job(worker_t *w, ev_t *done)
 {
     mp_model_t *in = NULL, *out = NULL;
@@ -277,7 +326,8 @@ static void run_job(worker_t *w, ev_t *done)
     if ((rc = mp_model_load(w->model_path, &in, &err)) != 0 ||
         (rc = mp_recipe_parse(w->recipe, strlen(w->recipe), &recipe, &err)) != 0 ||
         (rc = check_memory(w->pool, in, recipe, &err)) != 0 ||
-        (rc = mp_pipeline_run(in, recipe, &opts, &out, &report, &err)) != 0) {
+        (rc = mp_pipeline_run(in, recipe, &opts, &out, &report, &err)) != 0 ||
+        (w->dataset_path[0] != '\0' && (rc = evaluate(w, in, out, &report, &err)) != 0)) {
         goto out;
     }
     progress_cb(w, 1.0, "write");
@@ -518,9 +568,12 @@ void dmn_pool_schedule(dmn_pool_t *p)
             log_at(LOG_ERR_, "cannot claim a job: %s", db_errmsg(p->db));
             return;
         }
-        char path[PATH_BYTES];
+        char path[PATH_BYTES], dataset[PATH_BYTES] = "";
         char *recipe = job.recipe != NULL ? strdup(job.recipe) : NULL;
-        if (api_blob_path(p->state_dir, job.model_blob, path, sizeof path) != 0 || recipe == NULL) {
+        if (api_blob_path(p->state_dir, job.model_blob, path, sizeof path) != 0 ||
+            (job.dataset_blob[0] != '\0' &&
+             api_blob_path(p->state_dir, job.dataset_blob, dataset, sizeof dataset) != 0) ||
+            recipe == NULL) {
             free(recipe);
             db_job_finish(p->db, job.id, DB_JOB_FAILED, "EINTERNAL",
                           "cannot hand the job to a worker", NULL, 0);
@@ -537,6 +590,7 @@ void dmn_pool_schedule(dmn_pool_t *p)
         pthread_mutex_lock(&p->mu);
         memcpy(w->job_id, job.id, sizeof w->job_id);
         memcpy(w->model_path, path, sizeof w->model_path);
+        memcpy(w->dataset_path, dataset, sizeof w->dataset_path);
         w->recipe = recipe;
         w->assigned = 1;
         pthread_cond_broadcast(&p->cv);
