@@ -1691,6 +1691,57 @@ START_TEST(test_mpz_result)
 }
 END_TEST
 
+/* Item 10: one or two random bytes of a valid model flipped, uploaded: every answer is 202 or a
+ * clean 4xx, every accepted job ends succeeded or failed with a message, the daemon serves on. */
+START_TEST(test_flipped_bytes)
+{
+    size_t len;
+    uint8_t *model = make_model(2, 24, 40, &len);
+    uint8_t *copy = malloc(len);
+    uint32_t s = 2026;
+    char *ids[60];
+    int n_ids = 0, n_refused = 0;
+    for (int i = 0; i < 60; i++) {
+        memcpy(copy, model, len);
+        for (int k = 0; k < 1 + (i & 1); k++) {
+            s = s * 1664525u + 1013904223u;
+            /* Half of the flips land in the 8-byte length and the JSON header. */
+            size_t at = (i % 4 < 2) ? (s >> 8) % 200 : (s >> 8) % len;
+            copy[at] ^= (uint8_t)(1u << ((s >> 4) & 7));
+        }
+        resp_t r = post_job(copy, len,
+                            "{\"steps\":[{\"prune\":{\"sparsity\":0.5}},{\"quantize\":{\"bits\":4,"
+                            "\"granularity\":\"group\",\"group_size\":8}}]}");
+        if (r.status == 202) {
+            ids[n_ids++] = job_id_of(&r);
+        } else {
+            ck_assert_msg(r.status >= 400 && r.status < 500, "flip %d: status %d", i, r.status);
+            ck_assert_str_ne(err_message(&r), "");
+            n_refused++;
+        }
+        resp_free(&r);
+    }
+    for (int i = 0; i < n_ids; i++) {
+        resp_t r;
+        char *st = wait_done(ids[i], &r);
+        ck_assert_msg(strcmp(st, "succeeded") == 0 || strcmp(st, "failed") == 0, "ended %s", st);
+        if (strcmp(st, "failed") == 0) {
+            ck_assert_ptr_nonnull(json_object_get(json_object_get(r.json, "error"), "message"));
+        }
+        resp_free(&r);
+        free(st);
+        free(ids[i]);
+    }
+    ck_assert_int_gt(n_refused, 0); /* the header flips were caught at the door */
+    resp_t r = get("/healthz");
+    ck_assert_int_eq(r.status, 200);
+    resp_free(&r);
+    ck_assert_int_eq(count_files("tmp"), 0);
+    free(copy);
+    free(model);
+}
+END_TEST
+
 static Suite *api_suite(void)
 {
     Suite *s = suite_create("api");
@@ -1709,6 +1760,7 @@ static Suite *api_suite(void)
     tcase_add_test(tc, test_upload_cap_announced);
     tcase_add_test(tc, test_upload_cap_chunked);
     tcase_add_test(tc, test_disconnect_mid_upload);
+    tcase_add_test(tc, test_flipped_bytes);
     suite_add_tcase(s, tc);
     tc = tcase_create("jobs");
     tcase_add_checked_fixture(tc, setup, teardown);
