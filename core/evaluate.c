@@ -373,3 +373,36 @@ out:
     free(in);
     return rc;
 }
+
+int mp_evaluate_pipeline(const mp_model_t *in, const mp_model_t *out, const mp_dataset_t *ds,
+                         const mp_eval_opts_t *opts, char **report_json, mp_errctx_t *err)
+{
+    mp_model_t *onnx = NULL;
+    char *figures = NULL, *text = NULL;
+    json_t *report = NULL, *evaluation = NULL;
+    int rc;
+
+    MP_RETURN_IF(report_json == NULL || *report_json == NULL, MP_EINVAL,
+                 "mp_evaluate_pipeline: no report");
+    if ((rc = mp_onnx_apply(in, out, &onnx, err)) != 0 ||
+        (rc = mp_evaluate(in, onnx, ds, opts, &figures, err)) != 0) {
+        goto out;
+    }
+    report = json_loads(*report_json, 0, NULL);
+    evaluation = json_loads(figures, 0, NULL);
+    MP_GOTO_IF(!json_is_object(report) || evaluation == NULL, MP_EINVAL,
+               "the pipeline's report is not a JSON object");
+    /* json_object_set_new takes evaluation even when it fails */
+    rc = json_object_set_new(report, "evaluation", evaluation);
+    evaluation = NULL;
+    MP_GOTO_IF(rc != 0 || (text = json_dumps(report, JSON_COMPACT)) == NULL, MP_ENOMEM,
+               "out of memory adding the evaluation to the report");
+    free(*report_json);
+    *report_json = text;
+out:
+    json_decref(evaluation);
+    json_decref(report);
+    free(figures);
+    mp_model_free(onnx);
+    return rc;
+}

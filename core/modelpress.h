@@ -410,6 +410,12 @@ typedef struct mp_eval_opts {
 } mp_eval_opts_t;
 int mp_evaluate(const mp_model_t *before, const mp_model_t *after, const mp_dataset_t *ds,
                 const mp_eval_opts_t *opts, char **json, mp_errctx_t *err);
+/* The evaluate step of a job: in is the ONNX model mp_pipeline_run ran on, out its result;
+ * out's weights are written into in's graph (mp_onnx_apply), both graphs are evaluated as above,
+ * and the figures are added to the pipeline's report as "evaluation" (*report_json is replaced
+ * by a new malloc'd text; unchanged on failure). */
+int mp_evaluate_pipeline(const mp_model_t *in, const mp_model_t *out, const mp_dataset_t *ds,
+                         const mp_eval_opts_t *opts, char **report_json, mp_errctx_t *err);
 
 /* ---- kernels ------------------------------------------------------------------------------- */
 

@@ -275,38 +275,19 @@ static int evaluate(worker_t *w, const mp_model_t *in, const mp_model_t *out, ch
     mp_eval_opts_t opts = {.progress_cb = progress_cb, .ud = w, .cancel = &w->cancel};
     mp_eval_spec_t spec;
     mp_dataset_t *ds = NULL;
-    mp_model_t *onnx = NULL;
-    char *figures = NULL, *text = NULL;
-    json_t *rep = NULL;
     int rc;
 
     progress_cb(w, 0.0, "evaluate");
-    if ((rc = mp_recipe_evaluate(w->recipe, strlen(w->recipe), &spec, err)) != 0 ||
-        (rc = mp_dataset_load(w->dataset_path, &ds, err)) != 0 ||
-        (rc = mp_onnx_apply(in, out, &onnx, err)) != 0) {
-        goto out;
+    if ((rc = mp_recipe_evaluate(w->recipe, strlen(w->recipe), &spec, err)) == 0 &&
+        (rc = mp_dataset_load(w->dataset_path, &ds, err)) == 0) {
+        opts.latency_runs = spec.latency_runs;
+        rc = mp_evaluate_pipeline(in, out, ds, &opts, report, err);
     }
-    opts.latency_runs = spec.latency_runs;
-    if ((rc = mp_evaluate(in, onnx, ds, &opts, &figures, err)) != 0) {
-        goto out;
-    }
-    rep = json_loads(*report, 0, NULL);
-    if (rep == NULL || json_object_set_new(rep, "evaluation", json_loads(figures, 0, NULL)) != 0 ||
-        (text = json_dumps(rep, JSON_COMPACT)) == NULL) {
-        rc = set_err(err, MP_ENOMEM, "out of memory adding the evaluation to the report");
-        goto out;
-    }
-    free(*report);
-    *report = text;
-out:
     if (rc != 0 && rc != MP_ECANCELED) {
         char msg[sizeof err->msg];
         memcpy(msg, err->msg, sizeof msg);
         set_err(err, rc, "evaluation: %s", msg);
     }
-    json_decref(rep);
-    free(figures);
-    mp_model_free(onnx);
     mp_dataset_free(ds);
     return rc;
 }
