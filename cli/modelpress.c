@@ -36,10 +36,14 @@ static const char USAGE[] =
     "usage: modelpress <command> [options]\n"
     "\n"
     "commands:\n"
-    "  compress MODEL -r RECIPE.json -o OUT [--json]\n"
+    "  compress MODEL -r RECIPE.json -o OUT [--dataset DATA] [--json]\n"
     "                      apply a recipe (prune, quantize, share, lowrank, huffman) and write\n"
     "                      the compressed model: .mpz when OUT ends in .mpz or the recipe has a\n"
-    "                      huffman step, else safetensors\n"
+    "                      huffman step, else safetensors; with a dataset (and an ONNX model)\n"
+    "                      also measure accuracy, agreement and speed before and after\n"
+    "  eval MODEL --dataset DATA [--runs N] [--json]\n"
+    "                      run an ONNX model on a dataset: top-1 accuracy (with labels) and\n"
+    "                      latency at batch 1 and 32 (median of N runs, 10 by default)\n"
     "  inspect MODEL [--json]\n"
     "                      list tensors, dtypes, shapes, sizes and the default selection, or\n"
     "                      for a compressed model (safetensors or .mpz) what was done to each\n"
@@ -49,6 +53,7 @@ static const char USAGE[] =
     "options:\n"
     "  -r, --recipe FILE   the recipe (JSON); '-' reads it from stdin\n"
     "  -o, --output FILE   where to write the result\n"
+    "  -d, --dataset DATA  .npz (x, optional y labels), .npy or safetensors with x and y\n"
     "      --json          print one JSON document on stdout (human output goes to stderr)\n"
     "  -h, --help          this text\n"
     "      --version       print the version\n"
@@ -368,6 +373,212 @@ static void print_summary(const char *model_path, const char *out_path, const ch
     json_decref(rep);
 }
 
+/* ---- evaluation (compress --dataset, eval) ------------------------------------------------- */
+
+/* "88.00 %", or "-" for null. */
+static const char *pct(const json_t *v, char *buf, size_t cap)
+{
+    snprintf(buf, cap, json_is_number(v) ? "%.2f %%" : "-", 100.0 * json_number_value(v));
+    return buf;
+}
+
+/* The figures of an evaluation (mp_evaluate's JSON object), for people, on stderr. */
+static void print_evaluation(const json_t *ev)
+{
+    const json_t *b = json_object_get(ev, "before"), *a = json_object_get(ev, "after");
+    char p1[32], p2[32], p3[32];
+
+    fprintf(stderr,
+            "  evaluation on %" JSON_INTEGER_FORMAT " samples (median of %" JSON_INTEGER_FORMAT
+            " timed runs, kernels: %s)\n",
+            json_integer_value(json_object_get(ev, "samples")),
+            json_integer_value(json_object_get(ev, "latency_runs")), mp_kern_isa());
+    if (a == NULL) {
+        fprintf(stderr, "  top-1 accuracy %s; latency %.4f ms at batch 1, %.4f ms at batch %d\n",
+                pct(json_object_get(b, "accuracy"), p1, sizeof p1),
+                json_number_value(json_object_get(b, "latency_ms")),
+                json_number_value(json_object_get(b, "latency_ms_b32")), MP_EVAL_BATCH);
+        return;
+    }
+    fprintf(stderr, "  top-1 accuracy %s -> %s, agreement with the original %s, output SNR ",
+            pct(json_object_get(b, "accuracy"), p1, sizeof p1),
+            pct(json_object_get(a, "accuracy"), p2, sizeof p2),
+            pct(json_object_get(ev, "agreement"), p3, sizeof p3));
+    if (json_is_number(json_object_get(ev, "output_snr_db"))) {
+        fprintf(stderr, "%.1f dB\n", json_number_value(json_object_get(ev, "output_snr_db")));
+    } else {
+        fprintf(stderr, "exact\n");
+    }
+    fprintf(stderr,
+            "  latency %.4f -> %.4f ms at batch 1 (%.2fx), %.4f -> %.4f ms at batch %d "
+            "(%.2fx)\n",
+            json_number_value(json_object_get(b, "latency_ms")),
+            json_number_value(json_object_get(a, "latency_ms")),
+            json_number_value(json_object_get(ev, "speedup")),
+            json_number_value(json_object_get(b, "latency_ms_b32")),
+            json_number_value(json_object_get(a, "latency_ms_b32")), MP_EVAL_BATCH,
+            json_number_value(json_object_get(ev, "speedup_b32")));
+}
+
+static void print_evaluation_of(const char *report_text)
+{
+    json_t *rep = json_loads(report_text, 0, NULL);
+
+    if (json_is_object(json_object_get(rep, "evaluation"))) {
+        print_evaluation(json_object_get(rep, "evaluation"));
+    }
+    json_decref(rep);
+}
+
+/* What compress evaluates on: the dataset at path (NULL: none), checked before any work is
+ * done. A recipe with an evaluate block needs --dataset here (dataset ids belong to the
+ * service); only an ONNX model can be run. EXIT_OK with *ds (or NULL), else the exit status. */
+static int open_dataset(const char *path, const char *model_path, const mp_model_t *m,
+                        const char *recipe_path, const char *recipe_text, size_t recipe_len,
+                        mp_dataset_t **ds, mp_eval_spec_t *spec)
+{
+    mp_errctx_t err = {0};
+
+    if (mp_recipe_evaluate(recipe_text, recipe_len, spec, &err) < 0) {
+        fprintf(stderr, "modelpress: %s: %s\n", recipe_path, err.msg);
+        return EXIT_USAGE;
+    }
+    if (path == NULL && spec->present) {
+        return usage_error("%s: the recipe has an evaluate block: give the data with --dataset "
+                           "DATA (dataset ids are the service's)",
+                           recipe_path);
+    }
+    if (path == NULL) {
+        return EXIT_OK;
+    }
+    if (!mp_model_is_onnx(m)) {
+        return usage_error("--dataset: %s is not ONNX; only a model with a graph can be run to "
+                           "measure accuracy and speed",
+                           model_path);
+    }
+    if (mp_dataset_load(path, ds, &err) < 0) {
+        fprintf(stderr, "modelpress: %s: %s\n", path, err.msg);
+        return EXIT_FAILED;
+    }
+    return EXIT_OK;
+}
+
+/* The evaluate step of compress: the figures go into the report. */
+static int evaluate_result(const mp_model_t *in, const mp_model_t *out, const mp_dataset_t *ds,
+                           const mp_eval_spec_t *spec, const char *dataset_path, char **report)
+{
+    bar_t bar = {.last = -1};
+    mp_eval_opts_t opts = {.latency_runs = spec->latency_runs, .cancel = &g_cancel};
+    mp_errctx_t err = {0};
+    int rc;
+
+    if (isatty(STDERR_FILENO)) {
+        opts.progress_cb = bar_cb;
+        opts.ud = &bar;
+    }
+    rc = mp_evaluate_pipeline(in, out, ds, &opts, report, &err);
+    bar_clear(&bar);
+    if (rc < 0) {
+        fprintf(stderr, "modelpress: evaluation on %s: %s\n", dataset_path, err.msg);
+        return EXIT_FAILED;
+    }
+    return EXIT_OK;
+}
+
+static int cmd_eval(int argc, char **argv)
+{
+    static const struct option longopts[] = {{"dataset", required_argument, NULL, 'd'},
+                                             {"runs", required_argument, NULL, 'n'},
+                                             {"json", no_argument, NULL, 'j'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {NULL, 0, NULL, 0}};
+    const char *dataset_path = NULL;
+    mp_eval_opts_t opts = {.cancel = &g_cancel};
+    mp_errctx_t err = {0};
+    mp_model_t *m = NULL;
+    mp_dataset_t *ds = NULL;
+    bar_t bar = {.last = -1};
+    char *text = NULL, *end;
+    json_t *ev = NULL, *doc = NULL;
+    int c, json = 0, status = EXIT_FAILED;
+    long runs;
+
+    while ((c = getopt_long(argc, argv, "d:n:h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'd':
+            dataset_path = optarg;
+            break;
+        case 'n':
+            runs = strtol(optarg, &end, 10);
+            if (*optarg == '\0' || *end != '\0' || runs < 1 || runs > MP_EVAL_MAX_LATENCY_RUNS) {
+                return usage_error("--runs %s: an integer from 1 to %d", optarg,
+                                   MP_EVAL_MAX_LATENCY_RUNS);
+            }
+            opts.latency_runs = (int)runs;
+            break;
+        case 'j':
+            json = 1;
+            break;
+        case 'h':
+            fputs(USAGE, stdout);
+            return EXIT_OK;
+        default:
+            return usage_error("%s: bad option", "eval");
+        }
+    }
+    if (optind != argc - 1 || dataset_path == NULL) {
+        return usage_error("%s: give one MODEL and --dataset DATA", "eval");
+    }
+    if (mp_model_load(argv[optind], &m, &err) < 0) {
+        fprintf(stderr, "modelpress: %s: %s\n", argv[optind], err.msg);
+        goto out;
+    }
+    if (!mp_model_is_onnx(m)) {
+        status = usage_error("%s is not ONNX; only a model with a graph can be run", argv[optind]);
+        goto out;
+    }
+    if (mp_dataset_load(dataset_path, &ds, &err) < 0) {
+        fprintf(stderr, "modelpress: %s: %s\n", dataset_path, err.msg);
+        goto out;
+    }
+    catch_signals();
+    if (isatty(STDERR_FILENO)) {
+        opts.progress_cb = bar_cb;
+        opts.ud = &bar;
+    }
+    if (mp_evaluate(m, NULL, ds, &opts, &text, &err) < 0) {
+        bar_clear(&bar);
+        fprintf(stderr, "modelpress: %s on %s: %s\n", argv[optind], dataset_path, err.msg);
+        goto out;
+    }
+    bar_clear(&bar);
+    ev = json_loads(text, 0, NULL);
+    if (json) {
+        /* one model: its figures at the top, beside what was run on what */
+        doc = json_pack("{s:s,s:s}", "model", argv[optind], "dataset", dataset_path);
+        if (doc == NULL || json_object_update(doc, json_object_get(ev, "before")) != 0) {
+            fprintf(stderr, "modelpress: out of memory\n");
+            goto out;
+        }
+        json_object_del(ev, "before");
+        json_object_update(doc, ev);
+        free(text);
+        text = json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(6));
+        printf("%s\n", text != NULL ? text : "{}");
+    } else {
+        fprintf(stderr, "modelpress: %s on %s\n", argv[optind], dataset_path);
+        print_evaluation(ev);
+    }
+    status = fflush(stdout) == 0 ? EXIT_OK : EXIT_FAILED;
+out:
+    json_decref(doc);
+    json_decref(ev);
+    free(text);
+    mp_dataset_free(ds);
+    mp_model_free(m);
+    return status;
+}
+
 static int cmd_compress(int argc, char **argv)
 {
     static const struct option longopts[] = {{"recipe", required_argument, NULL, 'r'},
@@ -376,7 +587,9 @@ static int cmd_compress(int argc, char **argv)
                                              {"json", no_argument, NULL, 'j'},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
-    const char *recipe_path = NULL, *out_path = NULL;
+    const char *recipe_path = NULL, *out_path = NULL, *dataset_path = NULL;
+    mp_dataset_t *ds = NULL;
+    mp_eval_spec_t spec = {0};
     mp_errctx_t err = {0};
     mp_model_t *in = NULL, *out = NULL;
     mp_recipe_t *recipe = NULL;
@@ -386,7 +599,7 @@ static int cmd_compress(int argc, char **argv)
     mp_run_opts_t opts = {.cancel = &g_cancel};
     int c, json = 0, rc, status = EXIT_FAILED;
 
-    while ((c = getopt_long(argc, argv, "r:o:h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "r:o:d:h", longopts, NULL)) != -1) {
         switch (c) {
         case 'r':
             recipe_path = optarg;
@@ -398,8 +611,8 @@ static int cmd_compress(int argc, char **argv)
             json = 1;
             break;
         case 'd':
-            return usage_error("--dataset %s: evaluation is not available in this version",
-                               optarg);
+            dataset_path = optarg;
+            break;
         case 'h':
             fputs(USAGE, stdout);
             return EXIT_OK;
@@ -442,6 +655,11 @@ static int cmd_compress(int argc, char **argv)
         status = rc == MP_ERECIPE ? EXIT_USAGE : EXIT_FAILED;
         goto out;
     }
+    if ((rc = open_dataset(dataset_path, argv[optind], in, recipe_path, recipe_text, recipe_len,
+                           &ds, &spec)) != EXIT_OK) {
+        status = rc;
+        goto out;
+    }
     catch_signals();
     if (isatty(STDERR_FILENO)) {
         opts.progress_cb = bar_cb;
@@ -453,6 +671,9 @@ static int cmd_compress(int argc, char **argv)
         fprintf(stderr, "modelpress: %s: %s\n", argv[optind], err.msg);
         goto out;
     }
+    if (ds != NULL && evaluate_result(in, out, ds, &spec, dataset_path, &report) != EXIT_OK) {
+        goto out;
+    }
     if (save_atomic(out, out_path, strcmp(mp_recipe_output_format(recipe), "mpz") == 0,
                     &err) < 0) {
         fprintf(stderr, "modelpress: %s\n", err.msg);
@@ -462,9 +683,11 @@ static int cmd_compress(int argc, char **argv)
         printf("%s\n", report);
     } else {
         print_summary(argv[optind], out_path, report);
+        print_evaluation_of(report);
     }
     status = fflush(stdout) == 0 ? EXIT_OK : EXIT_FAILED;
 out:
+    mp_dataset_free(ds);
     free(report);
     mp_model_free(out);
     mp_model_free(in);
@@ -731,6 +954,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "unpack") == 0) {
         return cmd_unpack(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "eval") == 0) {
+        return cmd_eval(argc - 1, argv + 1);
     }
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
         strcmp(argv[1], "help") == 0) {
