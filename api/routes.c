@@ -425,6 +425,7 @@ static const struct {
     {".svg", "image/svg+xml"},
     {".png", "image/png"},
     {".ico", "image/x-icon"},
+    {".json", "application/json"},
 };
 
 static const char WEB_CSP[] = "default-src 'self'; script-src 'self'; style-src 'self'; "
@@ -519,6 +520,9 @@ static const char *route_name(const char *url, int *public)
     if (strcmp(url, "/metrics") == 0) {
         return "/metrics";
     }
+    if (strcmp(url, "/openapi.json") == 0) {
+        return "/openapi.json";
+    }
     if (strcmp(url, "/") == 0 || strcmp(url, "/index.html") == 0) {
         return "/";
     }
@@ -565,9 +569,10 @@ static enum MHD_Result route(api_req_t *req, struct MHD_Connection *conn, const 
                    ? get_healthz(req, conn)
                    : api__method_not_allowed(req, conn, "GET");
     }
-    if (strcmp(url, "/") == 0 || strcmp(url, "/index.html") == 0) {
+    if (strcmp(url, "/") == 0 || strcmp(url, "/index.html") == 0 ||
+        strcmp(url, "/openapi.json") == 0) {
         return strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0
-                   ? send_web_file(req, conn, "index.html")
+                   ? send_web_file(req, conn, url[1] == 'o' ? "openapi.json" : "index.html")
                    : api__method_not_allowed(req, conn, "GET");
     }
     if (strncmp(url, "/static/", 8) == 0) {

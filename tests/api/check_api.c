@@ -409,6 +409,12 @@ START_TEST(test_healthz_and_routes)
     ck_assert_int_eq(r.status, 200);
     ck_assert_ptr_nonnull(strstr(r.body, "modelpress"));
     resp_free(&r);
+    r = get("/openapi.json");
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_ptr_nonnull(strstr(r.head, "Content-Type: application/json"));
+    ck_assert_ptr_nonnull(json_object_get(json_object_get(r.json, "paths"), "/jobs/{id}/result"));
+    ck_assert_str_eq(json_string_value(json_object_get(r.json, "openapi")), "3.0.3");
+    resp_free(&r);
 }
 END_TEST
 
