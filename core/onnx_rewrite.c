@@ -1560,9 +1560,10 @@ static char *value_name(const mp__onnx_weight_t *w)
 
 /* ---- structured pruning: removing channels ------------------------------------------------ */
 
-/* A Conv weight W whose output channels c are all zero (structured pruning) gives the constant
- * bias[c] on those channels, whatever the padding. Where that constant reaches exactly one Conv
- * through per-channel operators only (BatchNormalization, Relu, Clip, LeakyRelu, Sigmoid,
+/* A Conv weight W (or a Gemm weight with transB 1) whose output channels c are all zero
+ * (structured pruning) gives the constant bias[c] (beta C[c]) on those channels, whatever the
+ * padding. Where that constant reaches exactly one Conv, Gemm or MatMul through per-channel
+ * operators only (BatchNormalization, Relu, Clip, LeakyRelu, Sigmoid,
  * HardSigmoid, Tanh, MaxPool, GlobalAveragePool, GlobalMaxPool, AveragePool without counted
  * padding), the channels are removed: W's rows, the bias and BatchNormalization entries, the
  * consumer's input columns; the constant the consumer would have seen is folded into its bias
@@ -1833,15 +1834,16 @@ typedef struct chan {
     mp__pb_msg_t *conv; /* its Conv */
     mp__pb_msg_t *chain[MAX_CHAIN];
     int n_chain;
-    mp__pb_msg_t *next; /* the Conv that reads the channels */
+    mp__pb_msg_t *next; /* the Conv, Gemm or MatMul that reads the channels */
     size_t w2i;         /* its weight */
+    int axis2;          /* the axis of that weight the channels are on */
     int64_t o;          /* output channels of W */
     uint8_t *keep;      /* [o] */
     float *v;           /* [o]: the constant each channel carries to `next` */
     int64_t n_removed;
 } chan_t;
 
-/* Follow W's channels from its Conv to the Conv that reads them; 1 when they can be removed,
+/* Follow W's channels from its layer to the layer that reads them; 1 when they can be removed,
  * 0 (why set) when not, or an error code. */
 static int chan_trace(rw_t *rw, chan_t *ch, const json_t *tensors, int version, uint8_t *touched,
                       const char **why)
@@ -1863,8 +1865,11 @@ static int chan_trace(rw_t *rw, chan_t *ch, const json_t *tensors, int version, 
     if (rc < 0 || node == NULL) {
         return rc;
     }
-    if (!mp__onnx_node_is(node, "Conv") || at != 1 || attr_i(node, "group", 1) != 1) {
-        *why = "its consumer is not a Conv reading it as the weight, with group 1";
+    if (at != 1 || !((mp__onnx_node_is(node, "Conv") && attr_i(node, "group", 1) == 1) ||
+                     (mp__onnx_node_is(node, "Gemm") && attr_i(node, "transB", 0) != 0 &&
+                      rw->m->tensors[ch->wi].n_dims == 2))) {
+        *why = "its consumer is not a Conv (group 1) or a Gemm (transB 1) reading it as the "
+               "weight";
         return 0;
     }
     ch->conv = node;
@@ -1885,6 +1890,13 @@ static int chan_trace(rw_t *rw, chan_t *ch, const json_t *tensors, int version, 
             goto out;
         }
         memcpy(ch->v, rw->m->tensors[bi].data, (size_t)ch->o * sizeof *ch->v);
+        if (mp__onnx_node_is(node, "Gemm")) {
+            /* alpha A W^T + beta C: a zero row of W leaves beta C[c] */
+            const float beta = attr_f(node, "beta", 1.0f);
+            for (int64_t c = 0; c < ch->o; c++) {
+                ch->v[c] *= beta;
+            }
+        }
     }
     cur = mp__pb_strdup(&node->f[nth_field(node, ONNX_NODE_OUTPUT, 0)]);
     rc = cur == NULL ? MP_ENOMEM : 0;
@@ -1894,7 +1906,8 @@ static int chan_trace(rw_t *rw, chan_t *ch, const json_t *tensors, int version, 
         if (rc < 0 || node == NULL) {
             goto out;
         }
-        if (mp__onnx_node_is(node, "Conv")) {
+        if (mp__onnx_node_is(node, "Conv") || mp__onnx_node_is(node, "Gemm") ||
+            mp__onnx_node_is(node, "MatMul")) {
             break;
         }
         for (k = 0; PASS_OPS[k] != NULL && !mp__onnx_node_is(node, PASS_OPS[k]); k++) {
@@ -1954,22 +1967,28 @@ static int chan_trace(rw_t *rw, chan_t *ch, const json_t *tensors, int version, 
     if (rc < 0) {
         goto out;
     }
-    if (at != 0 || attr_i(node, "group", 1) != 1 || w2 == NULL) {
-        *why = "the Conv that reads the channels is grouped or reads them otherwise";
+    if (at != 0 || attr_i(node, "group", 1) != 1 || attr_i(node, "transA", 0) != 0 || w2 == NULL) {
+        *why = "the layer that reads the channels is grouped, transposes them or reads them "
+               "otherwise";
         goto out;
     }
+    /* the channels are W2's axis 1 for Conv and Gemm(transB 1), axis 0 for Gemm(transB 0) and
+     * MatMul */
+    ch->axis2 = mp__onnx_node_is(node, "Conv") ||
+                (mp__onnx_node_is(node, "Gemm") && attr_i(node, "transB", 0) != 0);
     {
         const ssize_t w2i = init_of(rw, ch->g, w2);
         int at2;
         if (w2i < 0 || (size_t)w2i == ch->wi || touched[w2i] || touched[ch->wi] ||
             sole_consumer(rw, ch->g, w2, &at2, why, &rc) != node || rc < 0) {
-            *why = rc < 0 ? *why : "the next Conv's weight is shared or rewired already";
+            *why = rc < 0 ? *why : "the next layer's weight is shared or rewired already";
             goto out;
         }
         const mp_tensor_t *t2 = &rw->m->tensors[w2i];
         float *vals = NULL;
-        if (t2->n_dims < 3 || t2->shape[1] != ch->o) {
-            *why = "the next Conv's weight does not read these channels";
+        if (t2->n_dims < 2 || (!mp__onnx_node_is(node, "Conv") && t2->n_dims != 2) ||
+            t2->shape[ch->axis2 ? 1 : 0] != ch->o) {
+            *why = "the next layer's weight does not read these channels";
             goto out;
         }
         rc =
@@ -2174,7 +2193,10 @@ static int chan_apply(rw_t *rw, chan_t *ch, const json_t *tensors, int version)
     mp_errctx_t *err = rw->err;
     const mp_tensor_t *t2 = &rw->m->tensors[ch->w2i];
     const json_t *spec2 = json_object_get(tensors, t2->name);
-    const int64_t o2 = t2->shape[0], n_keep = ch->o - ch->n_removed;
+    const int64_t o2 = t2->shape[ch->axis2 ? 0 : 1], n_keep = ch->o - ch->n_removed;
+    const int gemm = mp__onnx_node_is(ch->next, "Gemm");
+    /* Gemm adds beta C to alpha A B: what is folded into C is scaled by alpha / beta */
+    const float ab = gemm ? attr_f(ch->next, "alpha", 1.0f) / attr_f(ch->next, "beta", 1.0f) : 1;
     int64_t inner = 1;
     float *w2 = NULL, *add = NULL;
     const char *why = NULL;
@@ -2199,9 +2221,9 @@ static int chan_apply(rw_t *rw, chan_t *ch, const json_t *tensors, int version)
         for (int64_t r = 0; r < o2; r++) {
             float s = 0;
             for (int64_t j = 0; j < inner; j++) {
-                s += w2[(r * ch->o + c) * inner + j];
+                s += ch->axis2 ? w2[(r * ch->o + c) * inner + j] : w2[c * o2 + r];
             }
-            add[r] += s * ch->v[c];
+            add[r] += s * ch->v[c] * ab;
         }
     }
     /* W's rows, W's bias, the BatchNormalization entries */
@@ -2222,8 +2244,9 @@ static int chan_apply(rw_t *rw, chan_t *ch, const json_t *tensors, int version)
     }
     /* the next Conv's columns and bias */
     if (rc == 0) {
-        rc = spec2 != NULL ? chan_cut_stored(rw, ch->w2i, spec2, version, 1, ch->keep, n_keep)
-                           : chan_cut_init(rw, ch->w2i, 1, ch->keep, n_keep);
+        const int axis = ch->axis2 ? 1 : 0;
+        rc = spec2 != NULL ? chan_cut_stored(rw, ch->w2i, spec2, version, axis, ch->keep, n_keep)
+                           : chan_cut_init(rw, ch->w2i, axis, ch->keep, n_keep);
     }
     free(b);
     b = NULL;
@@ -2299,7 +2322,7 @@ static int remove_channels(rw_t *rw, const json_t *tensors, int version, json_t 
         json_t *r = NULL;
         int ok;
 
-        if (t == NULL || t->n_dims < 3) {
+        if (t == NULL || t->n_dims < 2) {
             continue;
         }
         if (touched[t - rw->m->tensors]) {
@@ -2339,10 +2362,27 @@ static int remove_channels(rw_t *rw, const json_t *tensors, int version, json_t 
                 for (int64_t c = 0; c < ch.o; c++) {
                     folds |= !ch.keep[c] && ch.v[c] != 0.0f;
                 }
-                if (folds && !pads_nothing(ch.next)) {
+                if (folds && mp__onnx_node_is(ch.next, "Conv") && !pads_nothing(ch.next)) {
                     ok = 0;
                     why = "the next Conv pads, so the removed channels' constant cannot be "
                           "folded into its bias";
+                } else if (folds && (mp__onnx_node_is(ch.next, "MatMul") ||
+                                     attr_f(ch.next, "beta", 1.0f) == 0.0f)) {
+                    ok = 0;
+                    why = "the next layer has no bias to fold the removed channels' constant "
+                          "into";
+                } else if (folds) {
+                    const mp_tensor_t *t2 = &rw->m->tensors[ch.w2i];
+                    char *b2 = input_name(ch.next, 2, &rc);
+                    const int bok =
+                        b2 == NULL ? 1
+                                   : vector_ok(rw, ch.g, b2, t2->shape[ch.axis2 ? 0 : 1], tensors);
+                    free(b2);
+                    rc = rc < 0 ? rc : bok < 0 ? bok : 0;
+                    if (bok == 0) {
+                        ok = 0;
+                        why = "the next layer's bias is not a plain F32 vector of its own";
+                    }
                 }
             }
             rc = ok < 0 ? ok : rc;

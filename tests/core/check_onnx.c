@@ -1570,6 +1570,73 @@ START_TEST(test_apply_channels_removed)
 }
 END_TEST
 
+/* The same between two Gemm layers: Gemm(W1 [3,2], transB 1, C1) -> Relu -> Gemm(W2 [3,2],
+ * transB 0, C2, alpha 0.5, beta 2); row 1 of W1 is zero, so the channel carries relu(C1[1]),
+ * which reaches the output as alpha W2[1, :] relu(C1[1]) and is folded into C2 scaled by
+ * alpha / beta. */
+START_TEST(test_apply_channels_gemm)
+{
+    const int64_t d32[] = {3, 2}, d3[] = {3}, d2[] = {2};
+    const float w1[6] = {1, 2, 0, 0, 3, 4}, c1[3] = {0.5f, 1.5f, -1}, w2[6] = {1, 2, 3, 4, 5, 6},
+                c2[2] = {10, 20};
+    buf_t g = {0}, t, n, a[3];
+
+    t = tensor_raw("W1", 1, 2, d32, w1, sizeof w1);
+    f_msg(&g, 5, &t);
+    t = tensor_raw("C1", 1, 1, d3, c1, sizeof c1);
+    f_msg(&g, 5, &t);
+    t = tensor_raw("W2", 1, 2, d32, w2, sizeof w2);
+    f_msg(&g, 5, &t);
+    t = tensor_raw("C2", 1, 1, d2, c2, sizeof c2);
+    f_msg(&g, 5, &t);
+    a[0] = attr_int("transB", 1);
+    n = node("Gemm", NULL, (const char *[]){"X", "W1", "C1", NULL}, (const char *[]){"H", NULL}, a,
+             1);
+    f_msg(&g, 1, &n);
+    n = node("Relu", NULL, (const char *[]){"H", NULL}, (const char *[]){"R", NULL}, NULL, 0);
+    f_msg(&g, 1, &n);
+    {
+        buf_t al = {0}, be = {0};
+        const float half = 0.5f, two = 2.0f;
+        uint32_t u;
+        f_str(&al, 1, "alpha");
+        memcpy(&u, &half, 4);
+        put_varint(&al, (2 << 3) | 5);
+        put(&al, &u, 4);
+        f_varint(&al, 20, 1);
+        f_str(&be, 1, "beta");
+        memcpy(&u, &two, 4);
+        put_varint(&be, (2 << 3) | 5);
+        put(&be, &u, 4);
+        f_varint(&be, 20, 1);
+        a[0] = al;
+        a[1] = be;
+    }
+    n = node("Gemm", NULL, (const char *[]){"R", "W2", "C2", NULL}, (const char *[]){"Y", NULL}, a,
+             2);
+    f_msg(&g, 1, &n);
+    buf_t b = model(8, 13, &g);
+    mp_model_t *c = compressed("{\"version\":1,\"tensors\":{\"W1\":{}}}");
+    add(c, "W1", MP_DT_F32, 2, d32, w1);
+    mp_model_t *out = apply(&b, c, 0, NULL);
+    const mp_tensor_t *tt = find(out, "W1");
+    ck_assert_int_eq(tt->shape[0], 2);
+    ck_assert_float_eq(((const float *)tt->data)[2], 3.0f);
+    ck_assert_int_eq(find(out, "C1")->shape[0], 2);
+    ck_assert_float_eq(((const float *)find(out, "C1")->data)[1], -1.0f);
+    tt = find(out, "W2");
+    ck_assert_int_eq(tt->shape[0], 2); /* rows 0 and 2 of [3, 2] */
+    ck_assert_float_eq(((const float *)tt->data)[2], 5.0f);
+    tt = find(out, "C2");
+    ck_assert_float_eq_tol(((const float *)tt->data)[0], 10 + 0.25f * 3 * 1.5f, 1e-5);
+    ck_assert_float_eq_tol(((const float *)tt->data)[1], 20 + 0.25f * 4 * 1.5f, 1e-5);
+    ck_assert_str_eq(mp_model_get_meta(out, "modelpress.channels"),
+                     "{\"W1\":{\"into\":\"W2\",\"of\":3,\"removed\":1}}");
+    mp_model_free(out);
+    free(b.p);
+}
+END_TEST
+
 /* ---- out of memory ----------------------------------------------------------------------------
  */
 
@@ -1811,6 +1878,7 @@ static Suite *onnx_suite(void)
     tcase_add_test(tc, test_apply_svd_rewired);
     tcase_add_test(tc, test_apply_tucker_and_fallback);
     tcase_add_test(tc, test_apply_channels_removed);
+    tcase_add_test(tc, test_apply_channels_gemm);
     tcase_add_test(tc, test_out_of_memory);
     suite_add_tcase(s, tc);
     return s;

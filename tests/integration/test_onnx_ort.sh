@@ -155,7 +155,8 @@ variant ppocr_cls int8asym '{"steps":[{"quantize":{"bits":8,"scheme":"asymmetric
 variant blazeface binary '{"steps":[{"quantize":{"format":"binary"}}]}'
 variant mlsd int3 '{"steps":[{"quantize":{"bits":3}}]}'
 # structured pruning: channels really removed where they only reach a Conv (PP-OCR has ten such
-# pairs, M-LSD two; the rest are read by residual Adds, depthwise Convs, …, and reported kept)
+# pairs, M-LSD two; the rest are read by residual Adds, depthwise Convs, …, and reported kept),
+# or a Gemm (a small MLP made here: Gemm transB=1 -> Relu -> Gemm transB=0 with alpha and beta)
 channels_removed() { # SHORT: at least one pair must have lost its channels
     "$MP_PYTHON" - "$T/$1.prune50ch.onnx" "$1" <<'PY' || mp_fail "$1.prune50ch: no channel was removed"
 import json, sys
@@ -164,15 +165,19 @@ m = onnx.load(sys.argv[1])
 report = json.loads({p.key: p.value for p in m.metadata_props}["modelpress.channels"])
 removed = {k: v for k, v in report.items() if "removed" in v}
 pairs = ", ".join("%d of %d" % (v["removed"], v["of"]) for v in removed.values())
-print("%s.prune50ch: channels removed from %d Conv pairs (%s), %d layers kept with their "
+print("%s.prune50ch: channels removed from %d layer pairs (%s), %d layers kept with their "
       "reason" % (sys.argv[2], len(removed), pairs, len(report) - len(removed)))
 sys.exit(0 if removed else 1)
 PY
 }
-for short in mlsd ppocr_cls; do
+"$MP_PYTHON" "$HERE/make_mlp.py" "$T" || mp_fail "make_mlp.py failed"
+run_ort "$T/mlp/mlp.onnx" mlp "$T/mlp.ref.bin"
+for short in mlsd ppocr_cls mlp; do
     variant "$short" prune50ch '{"steps":[{"prune":{"sparsity":0.5,"structure":"channel"}}]}'
     channels_removed "$short"
 done
+variant mlp prune25ch.int8 \
+    '{"steps":[{"prune":{"sparsity":0.25,"structure":"channel"}},{"quantize":{"bits":8}}]}'
 
 # shellcheck disable=SC2086
 "$MP_PYTHON" "$HERE/check_model.py" $written || mp_fail "a file written here fails onnx.checker"
