@@ -6,7 +6,8 @@
  * values, row-major. One warm-up call, then --reps timed calls of exactly the library function
  * named in the output (inputs that a call changes in place are restored outside the timed
  * region; buffers are allocated and touched once, before the warm-up). Timing is
- * CLOCK_MONOTONIC around each call; the median is what the table compares. Quality figures
+ * CLOCK_MONOTONIC around each call (and the thread's CPU time beside it); the median is what
+ * the table compares. Quality figures
  * (SSE, relative error) are those of the last call. Exit 0 with one JSON object on stdout,
  * 1 if the method failed, 2 for bad usage.
  *
@@ -52,18 +53,32 @@ typedef struct opts {
 
 typedef struct result {
     double times[MAX_REPS];
+    double cpu[MAX_REPS];
     int n_times;
     size_t bytes_in;             /* bytes of F32 input one call reads (for GB/s) */
     char extra[8192];            /* further JSON members, each starting with ',' */
     size_t extra_len;
 } result_t;
 
-static double now_s(void)
+static double clock_s(clockid_t id)
 {
     struct timespec ts;
 
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(id, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static double now_s(void)
+{
+    return clock_s(CLOCK_MONOTONIC);
+}
+
+/* CPU time of this thread: on a shared machine it does not count the time another process
+ * held the core, so it is steadier than wall time (the work is single-threaded: OpenBLAS with
+ * one thread runs in the caller). */
+static double cpu_s(void)
+{
+    return clock_s(CLOCK_THREAD_CPUTIME_ID);
 }
 
 static void extra_add(result_t *res, const char *fmt, ...) MP__PRINTF(2, 3);
@@ -341,15 +356,16 @@ static int run(const opts_t *o, const method_t *m, const float *w, result_t *res
         if (m->in_place) {
             memcpy(c.work, w, o->rows * o->cols * sizeof *c.work);
         }
-        double t0 = now_s();
+        double c0 = cpu_s(), t0 = now_s();
         rc = m->call(&c);
-        double t1 = now_s();
+        double t1 = now_s(), c1 = cpu_s();
         if (rc < 0) {
             fprintf(stderr, "bench_core: %s failed: %s (%s)\n", m->function, c.err.msg,
                     mp_strerror(rc));
             goto out;
         }
         if (i >= 0) {
+            res->cpu[res->n_times] = c1 - c0;
             res->times[res->n_times++] = t1 - t0;
         }
     }
@@ -587,12 +603,14 @@ int main(int argc, char **argv)
         return 1;
     }
     qsort(res.times, (size_t)res.n_times, sizeof res.times[0], cmp_double);
+    qsort(res.cpu, (size_t)res.n_times, sizeof res.cpu[0], cmp_double);
     printf("{\"method\":\"%s\",\"function\":\"%s\",\"isa\":\"%s\",\"rows\":%zu,\"cols\":%zu,"
            "\"bytes_in\":%zu,\"reps\":%d",
            m->name, m->function, mp_kern_isa(), o.rows, o.cols, res.bytes_in, res.n_times);
     if (res.n_times > 0) {
-        printf(",\"median_s\":%.9g,\"min_s\":%.9g,\"max_s\":%.9g",
-               res.times[res.n_times / 2], res.times[0], res.times[res.n_times - 1]);
+        printf(",\"median_s\":%.9g,\"min_s\":%.9g,\"max_s\":%.9g,\"cpu_median_s\":%.9g",
+               res.times[res.n_times / 2], res.times[0], res.times[res.n_times - 1],
+               res.cpu[res.n_times / 2]);
     }
     printf("%s}\n", res.extra);
     return 0;
