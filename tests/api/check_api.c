@@ -1748,59 +1748,49 @@ START_TEST(test_flipped_bytes)
 }
 END_TEST
 
+/* A TCase of this suite: every test gets its own daemon and state folder (setup/teardown). */
+static TCase *api_tcase(Suite *s, const char *name, int timeout_s)
+{
+    TCase *tc = tcase_create(name);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, timeout_s);
+    suite_add_tcase(s, tc);
+    return tc;
+}
+
 static Suite *api_suite(void)
 {
     Suite *s = suite_create("api");
-    TCase *tc = tcase_create("routes");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 120);
+    TCase *tc;
+    tc = api_tcase(s, "routes", 120);
     tcase_add_test(tc, test_healthz_and_routes);
     tcase_add_test(tc, test_job_lifecycle);
     tcase_add_test(tc, test_raw_upload);
     tcase_add_test(tc, test_mpz_result);
-    suite_add_tcase(s, tc);
-    tc = tcase_create("refusals");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 120);
+    tc = api_tcase(s, "refusals", 120);
     tcase_add_test(tc, test_refusals);
     tcase_add_test(tc, test_upload_cap_announced);
     tcase_add_test(tc, test_upload_cap_chunked);
     tcase_add_test(tc, test_disconnect_mid_upload);
     tcase_add_test(tc, test_flipped_bytes);
-    suite_add_tcase(s, tc);
-    tc = tcase_create("jobs");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 180);
+    tc = api_tcase(s, "jobs", 180);
     tcase_add_test(tc, test_cancel);
     tcase_add_test(tc, test_crash_and_restart);
     tcase_add_test(tc, test_job_budgets);
-    suite_add_tcase(s, tc);
-    tc = tcase_create("http");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 60);
+    tc = api_tcase(s, "http", 60);
     tcase_add_test(tc, test_slow_and_idle_clients);
     tcase_add_test(tc, test_per_ip_limit);
     tcase_add_test(tc, test_huge_header_line);
-    suite_add_tcase(s, tc);
-    tc = tcase_create("users");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 120);
+    tc = api_tcase(s, "users", 120);
     tcase_add_test(tc, test_auth_and_ownership);
     tcase_add_test(tc, test_quotas);
     tcase_add_test(tc, test_metrics);
-    suite_add_tcase(s, tc);
-    tc = tcase_create("datasets");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 120);
+    tc = api_tcase(s, "datasets", 120);
     tcase_add_test(tc, test_datasets_upload);
     tcase_add_test(tc, test_datasets_owners_and_quota);
     tcase_add_test(tc, test_jobs_with_dataset);
-    suite_add_tcase(s, tc);
-    tc = tcase_create("web");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 60);
+    tc = api_tcase(s, "web", 60);
     tcase_add_test(tc, test_static_files);
-    suite_add_tcase(s, tc);
     return s;
 }
 
