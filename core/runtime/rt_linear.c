@@ -381,11 +381,22 @@ static void add_bias(float *y, int64_t rows, int64_t N, int64_t ldy, int yt, con
     if (bias == NULL) {
         return;
     }
-    /* along memory: rows of y in either layout */
-    for (int64_t i = 0; i < (yt ? N : rows); i++) {
-        float *yr = y + i * ldy;
-        for (int64_t j = 0; j < (yt ? rows : N); j++) {
-            yr[j] += bias[yt ? i : j];
+    /* along memory: rows of y in either layout, with the layout tested outside the loops
+     * (a per-element choice of index keeps GCC from vectorising them) */
+    if (yt) {
+        for (int64_t i = 0; i < N; i++) {
+            float *restrict yr = y + i * ldy;
+            const float b = bias[i];
+            for (int64_t j = 0; j < rows; j++) {
+                yr[j] += b;
+            }
+        }
+        return;
+    }
+    for (int64_t i = 0; i < rows; i++) {
+        float *restrict yr = y + i * ldy;
+        for (int64_t j = 0; j < N; j++) {
+            yr[j] += bias[j];
         }
     }
 }

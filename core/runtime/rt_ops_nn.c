@@ -125,6 +125,7 @@ typedef struct conv {
     spatial_t sp;
     int64_t C, M, G, Cg, Mg, K, P;
     int mode;                    /* 0 im2col/im2row, 1 the input is the columns, 2 depthwise */
+    int64_t ph, pw;              /* depthwise over 2 dims: the zero-padded plane in ws, else 0 */
     rt_lin_t *lin;
     const float *wd;             /* depthwise: the weight (or NULL: read at run time) */
     float *wd_owned;
@@ -187,7 +188,13 @@ static int conv_prep(rt_sess_t *s, rt_node_t *n, mp_errctx_t *err)
         return rc;
     }
     if (c->Cg == 1 && c->Mg <= 4 && c->G > 1) {
+        const spatial_t *sp = &c->sp;
         c->mode = 2;
+        if (sp->in[0] == 1 && sp->k[0] == 1 && sp->pb[0] == 0 && sp->pe[0] == 0) {
+            c->ph = sp->in[1] + sp->pb[1] + sp->pe[1];
+            c->pw = sp->in[2] + sp->pb[2] + sp->pe[2];
+            n->ws_bytes = (size_t)(c->ph * c->pw) * sizeof(float);
+        }
         return mp__rt_weight_dense(s, n, &c->wd, &c->wd_owned, err);
     }
     if ((rc = mp__rt_lin_prepare(s, n, 0, c->Mg, c->K, (int)c->G, &c->lin, err)) < 0) {
@@ -345,6 +352,58 @@ static void depthwise(const spatial_t *sp, const float *x, const float *w, float
     }
 }
 
+/* Copy one input plane (of in[1] x in[2]) into the middle of the zero-padded plane pad. Only
+ * the middle is written, so the border stays zero from the one memset of the run. */
+static void pad_plane(const conv_t *c, const float *x, float *pad)
+{
+    const spatial_t *sp = &c->sp;
+    for (int64_t h = 0; h < sp->in[1]; h++) {
+        memcpy(pad + (h + sp->pb[1]) * c->pw + sp->pb[2], x + h * sp->in[2],
+               (size_t)sp->in[2] * sizeof *pad);
+    }
+}
+
+/* One output plane of a depthwise convolution from the padded plane: every tap runs over whole
+ * rows with no clipping, which GCC vectorises. A padding tap adds w * 0, so each output is
+ * bias + the taps in the order of depthwise() (a tap it skips adds zero here). */
+static void depthwise_padded(const conv_t *c, const float *pad, const float *w, float bias,
+                             float *y)
+{
+    const spatial_t *sp = &c->sp;
+    const int64_t OW = sp->out[2], s2 = sp->s[2], d2 = sp->d[2];
+
+    for (int64_t oh = 0; oh < sp->out[1]; oh++) {
+        float *restrict yr = y + oh * OW;
+        for (int64_t ow = 0; ow < OW; ow++) {
+            yr[ow] = bias;
+        }
+        for (int64_t kh = 0; kh < sp->k[1]; kh++) {
+            const float *restrict xr = pad + (oh * sp->s[1] + kh * sp->d[1]) * c->pw;
+            const float *wr = w + kh * sp->k[2];
+            if (sp->k[2] == 3 && s2 == 1) {
+                const float w0 = wr[0], w1 = wr[1], w2 = wr[2];
+                for (int64_t ow = 0; ow < OW; ow++) {
+                    yr[ow] = yr[ow] + w0 * xr[ow] + w1 * xr[ow + d2] + w2 * xr[ow + 2 * d2];
+                }
+                continue;
+            }
+            for (int64_t kw = 0; kw < sp->k[2]; kw++) {
+                const float wv = wr[kw];
+                const float *restrict xk = xr + kw * d2;
+                if (s2 == 1) {
+                    for (int64_t ow = 0; ow < OW; ow++) {
+                        yr[ow] += wv * xk[ow];
+                    }
+                } else {
+                    for (int64_t ow = 0; ow < OW; ow++) {
+                        yr[ow] += wv * xk[ow * s2];
+                    }
+                }
+            }
+        }
+    }
+}
+
 static int conv_run(const rt_exec_t *e, const rt_node_t *n, mp_errctx_t *err)
 {
     const conv_t *c = n->p;
@@ -356,12 +415,22 @@ static int conv_run(const rt_exec_t *e, const rt_node_t *n, mp_errctx_t *err)
     const int64_t in_sp = sp_in(&c->sp), P = c->P;
 
     (void)err;
+    if (c->ph > 0) {
+        memset(e->ws, 0, (size_t)(c->ph * c->pw) * sizeof(float));
+    }
     for (int64_t b = 0; b < x->dims[0]; b++) {
         for (int64_t g = 0; g < c->G; g++) {
             const float *xg = xp + (b * c->C + g * c->Cg) * in_sp;
             float *yg = y + (b * c->M + g * c->Mg) * P;
             const float *bg = bias ? bias + g * c->Mg : NULL;
-            if (c->mode == 2) {
+            if (c->mode == 2 && c->ph > 0) {
+                const float *w = c->wd ? c->wd : w_rt;
+                pad_plane(c, xg, e->ws);
+                for (int64_t m = 0; m < c->Mg; m++) {
+                    depthwise_padded(c, e->ws, w + (g * c->Mg + m) * c->K, bg ? bg[m] : 0.0f,
+                                     yg + m * P);
+                }
+            } else if (c->mode == 2) {
                 const float *w = c->wd ? c->wd : w_rt;
                 for (int64_t m = 0; m < c->Mg; m++) {
                     depthwise(&c->sp, xg, w + (g * c->Mg + m) * c->K, bg ? bg[m] : 0.0f,
@@ -753,6 +822,7 @@ static int matmul_run(const rt_exec_t *e, const rt_node_t *n, mp_errctx_t *err)
 typedef struct pool {
     spatial_t sp;
     int max, include_pad;
+    int inside;                  /* MaxPool whose every window lies inside the input, undilated */
 } pool_t;
 
 static int pool_prep(rt_sess_t *s, rt_node_t *n, mp_errctx_t *err, int max)
@@ -784,7 +854,62 @@ static int pool_prep(rt_sess_t *s, rt_node_t *n, mp_errctx_t *err, int max)
     for (int i = 0; i < p->sp.nsp; i++) {
         od[2 + i] = p->sp.out[ND - p->sp.nsp + i];
     }
+    p->inside = max;
+    for (int i = 0; i < ND; i++) {
+        const spatial_t *sp = &p->sp;
+        p->inside &= sp->pb[i] == 0 && sp->d[i] == 1 &&
+                     (sp->out[i] - 1) * sp->s[i] + sp->k[i] <= sp->in[i];
+    }
     return mp__rt_out_shape(s, n, 0, MP_DT_F32, x->rank, od, err);
+}
+
+/* The running maximum as ONNX wants it: a NaN wins and stays. */
+static inline float max_nan(float acc, float v)
+{
+    return v > acc || v != v ? v : acc;
+}
+
+/* MaxPool when no window reaches the padding: no clipping and no count per output, and the
+ * common 2x2 stride-2 window of a row pair read as four loads. Same maxima in the same order as
+ * the general loop. */
+static void maxpool_inside(const spatial_t *sp, int64_t planes, const float *x, float *y)
+{
+    const int64_t IP = sp_in(sp), OW = sp->out[2];
+    const int two = sp->k[0] == 1 && sp->k[1] == 2 && sp->k[2] == 2 && sp->s[1] == 2 &&
+                    sp->s[2] == 2;
+
+    for (int64_t c = 0; c < planes; c++) {
+        const float *xc = x + c * IP;
+        float *yc = y + c * sp_out(sp);
+        for (int64_t o0 = 0; o0 < sp->out[0]; o0++) {
+            for (int64_t o1 = 0; o1 < sp->out[1]; o1++, yc += OW) {
+                const float *x0 = xc + (o0 * sp->s[0] * sp->in[1] + o1 * sp->s[1]) * sp->in[2];
+                if (two) {
+                    const float *x1 = x0 + sp->in[2];
+                    for (int64_t ow = 0; ow < OW; ow++) {
+                        float acc = max_nan(-INFINITY, x0[2 * ow]);
+                        acc = max_nan(acc, x0[2 * ow + 1]);
+                        acc = max_nan(acc, x1[2 * ow]);
+                        yc[ow] = max_nan(acc, x1[2 * ow + 1]);
+                    }
+                    continue;
+                }
+                for (int64_t ow = 0; ow < OW; ow++) {
+                    float acc = -INFINITY;
+                    for (int64_t a = 0; a < sp->k[0]; a++) {
+                        for (int64_t b = 0; b < sp->k[1]; b++) {
+                            const float *xr = x0 + (a * sp->in[1] + b) * sp->in[2] +
+                                              ow * sp->s[2];
+                            for (int64_t w = 0; w < sp->k[2]; w++) {
+                                acc = max_nan(acc, xr[w]);
+                            }
+                        }
+                    }
+                    yc[ow] = acc;
+                }
+            }
+        }
+    }
 }
 
 static int maxpool_prep(rt_sess_t *s, rt_node_t *n, mp_errctx_t *err)
@@ -808,6 +933,10 @@ static int pool_run(const rt_exec_t *e, const rt_node_t *n, mp_errctx_t *err)
     int64_t lo[ND], hi[ND], plo[ND], phi[ND];
 
     (void)err;
+    if (p->inside) {
+        maxpool_inside(sp, planes, x, y);
+        return 0;
+    }
     for (int64_t c = 0; c < planes; c++) {
         const float *xc = x + c * IP;
         float *yc = y + c * sp_out(sp);
@@ -840,7 +969,7 @@ static int pool_run(const rt_exec_t *e, const rt_node_t *n, mp_errctx_t *err)
                             for (int64_t w = lo[2]; w < hi[2]; w += sp->d[2]) {
                                 const float v = xr[w];
                                 if (p->max) {
-                                    acc = v > acc || v != v ? v : acc;
+                                    acc = max_nan(acc, v);
                                 } else {
                                     acc += v;
                                 }
