@@ -16,6 +16,7 @@ import {
   fmtNum,
   fmtSig,
   fmtDuration,
+  fmtMs,
   fmtTime,
   fmtDelta,
   evaluationOf,
@@ -80,10 +81,10 @@ function evaluation(e, recipe) {
   const speed = (x) => (x ? fmtNum(x, 2) + "×" : "—");
   const rows = [
     [accLabel, fmtPct(b.accuracy, 2), fmtPct(a.accuracy, 2), fmtDelta(isFinite(a.accuracy - b.accuracy) ? (a.accuracy - b.accuracy) * 100 : null)],
-    ["Latency, batch 1", fmtNum(b.latency_ms, 3) + " ms", fmtNum(a.latency_ms, 3) + " ms", speed(e.speedup) + " speed-up"],
+    ["Latency, batch 1", fmtMs(b.latency_ms), fmtMs(a.latency_ms), speed(e.speedup) + " speed-up"],
   ];
   if (b.latency_ms_b32 !== undefined || a.latency_ms_b32 !== undefined) {
-    rows.push(["Latency, batch 32", fmtNum(b.latency_ms_b32, 3) + " ms", fmtNum(a.latency_ms_b32, 3) + " ms", speed(e.speedup_b32) + " speed-up"]);
+    rows.push(["Latency, batch 32", fmtMs(b.latency_ms_b32), fmtMs(a.latency_ms_b32), speed(e.speedup_b32) + " speed-up"]);
   }
   const table = el(
     "table",
@@ -93,7 +94,9 @@ function evaluation(e, recipe) {
   );
   const extra = [];
   if (e.agreement !== undefined) extra.push("top-1 agreement with the original " + fmtPct(e.agreement, 2));
-  if (e.output_snr_db !== undefined) extra.push("output SNR " + fmtNum(e.output_snr_db, 1) + " dB");
+  // A null SNR means no noise at all: the outputs are the original's, bit for bit.
+  if (e.output_snr_db === null) extra.push("outputs identical to the original's");
+  else if (e.output_snr_db !== undefined) extra.push("output SNR " + fmtNum(e.output_snr_db, 1) + " dB");
   const charts = [];
   if (isFinite(b.accuracy) && isFinite(a.accuracy)) {
     charts.push(barChart({ id: "eval-accuracy", title: "Accuracy", pair: true, legend: ["before", "after"], rows: [{ label: metric || "accuracy", a: b.accuracy, b: a.accuracy }], format: (v) => fmtPct(v, 1), tick: (v) => fmtSig(v * 100) + " %" }));
@@ -101,7 +104,12 @@ function evaluation(e, recipe) {
   const lat = [];
   if (isFinite(b.latency_ms) && isFinite(a.latency_ms)) lat.push({ label: "batch 1", a: b.latency_ms, b: a.latency_ms });
   if (isFinite(b.latency_ms_b32) && isFinite(a.latency_ms_b32)) lat.push({ label: "batch 32", a: b.latency_ms_b32, b: a.latency_ms_b32 });
-  if (lat.length) charts.push(barChart({ id: "eval-latency", title: "Latency (ms)", pair: true, legend: ["before", "after"], rows: lat, format: (v) => fmtNum(v, 3), tick: fmtSig }));
+  if (lat.length) {
+    // One unit for the whole chart: µs when every latency is below a millisecond.
+    const us = Math.max(...lat.flatMap((r) => [r.a, r.b])) < 1;
+    const scaled = us ? lat.map((r) => ({ label: r.label, a: r.a * 1000, b: r.b * 1000 })) : lat;
+    charts.push(barChart({ id: "eval-latency", title: us ? "Latency (µs)" : "Latency (ms)", pair: true, legend: ["before", "after"], rows: scaled, format: fmtSig, tick: fmtSig }));
+  }
   return el(
     "section",
     { class: "card", id: "evaluation" },

@@ -3,7 +3,9 @@
 // The recipe is JSON in an editor, filled by one of the presets or written by hand. The page
 // checks only that it is JSON; what the recipe means is the server's to judge, and a 400's
 // message ("steps[0].quantize.bits: must be an integer from 2 to 8, got 33") is shown next to
-// the editor. The form goes up as multipart (model, recipe, dataset or dataset_id) through
+// the editor. A dataset chosen with a recipe that has no evaluate block adds
+// "evaluate": {"metric": "top1"} to it, the server's way of asking for accuracy and speed before
+// and after. The form goes up as multipart (model, recipe, dataset or dataset_id) through
 // XMLHttpRequest, whose upload events drive the progress bar; a 202 opens the new job's page.
 
 import { upload, getJSON } from "./api.js";
@@ -132,7 +134,7 @@ export function render(main) {
         el(
           "fieldset",
           {},
-          el("legend", {}, "Dataset ", el("span", { class: "muted" }, "(optional: accuracy and speed before and after)")),
+          el("legend", {}, "Dataset ", el("span", { class: "muted" }, "(optional, ONNX models: accuracy and speed before and after)")),
           datasetPick,
           el("div", { class: "field" }, el("label", { for: "dataset-file" }, "Dataset file (.npz, .npy or safetensors with x and y)"), datasetInput),
         ),
@@ -166,6 +168,14 @@ export function render(main) {
       return;
     }
     const data = new FormData();
+    const withData = Boolean(datasetInput.files[0] || datasetSelect.value);
+    // The server runs a dataset only through the recipe's evaluate block (and refuses one
+    // without the other): choosing a dataset asks for top-1 accuracy unless the recipe says
+    // otherwise. The editor shows what was sent.
+    if (withData && !("evaluate" in recipe)) {
+      recipe.evaluate = { metric: "top1" };
+      editor.value = pretty(recipe);
+    }
     data.append("recipe", editor.value);
     if (datasetInput.files[0]) data.append("dataset", datasetInput.files[0]);
     else if (datasetSelect.value) data.append("dataset_id", datasetSelect.value);

@@ -73,6 +73,16 @@ export function fmtNum(x, digits = 3) {
   return trimZeros(Number(x).toFixed(digits));
 }
 
+// A latency given in milliseconds, three significant digits in the unit that suits it: a small
+// model runs in microseconds (0.196 µs, 2.35 µs), a large one in ms or s.
+export function fmtMs(ms) {
+  if (!has(ms)) return "—";
+  const a = Math.abs(ms);
+  if (a !== 0 && a < 1) return fmtSig(ms * 1000) + " µs";
+  if (a < 1000) return fmtSig(ms) + " ms";
+  return fmtSig(ms / 1000) + " s";
+}
+
 export function fmtDuration(s) {
   if (!has(s)) return "—";
   if (s < 1) return Math.round(s * 1000) + " ms";

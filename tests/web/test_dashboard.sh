@@ -6,11 +6,14 @@
 # dashboard.js does the work, in two runs of the browser:
 # - auth off: a job submitted through the form (the trained fixture, int8 preset) reaches
 #   succeeded on its page, whose four per-tensor charts have 3 bars each (3 compressed
-#   tensors), in proportion to the report's values; the jobs page row and its filters; the
-#   server's 400 for bits=33 shown next to the editor; a big model (make_model.py, 12 × 1024 ×
+#   tensors), in proportion to the report's values; the jobs page row and its filters;
+#   a labelled dataset uploaded through its page and listed, then an ONNX classifier (written
+#   here with python3-onnx) submitted with it and the int8 preset: the job page shows top-1
+#   accuracy, latencies at batch 1 and 32, speed-ups, agreement and output SNR exactly as
+#   GET /jobs/<id>/report has them (the original right on 234 of 256 samples), and the jobs
+#   page its accuracy change; the server's 400 for bits=33 shown next to the editor; a big model (make_model.py, 12 × 1024 ×
 #   1024) seen running with its progress bar moving, a second one canceled while it waits,
 #   then the running one canceled;
-#   where the server has the datasets API, a dataset uploaded through its page and listed;
 #   a model named `<img src=x onerror=alert(2)>.safetensors` with tensors named
 #   `<img src=x onerror=alert(1)>` and `</title><svg onload=alert(3)>` shown as text, no
 #   element made from them and no dialog;
@@ -24,7 +27,7 @@
 # playwright (outside the source tree; it downloads no browser). Skips (77), loudly, only when
 # /usr/bin/chromium is missing and cannot be installed, when the npm registry cannot be reached
 # for a playwright-core not yet in the cache, or when node, npm or Debian's python3 with NumPy
-# are missing.
+# and onnx are missing.
 # Run by `make check`; by hand: top_builddir=build top_srcdir=. tests/web/test_dashboard.sh
 
 : "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
@@ -40,6 +43,8 @@ ART=$top_builddir/tests/web/screenshots
 
 mp_require_cmd node npm
 mp_require_numpy
+"$MP_PYTHON" -c 'import onnx' 2>/dev/null ||
+    mp_skip "$MP_PYTHON cannot import onnx (apt-get install python3-onnx); needed for the classifier to evaluate"
 mp_tmpdir
 T=$MP_TMP
 
@@ -96,12 +101,39 @@ with open(sys.argv[1], "wb") as f:
     f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
 EOF
 
-# A small dataset for the datasets page: 64 samples of 784 inputs, labels 0-9.
-"$MP_PYTHON" -c '
-import sys, numpy as np
-rng = np.random.default_rng(3)
-np.savez(sys.argv[1], x=rng.standard_normal((64, 784)).astype(np.float32), y=np.arange(64) % 10)
-' "$T/data.npz" || mp_fail "cannot write the dataset"
+# A small ONNX classifier to evaluate (Gemm 16→32, Relu, Gemm 32→4; fixed-seed weights) and
+# 256 labelled samples for it: the labels are the model's own top-1 class computed in float64,
+# except every 12th, moved to the next class, so the original scores 234/256 = 91.41 %.
+"$MP_PYTHON" - "$T/mlp.onnx" "$T/data.npz" <<'EOF' || mp_fail "cannot write the ONNX classifier and its dataset"
+import sys
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+rng = np.random.default_rng(11)
+w1 = (rng.standard_normal((32, 16)) * 0.5).astype(np.float32)
+b1 = (rng.standard_normal(32) * 0.1).astype(np.float32)
+w2 = (rng.standard_normal((4, 32)) * 0.5).astype(np.float32)
+b2 = (rng.standard_normal(4) * 0.1).astype(np.float32)
+nodes = [helper.make_node("Gemm", ["x", "fc1.weight", "fc1.bias"], ["h"], transB=1),
+         helper.make_node("Relu", ["h"], ["a"]),
+         helper.make_node("Gemm", ["a", "fc2.weight", "fc2.bias"], ["logits"], transB=1)]
+inits = [numpy_helper.from_array(v, n) for n, v in
+         (("fc1.weight", w1), ("fc1.bias", b1), ("fc2.weight", w2), ("fc2.bias", b2))]
+graph = helper.make_graph(nodes, "mlp16",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 16])],
+                          [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 4])],
+                          inits)
+model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)],
+                          producer_name="modelpress tests")
+model.ir_version = 8
+onnx.checker.check_model(model)
+onnx.save(model, sys.argv[1])
+x = rng.standard_normal((256, 16)).astype(np.float32)
+h = np.maximum(x.astype(np.float64) @ w1.T.astype(np.float64) + b1, 0)
+y = (h @ w2.T.astype(np.float64) + b2).argmax(axis=1)
+y[::12] = (y[::12] + 1) % 4
+np.savez(sys.argv[2], x=x, y=y.astype(np.int64))
+EOF
 
 rm -rf "$ART"
 mkdir -p "$ART" || mp_fail "cannot create $ART"
@@ -109,7 +141,7 @@ mkdir -p "$ART" || mp_fail "cannot create $ART"
 # ---- auth off ------------------------------------------------------------------------------
 mp_start_daemon "$T/state" --workers 1 --web-dir "$top_srcdir/web"
 node "$HERE/dashboard.js" open "$MP_URL" "$ART" "$FIXTURE" "$T/big.safetensors" "$T/xss.safetensors" \
-    "$T/data.npz" ||
+    "$T/mlp.onnx" "$T/data.npz" ||
     mp_fail "the dashboard in Chromium (auth off); screenshots in $ART"
 mp_stop_daemon || mp_fail "modelpressd exited with status $MP_DAEMON_STATUS on SIGTERM"
 
