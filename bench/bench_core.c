@@ -590,7 +590,7 @@ int main(int argc, char **argv)
             m = &methods[i];
         }
     }
-    if (m == NULL || o.rank > (o.rows < o.cols ? o.rows : o.cols)) {
+    if (m == NULL || (m->call == call_svd && o.rank > (o.rows < o.cols ? o.rows : o.cols))) {
         return usage();
     }
     w = read_file(o.path, o.rows * o.cols * sizeof *w);
