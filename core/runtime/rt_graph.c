@@ -12,6 +12,10 @@
  * the nodes that would have expanded it become dead unless something else reads it, so the
  * float weight is never materialised.
  *
+ * The same code builds an If branch (s->graph, s->parent; rt_if.c): its initializers and
+ * Constant nodes are those the ONNX reader found in that GraphProto, and a name the branch reads
+ * without defining it is a value of the enclosing session, mirrored here (mp__rt_resolve).
+ *
  * The shared model is only read: sub-messages not already parsed by the ONNX reader are parsed
  * into the session's own list (mp__rt_msg), so sessions may be built from one model in several
  * threads at once.
@@ -117,6 +121,35 @@ static int add_val(rt_sess_t *s, char *name, int *id, mp_errctx_t *err)
 out:
     free(name);
     return rc;
+}
+
+int mp__rt_resolve(rt_sess_t *s, const char *name, int *id, mp_errctx_t *err)
+{
+    const rt_val_t *src;
+    int k, rc;
+
+    *id = mp__rt_find(s, name);
+    if (*id >= 0 || s->parent == NULL || (k = mp__rt_find(s->parent, name)) < 0) {
+        return 0;
+    }
+    src = &s->parent->vals[k];
+    int *m = realloc(s->mirror, (s->n_mirror + 1) * sizeof *m);
+    MP_RETURN_IF(m == NULL, MP_ENOMEM, "out of memory");
+    s->mirror = m;
+    m = realloc(s->mirror_src, (s->n_mirror + 1) * sizeof *m);
+    MP_RETURN_IF(m == NULL, MP_ENOMEM, "out of memory");
+    s->mirror_src = m;
+    if ((rc = add_val(s, strdup(name), id, err)) < 0) {
+        return rc;
+    }
+    if (src->known && (rc = mp__rt_set_shape(&s->vals[*id], src->dt, src->rank, src->dims,
+                                             "branch", err)) < 0) {
+        return rc;
+    }
+    s->vals[*id].cdata = src->cdata; /* borrowed: the enclosing session outlives its branches */
+    s->mirror[s->n_mirror] = *id;
+    s->mirror_src[s->n_mirror++] = k;
+    return 0;
 }
 
 int mp__rt_set_shape(rt_val_t *v, mp_dtype_t dt, int rank, const int64_t *dims, const char *what,
@@ -286,7 +319,10 @@ static int node_names(rt_sess_t *s, rt_node_t *n, uint32_t num, int **ids, int *
                 return rc;
             }
         } else {
-            (*ids)[c] = mp__rt_find(s, name);
+            if ((rc = mp__rt_resolve(s, name, &(*ids)[c], err)) < 0) {
+                free(name);
+                return rc;
+            }
             if ((*ids)[c] < 0) {
                 rc = mp__err_set(err, MP_EFORMAT,
                                  "%s reads '%s', which no node, input or initializer defines",
@@ -304,7 +340,7 @@ static int node_names(rt_sess_t *s, rt_node_t *n, uint32_t num, int **ids, int *
 
 static int read_nodes(rt_sess_t *s, mp_errctx_t *err)
 {
-    mp__pb_msg_t *g = s->ctx->graph;
+    mp__pb_msg_t *g = s->graph;
     const size_t k = mp__pb_count(g, ONNX_GRAPH_NODE);
     size_t idx = 0;
     int rc;
@@ -347,7 +383,7 @@ static int read_nodes(rt_sess_t *s, mp_errctx_t *err)
                      (int)(dom->len < 20 ? dom->len : 20), (const char *)dom->data, op_only);
             n->op = NULL;
         } else {
-            n->op = mp__rt_op_find(n->op_type);
+            n->op = strcmp(n->op_type, "If") == 0 ? &mp__rt_op_if : mp__rt_op_find(n->op_type);
         }
         if ((rc = node_names(s, n, ONNX_NODE_OUTPUT, &n->out, &n->n_out, 1, err)) < 0) {
             return rc;
@@ -366,7 +402,7 @@ static int bind_constants(rt_sess_t *s, mp_errctx_t *err)
 {
     for (size_t i = 0; i < s->model->n_tensors; i++) {
         const mp__onnx_weight_t *w = &s->ctx->w[i];
-        if (w->depth != 0 || w->origin != MP_ONNX_CONSTANT) {
+        if (w->graph != s->graph || w->origin != MP_ONNX_CONSTANT) {
             continue;
         }
         for (size_t j = 0; j < s->n_nodes; j++) {
@@ -538,12 +574,15 @@ int mp__rt_graph_build(rt_sess_t *s, mp_errctx_t *err)
     MP_RETURN_IF(s->ctx == NULL || s->ctx->graph == NULL, MP_EINVAL,
                  "the model has no ONNX graph to run (load an .onnx file)");
     s->opset = s->ctx->opset;
-    g = s->ctx->graph;
+    if (s->graph == NULL) {
+        s->graph = s->ctx->graph;
+    }
+    g = s->graph;
     s->index = calloc(1, sizeof(name_index_t));
     MP_RETURN_IF(s->index == NULL, MP_ENOMEM, "out of memory");
     for (size_t i = 0; i < s->model->n_tensors; i++) {
         int id;
-        if (s->ctx->w[i].depth == 0 && s->ctx->w[i].origin == MP_ONNX_INITIALIZER &&
+        if (s->ctx->w[i].graph == g && s->ctx->w[i].origin == MP_ONNX_INITIALIZER &&
             (rc = add_const(s, &s->model->tensors[i], &id, err)) < 0) {
             return rc;
         }
@@ -558,7 +597,8 @@ int mp__rt_graph_build(rt_sess_t *s, mp_errctx_t *err)
     }
     for (size_t j = 0; j < s->n_nodes; j++) {
         rt_node_t *n = &s->nodes[j];
-        if ((rc = node_names(s, n, ONNX_NODE_INPUT, &n->in, &n->n_in, 0, err)) < 0) {
+        if ((rc = node_names(s, n, ONNX_NODE_INPUT, &n->in, &n->n_in, 0, err)) < 0 ||
+            (n->op == &mp__rt_op_if && (rc = mp__rt_if_outer(s, n, err)) < 0)) {
             return rc;
         }
     }
@@ -578,8 +618,11 @@ int mp__rt_graph_build(rt_sess_t *s, mp_errctx_t *err)
         nf = mp__pb_find(vi, ONNX_VI_NAME);
         name = nf && nf->wire == MP_PB_LEN ? mp__pb_strdup(nf) : NULL;
         MP_RETURN_IF(name == NULL, MP_EFORMAT, "a graph output has no name");
-        id = mp__rt_find(s, name);
+        rc = mp__rt_resolve(s, name, &id, err);
         free(name);
+        if (rc < 0) {
+            return rc;
+        }
         MP_RETURN_IF(id < 0, MP_EFORMAT, "graph output %zu names nothing the graph defines",
                      s->n_outputs);
         if (s->vals[id].output < 0) {

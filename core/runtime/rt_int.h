@@ -122,6 +122,13 @@ struct mp_session {
     void **ptr;
     void *in_conv;               /* staging for inputs of a type other than F32 */
     int lin_counts[4];           /* Gemm/MatMul/Conv steps by rt_lin_kind_t */
+    /* a branch of an If (rt_if.c): the GraphProto it runs and the session whose values it
+     * reads by name; mirror[k] is a value of this session standing for the enclosing session's
+     * value mirror_src[k] (same shape, same constant bytes, else bound before each run) */
+    mp__pb_msg_t *graph;         /* NULL for the main graph */
+    const rt_sess_t *parent;
+    int *mirror, *mirror_src;
+    size_t n_mirror;
 };
 
 /* ---- values (rt_graph.c) ------------------------------------------------------------------ */
@@ -137,6 +144,10 @@ int mp__rt_out_shape(rt_sess_t *s, rt_node_t *n, int i, mp_dtype_t dt, int rank,
 int mp__rt_graph_build(rt_sess_t *s, mp_errctx_t *err);
 /* The value id of a name, or -1. */
 int mp__rt_find(const rt_sess_t *s, const char *name);
+/* The value id of a name in s (*id), or -1 when neither s nor the enclosing session defines
+ * it; a name of the enclosing session gets a mirror value in s. (A nested branch finds what
+ * it reads from further out in its parent: the parent's If listed it, so it is mirrored.) */
+int mp__rt_resolve(rt_sess_t *s, const char *name, int *id, mp_errctx_t *err);
 /* A field's payload as a message: the cached sub-message, or one parsed privately (kept by the
  * session), so the shared model is never written. */
 int mp__rt_msg(rt_sess_t *s, mp__pb_field_t *f, int depth, const char *what, mp__pb_msg_t **out,
@@ -194,6 +205,20 @@ extern const char *const mp__rt_claimed[];
 extern const rt_op_t mp__rt_ops_elem[];
 extern const rt_op_t mp__rt_ops_nn[];
 extern const rt_op_t mp__rt_ops_shape[];
+
+/* ---- control flow (rt_if.c) ---------------------------------------------------------------- */
+
+/* If: each branch is a session of its own over the branch's GraphProto (built at prep, with
+ * the enclosing values it reads as mirrors); a condition constant at creation builds and runs
+ * only the taken branch, and when the branch's inputs are constant too the If is folded. */
+extern const rt_op_t mp__rt_op_if;
+/* Append to the inputs of If node n every value of s its branches read (at any depth), so the
+ * enclosing graph orders, keeps and plans them like any other input. */
+int mp__rt_if_outer(rt_sess_t *s, rt_node_t *n, mp_errctx_t *err);
+/* Prepare, plan and allocate a session whose graph is built (rt_session.c). */
+int mp__rt_session_finish(rt_sess_t *s, mp_errctx_t *err);
+/* Run the steps of a session whose inputs are bound (rt_session.c). */
+int mp__rt_steps_run(rt_sess_t *s, mp_errctx_t *err);
 
 /* Shorthands for prep and run. */
 #define RT_IN(s, n, i) (&(s)->vals[(n)->in[(i)]])

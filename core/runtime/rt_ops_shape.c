@@ -842,7 +842,7 @@ const char *const mp__rt_claimed[] = {
     "Clip",         "Concat",      "Constant",           "ConstantOfShape",
     "Conv",         "ConvTranspose", "DequantizeLinear", "Div",
     "Equal",        "Flatten",     "Gather",             "Gemm",
-    "GlobalAveragePool", "HardSigmoid", "HardSwish",     "Identity",
+    "GlobalAveragePool", "HardSigmoid", "HardSwish",     "Identity",     "If",
     "LeakyRelu",    "LogSoftmax",  "MatMul",             "MaxPool",
     "Mul",          "PRelu",       "Pad",                "Pow",
     "QuantizeLinear", "ReduceMean", "Relu",              "Reshape",

@@ -7,7 +7,9 @@
  * how shape arithmetic such as Shape -> Gather -> Concat -> Reshape is resolved before any
  * run). The remaining nodes are the steps; rt_plan.c places their tensors in one arena,
  * allocated here once. mp_session_run then only binds pointers and calls the steps' kernels:
- * no allocation, no shape work. OpenBLAS is set to one thread (see modelpress.h).
+ * no allocation, no shape work. OpenBLAS is set to one thread (see modelpress.h). The branches
+ * of an If are sessions too, built by rt_if.c through mp__rt_session_finish and run by
+ * mp__rt_steps_run with their inputs bound by the If.
  */
 #include "rt_int.h"
 
@@ -115,6 +117,8 @@ void mp_session_free(mp_session_t *s)
     free(s->arena);
     free(s->ptr);
     free(s->in_conv);
+    free(s->mirror);
+    free(s->mirror_src);
     free(s);
 }
 
@@ -211,11 +215,14 @@ static int prepare(rt_sess_t *s, mp_errctx_t *err)
             if (n->in[i] >= 0) {
                 MP_RETURN_IF(!s->vals[n->in[i]].known, MP_EINTERNAL,
                              "%s: input '%s' has no shape", n->label, s->vals[n->in[i]].name);
-                all_const &= s->vals[n->in[i]].cdata != NULL;
             }
         }
         if ((rc = n->op->prep(s, n, err)) < 0) {
             return rc;
+        }
+        /* after prep, which may drop inputs it will not read (If with a constant condition) */
+        for (int i = 0; i < n->n_in; i++) {
+            all_const &= n->in[i] < 0 || s->vals[n->in[i]].cdata != NULL;
         }
         for (int o = 0; o < n->n_out; o++) {
             if (n->out[o] >= 0 && !s->vals[n->out[o]].known) {
@@ -284,6 +291,26 @@ static int input_shape(rt_sess_t *s, size_t i, int batch, int rank, const int64_
     return mp__rt_set_shape(v, v->dt, rank, d, "input", err);
 }
 
+int mp__rt_session_finish(rt_sess_t *s, mp_errctx_t *err)
+{
+    int rc;
+
+    if ((rc = prepare(s, err)) < 0 || (rc = mp__rt_plan(s, err)) < 0) {
+        return rc;
+    }
+    s->arena = aligned_alloc(RT_ALIGN, s->arena_bytes ? s->arena_bytes : RT_ALIGN);
+    MP_RETURN_IF(s->arena == NULL, MP_ENOMEM,
+                 "out of memory: the model needs %zu bytes of tensors", s->arena_bytes);
+    for (size_t v = 0; v < s->n_vals; v++) {
+        if (s->vals[v].in_arena) {
+            s->ptr[v] = s->arena + s->vals[v].off;
+        } else if (s->vals[v].cdata != NULL) {
+            s->ptr[v] = (void *)s->vals[v].cdata;
+        }
+    }
+    return 0;
+}
+
 int mp__rt_session_new(const mp_model_t *onnx, int batch, size_t n_given, const int *ranks,
                        const int64_t *const *dims, const void *const *values,
                        mp_session_t **out, mp_errctx_t *err)
@@ -320,20 +347,10 @@ int mp__rt_session_new(const mp_model_t *onnx, int batch, size_t n_given, const 
             conv_bytes += (v->bytes + RT_ALIGN - 1) & ~(size_t)(RT_ALIGN - 1);
         }
     }
-    if ((rc = prepare(s, err)) < 0 || (rc = mp__rt_plan(s, err)) < 0) {
-        goto out;
-    }
-    s->arena = aligned_alloc(RT_ALIGN, s->arena_bytes ? s->arena_bytes : RT_ALIGN);
     s->in_conv = malloc(conv_bytes ? conv_bytes : 1);
-    MP_GOTO_IF(s->arena == NULL || s->in_conv == NULL, MP_ENOMEM,
-               "out of memory: the model needs %zu bytes of tensors at batch %d",
-               s->arena_bytes, batch);
-    for (size_t v = 0; v < s->n_vals; v++) {
-        if (s->vals[v].in_arena) {
-            s->ptr[v] = s->arena + s->vals[v].off;
-        } else if (s->vals[v].cdata != NULL) {
-            s->ptr[v] = (void *)s->vals[v].cdata;
-        }
+    MP_GOTO_IF(s->in_conv == NULL, MP_ENOMEM, "out of memory");
+    if ((rc = mp__rt_session_finish(s, err)) < 0) {
+        goto out;
     }
     *out = s;
     s = NULL;
@@ -357,11 +374,28 @@ int mp_session_new_shapes(const mp_model_t *onnx, size_t n_inputs, const int *ra
 
 /* ---- running ------------------------------------------------------------------------------ */
 
+int mp__rt_steps_run(rt_sess_t *s, mp_errctx_t *err)
+{
+    const rt_exec_t e = {.s = s, .ptr = s->ptr, .ws = s->arena + s->tensor_bytes};
+    int rc;
+
+    for (size_t t = 0; t < s->n_steps; t++) {
+        const rt_node_t *n = &s->nodes[s->steps[t]];
+        if (n->view) {
+            s->ptr[n->out[0]] = s->ptr[n->in[0]];
+            continue;
+        }
+        if ((rc = n->op->run(&e, n, err)) < 0) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
 int mp_session_run(mp_session_t *s, const float *const *inputs, float *const *outputs,
                    mp_errctx_t *err)
 {
     uint8_t *conv;
-    rt_exec_t e;
     int rc = 0;
 
     MP_RETURN_IF(s == NULL || (s->n_inputs && inputs == NULL) || outputs == NULL, MP_EINVAL,
@@ -381,18 +415,8 @@ int mp_session_run(mp_session_t *s, const float *const *inputs, float *const *ou
         s->ptr[s->inputs[i]] = conv;
         conv += (v->bytes + RT_ALIGN - 1) & ~(size_t)(RT_ALIGN - 1);
     }
-    e.s = s;
-    e.ptr = s->ptr;
-    e.ws = s->arena + s->tensor_bytes;
-    for (size_t t = 0; t < s->n_steps; t++) {
-        const rt_node_t *n = &s->nodes[s->steps[t]];
-        if (n->view) {
-            s->ptr[n->out[0]] = s->ptr[n->in[0]];
-            continue;
-        }
-        if ((rc = n->op->run(&e, n, err)) < 0) {
-            return rc;
-        }
+    if ((rc = mp__rt_steps_run(s, err)) < 0) {
+        return rc;
     }
     for (size_t o = 0; o < s->n_outputs; o++) {
         const rt_val_t *v = &s->vals[s->outputs[o]];

@@ -78,7 +78,7 @@ typedef struct graph {
 } graph_t;
 
 static const int onnx_type[] = {[MP_DT_F32] = 1, [MP_DT_U8] = 2, [MP_DT_I8] = 3,
-                                [MP_DT_I32] = 6, [MP_DT_I64] = 7};
+                                [MP_DT_I32] = 6, [MP_DT_I64] = 7, [MP_DT_BOOL] = 9};
 
 static void g_init(graph_t *gr, const char *name, mp_dtype_t dt, int rank, const int64_t *dims,
                    const void *data)
@@ -175,6 +175,30 @@ static void g_node(graph_t *gr, const char *op, const char *ins, const char *out
     f_str(&n, ONNX_NODE_OP_TYPE, op);
     for (int i = 0; attrs && attrs[i]; i++) {
         attr(&n, attrs[i]);
+    }
+    f_msg(&gr->g, ONNX_GRAPH_NODE, &n);
+}
+
+/* An If node: cond chooses then_g or else_g (each a graph with its nodes and outputs, taken). */
+static void g_if(graph_t *gr, const char *cond, const char *outs, graph_t *then_g, graph_t *else_g)
+{
+    buf_t n = {0};
+    graph_t *br[2] = {then_g, else_g};
+    static const char *const names[2] = {"then_branch", "else_branch"};
+    char tmp[256], *save = NULL;
+    f_str(&n, ONNX_NODE_INPUT, cond);
+    snprintf(tmp, sizeof tmp, "%s", outs);
+    for (char *t = strtok_r(tmp, " ", &save); t; t = strtok_r(NULL, " ", &save)) {
+        f_str(&n, ONNX_NODE_OUTPUT, t);
+    }
+    f_str(&n, ONNX_NODE_OP_TYPE, "If");
+    for (int b = 0; b < 2; b++) {
+        buf_t a = {0};
+        f_str(&a, ONNX_ATTR_NAME, names[b]);
+        f_str(&br[b]->g, ONNX_GRAPH_NAME, names[b]);
+        f_msg(&a, ONNX_ATTR_G, &br[b]->g);
+        f_int(&a, ONNX_ATTR_TYPE, ONNX_AT_GRAPH);
+        f_msg(&n, ONNX_NODE_ATTRIBUTE, &a);
     }
     f_msg(&gr->g, ONNX_GRAPH_NODE, &n);
 }
@@ -678,6 +702,172 @@ START_TEST(test_refusals)
 }
 END_TEST
 
+/* ---- control flow ------------------------------------------------------------------------- */
+
+/* Outer graph: x [4] and c (bool [1]) in, a = Relu(x), w = {1, 2, 3, 4}; y = If(c): then
+ * Mul(a, w), else Sub(x, w) (each branch reads outer values, one computed, one constant, one
+ * an input); z = Add(y, x) after the If. With cond_init >= 0, c is a constant initializer. */
+static mp_model_t *if_model(int cond_init, const char *else_op, buf_t *keep)
+{
+    graph_t g = {0}, t = {0}, e = {0};
+    int64_t d[] = {4}, one[] = {1};
+    const float w[4] = {1, 2, 3, 4};
+    const uint8_t c = (uint8_t)(cond_init > 0);
+    g_in(&g, "x", 1, d);
+    if (cond_init >= 0) {
+        g_init(&g, "c", MP_DT_BOOL, 1, one, &c);
+    } else {
+        g_io(&g, ONNX_GRAPH_INPUT, "c", MP_DT_BOOL, 1, one);
+    }
+    g_init(&g, "w", MP_DT_F32, 1, d, w);
+    g_node(&g, "Relu", "x", "a", NULL);
+    g_node(&t, "Mul", "a w", "yt", NULL);
+    g_out(&t, "yt");
+    g_node(&e, else_op, "x w", "ye", NULL);
+    g_out(&e, "ye");
+    g_if(&g, "c", "y", &t, &e);
+    g_node(&g, "Add", "y x", "z", NULL);
+    g_out(&g, "z");
+    return g_model(&g, 13, keep);
+}
+
+static const float if_x[4] = {-1, 2, -3, 4};
+
+START_TEST(test_if_runtime_condition)
+{
+    /* one session, both branches built: c = 1 gives relu(x) * w + x, c = 0 gives x - w + x */
+    buf_t keep;
+    mp_model_t *m = if_model(-1, "Sub", &keep);
+    mp_session_t *s = NULL;
+    mp_errctx_t err = {0};
+    float z[4], yes = 1, no = 0;
+    ck_assert_msg(mp_session_new(m, 1, &s, &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(mp__rt_plan_check(s, &err), 0);
+    ck_assert_uint_eq(s->n_steps, 3); /* Relu, If, Add */
+    const float *in1[] = {if_x, &yes}, *in0[] = {if_x, &no};
+    ck_assert_msg(mp_session_run(s, in1, (float *[]){z}, &err) == 0, "%s", err.msg);
+    expect_vals(z, (const float[]){-1, 6, -3, 20}, 4, 0);
+    ck_assert_msg(mp_session_run(s, in0, (float *[]){z}, &err) == 0, "%s", err.msg);
+    expect_vals(z, (const float[]){-3, 2, -9, 4}, 4, 0);
+    ck_assert_msg(mp_session_run(s, in1, (float *[]){z}, &err) == 0, "%s", err.msg);
+    expect_vals(z, (const float[]){-1, 6, -3, 20}, 4, 0);
+    mp_session_free(s);
+    mp_model_free(m);
+    free(keep.p);
+}
+END_TEST
+
+START_TEST(test_if_constant_condition)
+{
+    /* c a constant true: only then_branch is built, so an else_branch the runtime could not
+     * run (Erf) does not matter, and the If is one step reading a */
+    buf_t keep;
+    mp_model_t *m = if_model(1, "Erf", &keep);
+    mp_session_t *s = NULL;
+    mp_errctx_t err = {0};
+    float z[4];
+    ck_assert_msg(mp_session_new(m, 1, &s, &err) == 0, "%s", err.msg);
+    ck_assert_uint_eq(mp_session_n_inputs(s), 1);
+    ck_assert_uint_eq(s->n_steps, 3);
+    ck_assert_msg(mp_session_run(s, (const float *[]){if_x}, (float *[]){z}, &err) == 0, "%s",
+                  err.msg);
+    expect_vals(z, (const float[]){-1, 6, -3, 20}, 4, 0);
+    mp_session_free(s);
+    mp_model_free(m);
+    free(keep.p);
+
+    /* the same model with c known only at run time needs the else branch: refused, naming the
+     * operator and the If */
+    m = if_model(-1, "Erf", &keep);
+    ck_assert_int_eq(mp_session_new(m, 1, &s, &err), MP_EUNSUPPORTED);
+    ck_assert_ptr_null(s);
+    ck_assert_str_eq(err.msg, "If #1: the evaluation runtime does not support the operator Erf");
+    mp_model_free(m);
+    free(keep.p);
+}
+END_TEST
+
+START_TEST(test_if_folded)
+{
+    /* c a constant false and else_branch reading only constants (w, and k from the outer
+     * graph through a nested If with a constant condition): the If is computed when the session
+     * is made; the only step left is the Add after it: z = x + (w - k) */
+    graph_t g = {0}, t = {0}, e = {0}, et = {0}, ee = {0};
+    buf_t keep;
+    int64_t d[] = {4}, one[] = {1};
+    const float w[4] = {1, 2, 3, 4}, k = 0.5f;
+    const uint8_t f = 0, tr = 1;
+    mp_session_t *s = NULL;
+    mp_errctx_t err = {0};
+    float z[4];
+    g_in(&g, "x", 1, d);
+    g_init(&g, "c", MP_DT_BOOL, 1, one, &f);
+    g_init(&g, "c2", MP_DT_BOOL, 1, one, &tr);
+    g_init(&g, "w", MP_DT_F32, 1, d, w);
+    g_init(&g, "k", MP_DT_F32, 1, one, &k);
+    g_node(&t, "Relu", "x", "yt", NULL);
+    g_out(&t, "yt");
+    g_node(&et, "Sub", "w k", "yet", NULL);
+    g_out(&et, "yet");
+    g_node(&ee, "Erf", "w", "yee", NULL);
+    g_out(&ee, "yee");
+    g_if(&e, "c2", "ye", &et, &ee);
+    g_out(&e, "ye");
+    g_if(&g, "c", "y", &t, &e);
+    g_node(&g, "Add", "y x", "z", NULL);
+    g_out(&g, "z");
+    mp_model_t *m = g_model(&g, 13, &keep);
+    ck_assert_msg(mp_session_new(m, 1, &s, &err) == 0, "%s", err.msg);
+    ck_assert_uint_eq(s->n_steps, 1);
+    ck_assert_str_eq(s->nodes[s->steps[0]].op_type, "Add");
+    ck_assert_msg(mp_session_run(s, (const float *[]){if_x}, (float *[]){z}, &err) == 0, "%s",
+                  err.msg);
+    expect_vals(z, (const float[]){-0.5f, 3.5f, -0.5f, 7.5f}, 4, 0);
+    mp_session_free(s);
+    mp_model_free(m);
+    free(keep.p);
+}
+END_TEST
+
+START_TEST(test_if_refusals)
+{
+    /* branches of different shapes under a condition known only at run time */
+    graph_t g = {0}, t = {0}, e = {0};
+    int64_t d[] = {4}, one[] = {1};
+    float y[4];
+    mp_errctx_t err = {0};
+    g_in(&g, "x", 1, d);
+    g_io(&g, ONNX_GRAPH_INPUT, "c", MP_DT_BOOL, 1, one);
+    g_init(&g, "s", MP_DT_I64, 1, one, (int64_t[]){0});
+    g_init(&g, "e1", MP_DT_I64, 1, one, (int64_t[]){2});
+    g_node(&t, "Relu", "x", "yt", NULL);
+    g_out(&t, "yt");
+    g_node(&e, "Slice", "x s e1", "ye", NULL);
+    g_out(&e, "ye");
+    g_if(&g, "c", "y", &t, &e);
+    g_out(&g, "y");
+    const float *in[] = {if_x, (const float[]){1}};
+    ck_assert_int_eq(run_model(&g, 13, in, y, NULL, NULL, &err), MP_EUNSUPPORTED);
+    ck_assert_str_eq(err.msg, "If #0: the branches give output 0 ('yt') different types or "
+                              "shapes, and the condition is known only when it runs");
+
+    /* a condition of two elements */
+    memset(&g, 0, sizeof g);
+    memset(&t, 0, sizeof t);
+    memset(&e, 0, sizeof e);
+    g_in(&g, "x", 1, d);
+    g_io(&g, ONNX_GRAPH_INPUT, "c", MP_DT_BOOL, 1, (int64_t[]){2});
+    g_node(&t, "Relu", "x", "yt", NULL);
+    g_out(&t, "yt");
+    g_node(&e, "Sigmoid", "x", "ye", NULL);
+    g_out(&e, "ye");
+    g_if(&g, "c", "y", &t, &e);
+    g_out(&g, "y");
+    ck_assert_int_eq(run_model(&g, 13, in, y, NULL, NULL, &err), MP_EINVAL);
+    ck_assert_str_eq(err.msg, "If #0: the condition 'c' has 2 elements, not one");
+}
+END_TEST
+
 /* ---- the memory plan ---------------------------------------------------------------------- */
 
 START_TEST(test_plan_chain_reuses)
@@ -971,6 +1161,7 @@ static Suite *runtime_suite(void)
     TCase *plan = tcase_create("plan");
     TCase *batch = tcase_create("batch");
     TCase *comp = tcase_create("compressed");
+    TCase *flow = tcase_create("control flow");
 
     tcase_add_test(ops, test_conv_pads_strides);
     tcase_add_test(ops, test_conv_groups_dilation_bias);
@@ -994,12 +1185,17 @@ static Suite *runtime_suite(void)
     tcase_add_test(batch, test_batch_1_and_32_agree);
     tcase_add_test(comp, test_compressed_kinds);
     tcase_add_test(comp, test_sparse_float_is_csr);
+    tcase_add_test(flow, test_if_runtime_condition);
+    tcase_add_test(flow, test_if_constant_condition);
+    tcase_add_test(flow, test_if_folded);
+    tcase_add_test(flow, test_if_refusals);
     tcase_set_timeout(comp, 60);
     suite_add_tcase(s, ops);
     suite_add_tcase(s, shape);
     suite_add_tcase(s, plan);
     suite_add_tcase(s, batch);
     suite_add_tcase(s, comp);
+    suite_add_tcase(s, flow);
     return s;
 }
 
