@@ -167,3 +167,40 @@ void mp_kern_cb_gemv_f32_avx2(size_t N, size_t K, const float *x, const uint8_t 
         y[n] = s;
     }
 }
+
+
+/* dw_plane: 8 outputs of a row per step at stride 1, all taps added before one store; the rest
+ * of a row, other strides and larger kernels as _ref. Multiply then add, as _ref, for the same
+ * bits. */
+void mp_kern_dw_plane_f32_avx2(const mp_kern_dw_geom_t *g, const float *x, const float *w,
+                               float bias, float *y)
+{
+    mp_kern_dw_geom_t tail = *g;
+
+    if (g->sw != 1) {
+        mp_kern_dw_plane_f32_ref(g, x, w, bias, y);
+        return;
+    }
+    for (size_t r = 0; r < g->oh; r++) {
+        size_t i = 0;
+        for (; i + 8 <= g->ow; i += 8) {
+            __m256 acc = _mm256_set1_ps(bias);
+            for (size_t a = 0; a < g->kh; a++) {
+                const float *xr = x + (r * g->sh + a * g->dh) * g->ldx + i;
+                for (size_t b = 0; b < g->kw; b++) {
+                    const __m256 xv = _mm256_loadu_ps(xr + b * g->dw);
+                    acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps(w[a * g->kw + b]), xv));
+                }
+            }
+            _mm256_storeu_ps(y + r * g->ow + i, acc);
+        }
+        if (i < g->ow) {
+            /* the row's last columns: a one-row plane of ow - i outputs whose y is not dense
+             * with the next row's, hence oh 1 */
+            tail.oh = 1;
+            tail.ow = g->ow - i;
+            mp_kern_dw_plane_f32_ref(&tail, x + r * g->sh * g->ldx + i, w, bias,
+                                     y + r * g->ow + i);
+        }
+    }
+}

@@ -175,3 +175,52 @@ void mp_kern_cb_gemv_f32_avx512(size_t N, size_t K, const float *x, const uint8_
         y[n] = s;
     }
 }
+
+
+/* dw_plane: 16 outputs of a row per step, all taps added before one store, the taps broadcast
+ * once per plane (up to 7x7). Stride 1 loads each tap's 16 inputs; stride 2 takes the even
+ * lanes of two loads (vpermt2ps). The last step of a row is masked to the inputs _ref reads, so
+ * nothing past them is touched. Other strides and larger kernels run as _ref. Multiply then add,
+ * as _ref, for the same bits. */
+#define DW_MAX_TAPS 49
+void mp_kern_dw_plane_f32_avx512(const mp_kern_dw_geom_t *g, const float *x, const float *w,
+                                 float bias, float *y)
+{
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28,
+                                           30);
+    const size_t taps = g->kh * g->kw;
+    __m512 wv[DW_MAX_TAPS];
+
+    if ((g->sw != 1 && g->sw != 2) || taps > DW_MAX_TAPS) {
+        mp_kern_dw_plane_f32_ref(g, x, w, bias, y);
+        return;
+    }
+    for (size_t t = 0; t < taps; t++) {
+        wv[t] = _mm512_set1_ps(w[t]);
+    }
+    for (size_t r = 0; r < g->oh; r++) {
+        for (size_t i = 0; i < g->ow; i += 16) {
+            const size_t cnt = g->ow - i < 16 ? g->ow - i : 16;
+            const size_t len = (cnt - 1) * g->sw + 1; /* inputs read per tap */
+            const __mmask16 m = (__mmask16)((1u << cnt) - 1);
+            const __mmask16 m0 = (__mmask16)(len >= 16 ? 0xffffu : (1u << len) - 1);
+            const __mmask16 m1 = (__mmask16)(len > 16 ? (1u << (len - 16)) - 1 : 0);
+            __m512 acc = _mm512_set1_ps(bias);
+            for (size_t a = 0; a < g->kh; a++) {
+                const float *xr = x + (r * g->sh + a * g->dh) * g->ldx + i * g->sw;
+                for (size_t b = 0; b < g->kw; b++) {
+                    const float *xk = xr + b * g->dw;
+                    __m512 xv;
+                    if (g->sw == 1) {
+                        xv = _mm512_maskz_loadu_ps(m, xk);
+                    } else {
+                        xv = _mm512_permutex2var_ps(_mm512_maskz_loadu_ps(m0, xk), even,
+                                                    _mm512_maskz_loadu_ps(m1, xk + 16));
+                    }
+                    acc = _mm512_add_ps(acc, _mm512_mul_ps(wv[a * g->kw + b], xv));
+                }
+            }
+            _mm512_mask_storeu_ps(y + r * g->ow + i, m, acc);
+        }
+    }
+}

@@ -18,6 +18,10 @@
  *   order than _ref: variants agree within RT_F32_SUM_BOUND x sum |terms|.
  * - cb_gemv: y[n] = sum_k x[k] * cb[idx[n*ldi + k]] for n < N, k < K: a row of activations
  *   times a matrix stored as codebook indices (every index < n_cb <= 256). Same bound.
+ * - dw_plane: one output plane of a depthwise convolution over an input plane that already
+ *   holds its padding: y[r*ow + i] = bias + sum_{a < g->kh, b < g->kw} w[a*kw + b] *
+ *   x[(r*sh + a*dh)*ldx + i*sw + b*dw] for r < oh, i < ow, each product rounded and added in
+ *   tap order (a, then b; no fused multiply-add), so every variant gives the same bits as _ref.
  *
  * The table for the ISA the core runs with (mp_kern_isa()) is mp__kern_rt(); tests reach each
  * variant with mp__kern_rt_for().
@@ -33,6 +37,12 @@
 /* Relative bound between float variants: |y - y_ref| <= bound * sum |terms| (+ 1e-30). */
 #define RT_F32_SUM_BOUND 1e-5f
 
+/* The geometry of dw_plane: output rows and columns, kernel rows and columns, strides and
+ * dilations (rows, columns), and the input row length (elements). */
+typedef struct mp_kern_dw_geom {
+    size_t oh, ow, kh, kw, sh, sw, dh, dw, ldx;
+} mp_kern_dw_geom_t;
+
 typedef struct mp_kern_rt_table {
     const char *isa;
     void (*s8_gemm)(size_t M, size_t N, size_t K, const uint8_t *xu, size_t ldx, const int8_t *w,
@@ -41,6 +51,8 @@ typedef struct mp_kern_rt_table {
                    const float *val, const float *b, size_t ldb, float *out, size_t ldo);
     void (*cb_gemv)(size_t N, size_t K, const float *x, const uint8_t *idx, size_t ldi,
                     const float *cb, int n_cb, float *y);
+    void (*dw_plane)(const struct mp_kern_dw_geom *g, const float *x, const float *w, float bias,
+                     float *y);
 } mp_kern_rt_table_t;
 
 #define MP__KERN_RT_DECLARE(isa)                                                                   \
@@ -51,7 +63,9 @@ typedef struct mp_kern_rt_table {
                                   const float *val, const float *b, size_t ldb, float *out,        \
                                   size_t ldo);                                                     \
     void mp_kern_cb_gemv_f32_##isa(size_t N, size_t K, const float *x, const uint8_t *idx,        \
-                                   size_t ldi, const float *cb, int n_cb, float *y);
+                                   size_t ldi, const float *cb, int n_cb, float *y);       \
+    void mp_kern_dw_plane_f32_##isa(const mp_kern_dw_geom_t *g, const float *x, const float *w,   \
+                                    float bias, float *y);
 
 MP__KERN_RT_DECLARE(ref)
 MP__KERN_RT_DECLARE(avx2)

@@ -66,10 +66,27 @@ int mp__kern_rt_has_vnni(void)
 #endif
 }
 
+void mp_kern_dw_plane_f32_ref(const mp_kern_dw_geom_t *g, const float *x, const float *w,
+                              float bias, float *y)
+{
+    for (size_t r = 0; r < g->oh; r++) {
+        for (size_t i = 0; i < g->ow; i++) {
+            float acc = bias;
+            for (size_t a = 0; a < g->kh; a++) {
+                const float *xr = x + (r * g->sh + a * g->dh) * g->ldx + i * g->sw;
+                for (size_t b = 0; b < g->kw; b++) {
+                    acc += w[a * g->kw + b] * xr[b * g->dw];
+                }
+            }
+            y[r * g->ow + i] = acc;
+        }
+    }
+}
+
 #define TABLE(name, s8)                                                                            \
     {                                                                                              \
         .isa = #name, .s8_gemm = mp_kern_s8_gemm_##s8, .csr_mm = mp_kern_csr_mm_f32_##name,        \
-        .cb_gemv = mp_kern_cb_gemv_f32_##name,                                                     \
+        .cb_gemv = mp_kern_cb_gemv_f32_##name, .dw_plane = mp_kern_dw_plane_f32_##name,            \
     }
 
 static mp_kern_rt_table_t tables[] = {TABLE(ref, ref), TABLE(avx2, avx2), TABLE(avx512, avx512)};

@@ -12,6 +12,8 @@
  */
 #include "rt_int.h"
 
+#include "../kernels/rt_gemm_int.h"
+
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
@@ -363,45 +365,20 @@ static void pad_plane(const conv_t *c, const float *x, float *pad)
     }
 }
 
-/* One output plane of a depthwise convolution from the padded plane: every tap runs over whole
- * rows with no clipping, which GCC vectorises. A padding tap adds w * 0, so each output is
- * bias + the taps in the order of depthwise() (a tap it skips adds zero here). */
-static void depthwise_padded(const conv_t *c, const float *pad, const float *w, float bias,
-                             float *y)
+/* One output plane of a depthwise convolution from the padded plane, through the rt_gemm
+ * family's dw_plane: no clipping, every tap over whole rows (vectorised, the same bits as its
+ * reference). A padding tap adds w * 0, so each output is bias + the taps in the order of
+ * depthwise() (a tap it skips adds zero here). */
+static void depthwise_padded(const conv_t *c, const mp_kern_rt_table_t *kt, const float *pad,
+                             const float *w, float bias, float *y)
 {
     const spatial_t *sp = &c->sp;
-    const int64_t OW = sp->out[2], s2 = sp->s[2], d2 = sp->d[2];
-
-    for (int64_t oh = 0; oh < sp->out[1]; oh++) {
-        float *restrict yr = y + oh * OW;
-        for (int64_t ow = 0; ow < OW; ow++) {
-            yr[ow] = bias;
-        }
-        for (int64_t kh = 0; kh < sp->k[1]; kh++) {
-            const float *restrict xr = pad + (oh * sp->s[1] + kh * sp->d[1]) * c->pw;
-            const float *wr = w + kh * sp->k[2];
-            if (sp->k[2] == 3 && s2 == 1) {
-                const float w0 = wr[0], w1 = wr[1], w2 = wr[2];
-                for (int64_t ow = 0; ow < OW; ow++) {
-                    yr[ow] = yr[ow] + w0 * xr[ow] + w1 * xr[ow + d2] + w2 * xr[ow + 2 * d2];
-                }
-                continue;
-            }
-            for (int64_t kw = 0; kw < sp->k[2]; kw++) {
-                const float wv = wr[kw];
-                const float *restrict xk = xr + kw * d2;
-                if (s2 == 1) {
-                    for (int64_t ow = 0; ow < OW; ow++) {
-                        yr[ow] += wv * xk[ow];
-                    }
-                } else {
-                    for (int64_t ow = 0; ow < OW; ow++) {
-                        yr[ow] += wv * xk[ow * s2];
-                    }
-                }
-            }
-        }
-    }
+    const mp_kern_dw_geom_t g = {
+        .oh = (size_t)sp->out[1], .ow = (size_t)sp->out[2], .kh = (size_t)sp->k[1],
+        .kw = (size_t)sp->k[2], .sh = (size_t)sp->s[1], .sw = (size_t)sp->s[2],
+        .dh = (size_t)sp->d[1], .dw = (size_t)sp->d[2], .ldx = (size_t)c->pw,
+    };
+    kt->dw_plane(&g, pad, w, bias, y);
 }
 
 static int conv_run(const rt_exec_t *e, const rt_node_t *n, mp_errctx_t *err)
@@ -415,6 +392,8 @@ static int conv_run(const rt_exec_t *e, const rt_node_t *n, mp_errctx_t *err)
     const int64_t in_sp = sp_in(&c->sp), P = c->P;
 
     (void)err;
+    const mp_kern_rt_table_t *kt = mp__kern_rt();
+
     if (c->ph > 0) {
         memset(e->ws, 0, (size_t)(c->ph * c->pw) * sizeof(float));
     }
@@ -427,8 +406,8 @@ static int conv_run(const rt_exec_t *e, const rt_node_t *n, mp_errctx_t *err)
                 const float *w = c->wd ? c->wd : w_rt;
                 pad_plane(c, xg, e->ws);
                 for (int64_t m = 0; m < c->Mg; m++) {
-                    depthwise_padded(c, e->ws, w + (g * c->Mg + m) * c->K, bg ? bg[m] : 0.0f,
-                                     yg + m * P);
+                    depthwise_padded(c, kt, e->ws, w + (g * c->Mg + m) * c->K,
+                                     bg ? bg[m] : 0.0f, yg + m * P);
                 }
             } else if (c->mode == 2) {
                 const float *w = c->wd ? c->wd : w_rt;

@@ -5,7 +5,8 @@
  * with codes at the extremes (activations 1 and 255, weights -128 and 127) as well as random
  * ones. csr_mm and cb_gemv sum floats in another order, so they must agree within
  * RT_F32_SUM_BOUND x sum |terms|, on vectors (P = 1) and matrices (P up to 70, past one 64-wide
- * block), codebooks of 2, 8, 16, 32 and 256 entries (the permute and gather paths). A variant
+ * block), codebooks of 2, 8, 16, 32 and 256 entries (the permute and gather paths). dw_plane (a
+ * depthwise convolution's output plane) must give the reference's bits exactly. A variant
  * the CPU lacks is reported on stderr and skipped; the program exits 77 only when no SIMD
  * variant can run at all.
  */
@@ -175,6 +176,62 @@ START_TEST(test_cb_gemv_close)
 }
 END_TEST
 
+/* A depthwise plane: the same bits as _ref for output rows of 1 to 37 columns (vector steps and
+ * every tail), kernels of 1x1 to 5x5 and 7x7, strides 1 to 3 (2 has its own path) and dilations
+ * 1 and 2. The input is exactly as long as _ref reads, so a variant reading past it is caught
+ * under ASan. */
+START_TEST(test_dw_plane_exact)
+{
+    const mp_kern_rt_table_t *ref = mp__kern_rt_for("ref");
+    const mp_kern_rt_table_t *t = mp__kern_rt_for(isas[_i]);
+    static const size_t ks[] = {1, 2, 3, 5, 7};
+    float w[49], want[3 * 37], got[3 * 37];
+    int planes = 0;
+
+    if (t == NULL) {
+        return;
+    }
+    for (size_t k = 0; k < 49; k++) {
+        w[k] = next_f();
+    }
+    for (size_t ow = 1; ow <= 37; ow++) {
+        for (size_t ki = 0; ki < sizeof ks / sizeof *ks; ki++) {
+            for (size_t s = 1; s <= 3; s++) {
+                for (size_t d = 1; d <= 2; d++) {
+                    const mp_kern_dw_geom_t g = {.oh = 3, .ow = ow, .kh = ks[ki], .kw = ks[ki],
+                                                 .sh = s, .sw = s, .dh = d, .dw = d,
+                                                 .ldx = (ow - 1) * s + (ks[ki] - 1) * d + 1};
+                    const size_t len = ((g.oh - 1) * s + (g.kh - 1) * d + 1) * g.ldx;
+                    float *x = malloc(len * sizeof *x);
+                    ck_assert_ptr_nonnull(x);
+                    for (size_t i = 0; i < len; i++) {
+                        x[i] = next_f();
+                    }
+                    ref->dw_plane(&g, x, w, 0.25f, want);
+                    t->dw_plane(&g, x, w, 0.25f, got);
+                    ck_assert_msg(memcmp(got, want, 3 * ow * sizeof *got) == 0,
+                                  "%s dw_plane ow %zu k %zu s %zu d %zu differs from _ref",
+                                  t->isa, ow, ks[ki], s, d);
+                    free(x);
+                    planes++;
+                }
+            }
+        }
+    }
+    ck_assert_int_eq(planes, 37 * 5 * 3 * 2);
+    /* the reference itself, a 1x2 kernel at dilation 2 over rows {1, 9, 4} and {2, 0, 8}, kernel
+     * rows {2, 3} and {5, 7}: 0.5 + 2*1 + 3*4 + 5*2 + 7*8 = 80.5 */
+    {
+        const float x[6] = {1.0f, 9.0f, 4.0f, 2.0f, 0.0f, 8.0f}, w4[4] = {2.0f, 3.0f, 5.0f, 7.0f};
+        const mp_kern_dw_geom_t g = {.oh = 1, .ow = 1, .kh = 2, .kw = 2, .sh = 1, .sw = 1,
+                                     .dh = 1, .dw = 2, .ldx = 3};
+        float y = 0.0f;
+        ref->dw_plane(&g, x, w4, 0.5f, &y);
+        ck_assert_float_eq(y, 80.5f);
+    }
+}
+END_TEST
+
 static Suite *kernels_suite(void)
 {
     Suite *s = suite_create("runtime_kernels");
@@ -183,6 +240,7 @@ static Suite *kernels_suite(void)
     tcase_add_loop_test(tc, test_s8_gemm_exact, 0, 2);
     tcase_add_loop_test(tc, test_csr_mm_close, 0, 2);
     tcase_add_loop_test(tc, test_cb_gemv_close, 0, 2);
+    tcase_add_loop_test(tc, test_dw_plane_exact, 0, 2);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
     return s;
