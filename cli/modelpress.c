@@ -120,7 +120,8 @@ static void shape_text(const json_t *shape, char *buf, size_t cap)
     json_t *d;
 
     buf[0] = '\0';
-    json_array_foreach(shape, i, d) {
+    json_array_foreach(shape, i, d)
+    {
         int n = snprintf(buf + used, cap - used, "%s%" JSON_INTEGER_FORMAT, i ? "x" : "",
                          json_integer_value(d));
         if (n < 0 || (size_t)n >= cap - used) {
@@ -136,7 +137,7 @@ static void shape_text(const json_t *shape, char *buf, size_t cap)
 /* ---- progress bar ------------------------------------------------------------------------- */
 
 typedef struct bar {
-    int last;                    /* last percentage drawn, -1 before the first */
+    int last; /* last percentage drawn, -1 before the first */
 } bar_t;
 
 static void bar_cb(void *ud, double progress, const char *stage)
@@ -212,7 +213,10 @@ static int fsync_path(const char *path, int flags)
 
 /* Save m to path (as .mpz when mpz, else safetensors) through path.tmp-XXXXXX: write, fsync,
  * rename, fsync the folder. */
-static int save_atomic(const mp_model_t *m, const char *path, int mpz, mp_errctx_t *err)
+/* Write m to path as container ("safetensors", "mpz" or "onnx": m then carries its graph)
+ * through a temporary file, fsynced and renamed. */
+static int save_atomic(const mp_model_t *m, const char *path, const char *container,
+                       mp_errctx_t *err)
 {
     const size_t len = strlen(path);
     char *tmp = malloc(len + sizeof ".tmp-XXXXXX");
@@ -242,7 +246,9 @@ static int save_atomic(const mp_model_t *m, const char *path, int mpz, mp_errctx
     (void)fchmod(fd, 0666 & ~mask);
     close(fd);
 
-    rc = mpz ? mp_mpz_save(m, tmp, err) : mp_safetensors_save(m, tmp, err);
+    rc = strcmp(container, "mpz") == 0    ? mp_mpz_save(m, tmp, err)
+         : strcmp(container, "onnx") == 0 ? mp_onnx_save(m, tmp, err)
+                                          : mp_safetensors_save(m, tmp, err);
     if (rc < 0) {
         goto out;
     }
@@ -317,7 +323,9 @@ static void code_text(const json_t *code, const json_t *factors, char *buf, size
     snprintf(buf, cap, "%s%s", lr, what);
 }
 
-static void print_summary(const char *model_path, const char *out_path, const char *report_text)
+/* container: what was written (the report's output_format when NULL). */
+static void print_summary(const char *model_path, const char *out_path, const char *report_text,
+                          const char *container)
 {
     json_t *rep = json_loads(report_text, 0, NULL);
     json_t *t, *stage;
@@ -330,7 +338,8 @@ static void print_summary(const char *model_path, const char *out_path, const ch
         return;
     }
     format = json_string_value(json_object_get(rep, "output_format"));
-    fprintf(stderr, "modelpress: %s: compressed %" JSON_INTEGER_FORMAT " of %" JSON_INTEGER_FORMAT
+    fprintf(stderr,
+            "modelpress: %s: compressed %" JSON_INTEGER_FORMAT " of %" JSON_INTEGER_FORMAT
             " tensors in %.0f ms (kernels: %s)\n",
             model_path, json_integer_value(json_object_get(rep, "n_compressed")),
             json_integer_value(json_object_get(rep, "n_tensors")),
@@ -338,7 +347,8 @@ static void print_summary(const char *model_path, const char *out_path, const ch
             json_string_value(json_object_get(rep, "isa")));
     fprintf(stderr, "  %-28s %-12s %-30s %8s %7s %10s %10s %9s %8s\n", "tensor", "shape",
             "stored as", "sparsity", "bits/w", "before", "after", "rel_err", "SQNR dB");
-    json_array_foreach(json_object_get(rep, "tensors"), i, t) {
+    json_array_foreach(json_object_get(rep, "tensors"), i, t)
+    {
         const json_t *sq = json_object_get(t, "sqnr_db");
         char sqnr[16];
         shape_text(json_object_get(t, "shape"), shape, sizeof shape);
@@ -354,7 +364,8 @@ static void print_summary(const char *model_path, const char *out_path, const ch
     }
     human_bytes(json_number_value(json_object_get(rep, "bytes_before")), before, sizeof before);
     fprintf(stderr, "  stages: %s", before);
-    json_array_foreach(json_object_get(rep, "stages"), i, stage) {
+    json_array_foreach(json_object_get(rep, "stages"), i, stage)
+    {
         const char *step = json_string_value(json_object_get(stage, "step"));
         pruned |= strcmp(step, "prune") == 0;
         human_bytes(json_number_value(json_object_get(stage, "bytes")), after, sizeof after);
@@ -362,6 +373,9 @@ static void print_summary(const char *model_path, const char *out_path, const ch
     }
     fprintf(stderr, "\n");
     human_bytes(json_number_value(json_object_get(rep, "bytes_after")), after, sizeof after);
+    if (container != NULL) {
+        format = container;
+    }
     fprintf(stderr, "  total: %s -> %s (%.2fx), written to %s (%s)\n", before, after,
             json_number_value(json_object_get(rep, "compression_ratio")), out_path,
             format ? format : "?");
@@ -581,17 +595,15 @@ out:
 
 static int cmd_compress(int argc, char **argv)
 {
-    static const struct option longopts[] = {{"recipe", required_argument, NULL, 'r'},
-                                             {"output", required_argument, NULL, 'o'},
-                                             {"dataset", required_argument, NULL, 'd'},
-                                             {"json", no_argument, NULL, 'j'},
-                                             {"help", no_argument, NULL, 'h'},
-                                             {NULL, 0, NULL, 0}};
+    static const struct option longopts[] = {
+        {"recipe", required_argument, NULL, 'r'},  {"output", required_argument, NULL, 'o'},
+        {"dataset", required_argument, NULL, 'd'}, {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
     const char *recipe_path = NULL, *out_path = NULL, *dataset_path = NULL;
     mp_dataset_t *ds = NULL;
     mp_eval_spec_t spec = {0};
     mp_errctx_t err = {0};
-    mp_model_t *in = NULL, *out = NULL;
+    mp_model_t *in = NULL, *out = NULL, *onnx_out = NULL;
     mp_recipe_t *recipe = NULL;
     char *recipe_text = NULL, *report = NULL;
     size_t recipe_len = 0;
@@ -674,21 +686,33 @@ static int cmd_compress(int argc, char **argv)
     if (ds != NULL && evaluate_result(in, out, ds, &spec, dataset_path, &report) != EXIT_OK) {
         goto out;
     }
-    if (save_atomic(out, out_path, strcmp(mp_recipe_output_format(recipe), "mpz") == 0,
-                    &err) < 0) {
+    /* An ONNX model comes back as ONNX (its graph rewritten), unless the recipe asks for the
+     * .mpz container or OUT names a .safetensors file (the compressed tensors alone). */
+    const char *container = mp_recipe_output_format(recipe);
+    size_t out_len = strlen(out_path);
+    int want_safetensors = out_len >= 12 && strcmp(out_path + out_len - 12, ".safetensors") == 0;
+    if (strcmp(container, "mpz") != 0 && mp_model_is_onnx(in) && !want_safetensors) {
+        if (mp_onnx_apply(in, out, &onnx_out, &err) < 0) {
+            fprintf(stderr, "modelpress: %s: %s\n", argv[optind], err.msg);
+            goto out;
+        }
+        container = "onnx";
+    }
+    if (save_atomic(onnx_out != NULL ? onnx_out : out, out_path, container, &err) < 0) {
         fprintf(stderr, "modelpress: %s\n", err.msg);
         goto out;
     }
     if (json) {
         printf("%s\n", report);
     } else {
-        print_summary(argv[optind], out_path, report);
+        print_summary(argv[optind], out_path, report, container);
         print_evaluation_of(report);
     }
     status = fflush(stdout) == 0 ? EXIT_OK : EXIT_FAILED;
 out:
     mp_dataset_free(ds);
     free(report);
+    mp_model_free(onnx_out);
     mp_model_free(out);
     mp_model_free(in);
     mp_recipe_free(recipe);
@@ -769,9 +793,10 @@ static void print_inspect(const char *path, const json_t *info)
 
     fprintf(stderr, "%s: %" JSON_INTEGER_FORMAT " tensors\n", path,
             json_integer_value(json_object_get(info, "n_tensors")));
-    fprintf(stderr, "  %-40s %-5s %-16s %12s %10s  %s\n", "tensor", "dtype", "shape",
-            "parameters", "bytes", "default selection");
-    json_array_foreach(json_object_get(info, "tensors"), i, t) {
+    fprintf(stderr, "  %-40s %-5s %-16s %12s %10s  %s\n", "tensor", "dtype", "shape", "parameters",
+            "bytes", "default selection");
+    json_array_foreach(json_object_get(info, "tensors"), i, t)
+    {
         shape_text(json_object_get(t, "shape"), shape, sizeof shape);
         human_bytes(json_number_value(json_object_get(t, "bytes")), bytes, sizeof bytes);
         fprintf(stderr, "  %-40s %-5s %-16s %12" JSON_INTEGER_FORMAT " %10s  %s\n",
@@ -795,16 +820,17 @@ static void print_inspect(const char *path, const json_t *info)
         fprintf(stderr, "  total: %" JSON_INTEGER_FORMAT " stored values, %s\n",
                 json_integer_value(json_object_get(info, "parameters")), bytes);
         human_bytes(json_number_value(json_object_get(info, "file_bytes")), bytes, sizeof bytes);
-        fprintf(stderr, "  compressed by modelpress (%s, %s): `modelpress unpack` restores F32 "
-                        "tensors\n",
+        fprintf(stderr,
+                "  compressed by modelpress (%s, %s): `modelpress unpack` restores F32 "
+                "tensors\n",
                 json_string_value(json_object_get(info, "container")), bytes);
         fprintf(stderr, "  %-40s %-16s %-32s %8s\n", "compressed tensor", "shape", "stored as",
                 "sparsity");
-        json_object_foreach(json_object_get(info, "compressed"), name, e) {
+        json_object_foreach(json_object_get(info, "compressed"), name, e)
+        {
             char code[96];
             shape_text(json_object_get(e, "shape"), shape, sizeof shape);
-            code_text(json_object_get(e, "code"), json_object_get(e, "lowrank"), code,
-                      sizeof code);
+            code_text(json_object_get(e, "code"), json_object_get(e, "lowrank"), code, sizeof code);
             fprintf(stderr, "  %-40s %-16s %-32s %7.1f%%\n", name, shape, code,
                     100.0 * json_number_value(json_object_get(e, "sparsity")));
         }
@@ -837,11 +863,47 @@ static const char *container_of(const char *path, const mp_model_t *m)
     return n == sizeof head && memcmp(head, MPZ_MAGIC, sizeof head) == 0 ? "mpz" : "safetensors";
 }
 
+/* The human view of mp_onnx_describe's document (inspect on an ONNX model), on stderr. */
+static void print_onnx(const json_t *g)
+{
+    const char *key;
+    json_t *v;
+    size_t i;
+    if (g == NULL) {
+        return;
+    }
+    fprintf(stderr, "  ONNX IR %lld, opset %lld, %lld nodes, %lld parameters\n  operators:",
+            (long long)json_integer_value(json_object_get(g, "ir_version")),
+            (long long)json_integer_value(json_object_get(g, "opset")),
+            (long long)json_integer_value(json_object_get(g, "nodes")),
+            (long long)json_integer_value(json_object_get(g, "parameters")));
+    json_object_foreach(json_object_get(g, "operators"), key, v)
+    {
+        fprintf(stderr, " %s x%lld", key, (long long)json_integer_value(v));
+    }
+    fprintf(stderr, "\n  %-40s %10s  %-28s %s\n", "weight", "params", "used by", "compressed");
+    json_array_foreach(json_object_get(g, "weights"), i, v)
+    {
+        char used[64] = "";
+        size_t j, n = 0;
+        json_t *c;
+        json_array_foreach(json_object_get(v, "consumers"), j, c)
+        {
+            const char *op = json_string_value(json_object_get(c, "op"));
+            n += (size_t)snprintf(used + n, n < sizeof used ? sizeof used - n : 0, "%s%s",
+                                  j ? "," : "", op != NULL ? op : "?");
+        }
+        fprintf(stderr, "  %-40s %10lld  %-28.28s %s\n",
+                json_string_value(json_object_get(v, "name")),
+                (long long)json_integer_value(json_object_get(v, "elements")), used,
+                json_is_true(json_object_get(v, "selected")) ? "yes" : "no");
+    }
+}
+
 static int cmd_inspect(int argc, char **argv)
 {
-    static const struct option longopts[] = {{"json", no_argument, NULL, 'j'},
-                                             {"help", no_argument, NULL, 'h'},
-                                             {NULL, 0, NULL, 0}};
+    static const struct option longopts[] = {
+        {"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
     mp_errctx_t err = {0};
     mp_model_t *m = NULL;
     json_t *info = NULL;
@@ -873,6 +935,20 @@ static int cmd_inspect(int argc, char **argv)
                 argv[optind]);
         goto out;
     }
+    if (mp_model_is_onnx(m)) {
+        /* Operators, parameters per weight, its consumers, and what the default recipe takes. */
+        char *graph = NULL;
+        json_t *g = NULL;
+        if (mp_onnx_describe(m, NULL, &graph, &err) < 0 ||
+            (g = json_loads(graph, 0, NULL)) == NULL) {
+            fprintf(stderr, "modelpress: %s: %s\n", argv[optind],
+                    err.msg[0] ? err.msg : "cannot describe the graph");
+            free(graph);
+            goto out;
+        }
+        free(graph);
+        json_object_set_new(info, "onnx", g);
+    }
     if (json) {
         text = json_dumps(info, JSON_COMPACT);
         if (text == NULL) {
@@ -882,6 +958,7 @@ static int cmd_inspect(int argc, char **argv)
         printf("%s\n", text);
     } else {
         print_inspect(argv[optind], info);
+        print_onnx(json_object_get(info, "onnx"));
     }
     status = fflush(stdout) == 0 ? EXIT_OK : EXIT_FAILED;
 out:
@@ -926,7 +1003,7 @@ static int cmd_unpack(int argc, char **argv)
         goto out;
     }
     catch_signals();
-    if (save_atomic(out, out_path, 0, &err) < 0) {
+    if (save_atomic(out, out_path, "safetensors", &err) < 0) {
         fprintf(stderr, "modelpress: %s\n", err.msg);
         goto out;
     }

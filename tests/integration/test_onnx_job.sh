@@ -97,4 +97,16 @@ assert err < 0.02, err
 print("relative output error", err)
 PY
 mp_stop_daemon || mp_fail "SIGTERM: $MP_DAEMON_STATUS"
+
+# The command does the same offline, and inspect describes the graph.
+echo '{"steps":[{"quantize":{"bits":8}}]}' >"$MP_TMP/q8.json"
+"$MODELPRESS" compress "$MP_TMP/mlp.onnx" -r "$MP_TMP/q8.json" -o "$MP_TMP/cli.onnx" 2>"$MP_TMP/cli.err" ||
+    mp_fail "modelpress compress on ONNX: $(cat "$MP_TMP/cli.err")"
+grep -q "written to .*cli.onnx (onnx)" "$MP_TMP/cli.err" || mp_fail "summary: $(cat "$MP_TMP/cli.err")"
+cmp -s "$MP_TMP/cli.onnx" "$MP_TMP/out.onnx" || mp_fail "the command and the service wrote different ONNX files"
+"$MODELPRESS" inspect "$MP_TMP/mlp.onnx" --json >"$MP_TMP/inspect.json" || mp_fail "inspect --json"
+ops=$(mp_json "$MP_TMP/inspect.json" 'd["onnx"]["operators"]')
+[ "$ops" = '{"Gemm": 2, "Relu": 1}' ] || mp_fail "inspect operators: $ops"
+sel=$(mp_json "$MP_TMP/inspect.json" '[w["name"] for w in d["onnx"]["weights"] if w["selected"]]')
+[ "$sel" = '["W1", "W2"]' ] || mp_fail "inspect selection: $sel"
 exit 0
