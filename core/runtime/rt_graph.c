@@ -616,8 +616,10 @@ int mp__rt_graph_build(rt_sess_t *s, mp_errctx_t *err)
             return rc;
         }
         nf = mp__pb_find(vi, ONNX_VI_NAME);
-        name = nf && nf->wire == MP_PB_LEN ? mp__pb_strdup(nf) : NULL;
-        MP_RETURN_IF(name == NULL, MP_EFORMAT, "a graph output has no name");
+        MP_RETURN_IF(nf == NULL || nf->wire != MP_PB_LEN, MP_EFORMAT,
+                     "a graph output has no name");
+        name = mp__pb_strdup(nf);
+        MP_RETURN_IF(name == NULL, MP_ENOMEM, "out of memory");
         rc = mp__rt_resolve(s, name, &id, err);
         free(name);
         if (rc < 0) {
