@@ -204,3 +204,52 @@ void mp_kern_dw_plane_f32_avx2(const mp_kern_dw_geom_t *g, const float *x, const
         }
     }
 }
+
+/* wx_bias: blocks of 16 columns of x against tiles of up to 4 weight rows (8 accumulators), as
+ * the AVX-512 variant with 8 lanes; the last columns (fewer than 16) run as _ref. */
+static inline __attribute__((always_inline)) void
+wx_tile(const int MR, size_t K, const float *w, size_t ldw, const float *x, size_t ldx,
+        const float *bias, float *out, size_t ldo)
+{
+    __m256 acc[4][2];
+
+    _Pragma("GCC unroll 6") for (int i = 0; i < MR; i++) {
+        acc[i][0] = acc[i][1] = _mm256_set1_ps(bias ? bias[i] : 0.0f);
+    }
+    for (size_t k = 0; k < K; k++) {
+        const __m256 x0 = _mm256_loadu_ps(x + k * ldx);
+        const __m256 x1 = _mm256_loadu_ps(x + k * ldx + 8);
+        _Pragma("GCC unroll 6") for (int i = 0; i < MR; i++) {
+            const __m256 wb = _mm256_set1_ps(w[(size_t)i * ldw + k]);
+            acc[i][0] = _mm256_fmadd_ps(wb, x0, acc[i][0]);
+            acc[i][1] = _mm256_fmadd_ps(wb, x1, acc[i][1]);
+        }
+    }
+    _Pragma("GCC unroll 6") for (int i = 0; i < MR; i++) {
+        _mm256_storeu_ps(out + (size_t)i * ldo, acc[i][0]);
+        _mm256_storeu_ps(out + (size_t)i * ldo + 8, acc[i][1]);
+    }
+}
+
+void mp_kern_wx_bias_f32_avx2(size_t M, size_t P, size_t K, const float *w, size_t ldw,
+                              const float *x, size_t ldx, const float *bias, float *out,
+                              size_t ldo)
+{
+    size_t p = 0;
+
+    for (; p + 16 <= P; p += 16) {
+        for (size_t m = 0; m < M; m += 4) {
+            const float *wm = w + m * ldw, *bm = bias ? bias + m : NULL;
+            float *om = out + m * ldo + p;
+            switch (M - m < 4 ? M - m : 4) {
+            case 1: wx_tile(1, K, wm, ldw, x + p, ldx, bm, om, ldo); break;
+            case 2: wx_tile(2, K, wm, ldw, x + p, ldx, bm, om, ldo); break;
+            case 3: wx_tile(3, K, wm, ldw, x + p, ldx, bm, om, ldo); break;
+            default: wx_tile(4, K, wm, ldw, x + p, ldx, bm, om, ldo); break;
+            }
+        }
+    }
+    if (p < P) {
+        mp_kern_wx_bias_f32_ref(M, P - p, K, w, ldw, x + p, ldx, bias, out + p, ldo);
+    }
+}

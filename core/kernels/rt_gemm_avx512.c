@@ -224,3 +224,74 @@ void mp_kern_dw_plane_f32_avx512(const mp_kern_dw_geom_t *g, const float *x, con
         }
     }
 }
+
+/* wx_bias: a block of 32 columns of x is first copied for up to WX_KC rows into a dense buffer
+ * (x's rows are often 2^n floats apart, which would put every row in the same L1 set), then
+ * tiles of up to 6 weight rows run over it: 12 accumulators, each k one pair of loads and one
+ * broadcast per weight row. Past the first WX_KC rows the accumulators start from out. The last
+ * block's loads and stores are masked to the P columns. */
+#define WX_KC 128
+static inline __attribute__((always_inline)) void
+wx_tile(const int MR, size_t K, const float *w, size_t ldw, const float *xb, const float *bias,
+        int first, float *out, size_t ldo, __mmask16 m0, __mmask16 m1)
+{
+    __m512 acc[6][2];
+
+    _Pragma("GCC unroll 6") for (int i = 0; i < MR; i++) {
+        if (first) {
+            acc[i][0] = acc[i][1] = _mm512_set1_ps(bias ? bias[i] : 0.0f);
+        } else {
+            acc[i][0] = _mm512_maskz_loadu_ps(m0, out + (size_t)i * ldo);
+            acc[i][1] = _mm512_maskz_loadu_ps(m1, out + (size_t)i * ldo + 16);
+        }
+    }
+    for (size_t k = 0; k < K; k++) {
+        const __m512 x0 = _mm512_load_ps(xb + 32 * k);
+        const __m512 x1 = _mm512_load_ps(xb + 32 * k + 16);
+        _Pragma("GCC unroll 6") for (int i = 0; i < MR; i++) {
+            const __m512 wb = _mm512_set1_ps(w[(size_t)i * ldw + k]);
+            acc[i][0] = _mm512_fmadd_ps(wb, x0, acc[i][0]);
+            acc[i][1] = _mm512_fmadd_ps(wb, x1, acc[i][1]);
+        }
+    }
+    _Pragma("GCC unroll 6") for (int i = 0; i < MR; i++) {
+        _mm512_mask_storeu_ps(out + (size_t)i * ldo, m0, acc[i][0]);
+        _mm512_mask_storeu_ps(out + (size_t)i * ldo + 16, m1, acc[i][1]);
+    }
+}
+
+void mp_kern_wx_bias_f32_avx512(size_t M, size_t P, size_t K, const float *w, size_t ldw,
+                                const float *x, size_t ldx, const float *bias, float *out,
+                                size_t ldo)
+{
+    _Alignas(64) float xb[WX_KC * 32];
+
+    for (size_t p = 0; p < P; p += 32) {
+        const size_t cnt = P - p < 32 ? P - p : 32;
+        const __mmask16 m0 = (__mmask16)(cnt >= 16 ? 0xffffu : (1u << cnt) - 1);
+        const __mmask16 m1 = (__mmask16)(cnt > 16 ? (1u << (cnt - 16)) - 1 : 0);
+        size_t k0 = 0;
+        do {
+            const size_t kc = K - k0 < WX_KC ? K - k0 : WX_KC;
+            for (size_t k = 0; k < kc; k++) {
+                const float *xr = x + (k0 + k) * ldx + p;
+                _mm512_store_ps(xb + 32 * k, _mm512_maskz_loadu_ps(m0, xr));
+                _mm512_store_ps(xb + 32 * k + 16, _mm512_maskz_loadu_ps(m1, xr + 16));
+            }
+            for (size_t m = 0; m < M; m += 6) {
+                const float *wm = w + m * ldw + k0, *bm = bias ? bias + m : NULL;
+                float *om = out + m * ldo + p;
+                const int first = k0 == 0;
+                switch (M - m < 6 ? M - m : 6) {
+                case 1: wx_tile(1, kc, wm, ldw, xb, bm, first, om, ldo, m0, m1); break;
+                case 2: wx_tile(2, kc, wm, ldw, xb, bm, first, om, ldo, m0, m1); break;
+                case 3: wx_tile(3, kc, wm, ldw, xb, bm, first, om, ldo, m0, m1); break;
+                case 4: wx_tile(4, kc, wm, ldw, xb, bm, first, om, ldo, m0, m1); break;
+                case 5: wx_tile(5, kc, wm, ldw, xb, bm, first, om, ldo, m0, m1); break;
+                default: wx_tile(6, kc, wm, ldw, xb, bm, first, om, ldo, m0, m1); break;
+                }
+            }
+            k0 += kc;
+        } while (k0 < K);
+    }
+}

@@ -18,6 +18,10 @@
  *   order than _ref: variants agree within RT_F32_SUM_BOUND x sum |terms|.
  * - cb_gemv: y[n] = sum_k x[k] * cb[idx[n*ldi + k]] for n < N, k < K: a row of activations
  *   times a matrix stored as codebook indices (every index < n_cb <= 256). Same bound.
+ * - wx_bias: out[m*ldo + p] = bias[m] + sum_k w[m*ldw + k] * x[k*ldx + p] for m < M, p < P
+ *   (bias NULL: 0): a weight matrix times a column matrix, as a 1x1 convolution (or im2col's
+ *   columns) wants it, without packing either, for small K. Variants use fused multiply-add:
+ *   within RT_F32_SUM_BOUND x (|bias| + sum |terms|) of _ref.
  * - dw_plane: one output plane of a depthwise convolution over an input plane that already
  *   holds its padding: y[r*ow + i] = bias + sum_{a < g->kh, b < g->kw} w[a*kw + b] *
  *   x[(r*sh + a*dh)*ldx + i*sw + b*dw] for r < oh, i < ow, each product rounded and added in
@@ -51,6 +55,8 @@ typedef struct mp_kern_rt_table {
                    const float *val, const float *b, size_t ldb, float *out, size_t ldo);
     void (*cb_gemv)(size_t N, size_t K, const float *x, const uint8_t *idx, size_t ldi,
                     const float *cb, int n_cb, float *y);
+    void (*wx_bias)(size_t M, size_t P, size_t K, const float *w, size_t ldw, const float *x,
+                    size_t ldx, const float *bias, float *out, size_t ldo);
     void (*dw_plane)(const struct mp_kern_dw_geom *g, const float *x, const float *w, float bias,
                      float *y);
 } mp_kern_rt_table_t;
@@ -64,6 +70,9 @@ typedef struct mp_kern_rt_table {
                                   size_t ldo);                                                     \
     void mp_kern_cb_gemv_f32_##isa(size_t N, size_t K, const float *x, const uint8_t *idx,        \
                                    size_t ldi, const float *cb, int n_cb, float *y);       \
+    void mp_kern_wx_bias_f32_##isa(size_t M, size_t P, size_t K, const float *w, size_t ldw,      \
+                                   const float *x, size_t ldx, const float *bias, float *out,      \
+                                   size_t ldo);                                                    \
     void mp_kern_dw_plane_f32_##isa(const mp_kern_dw_geom_t *g, const float *x, const float *w,   \
                                     float bias, float *y);
 

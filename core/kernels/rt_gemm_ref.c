@@ -66,6 +66,20 @@ int mp__kern_rt_has_vnni(void)
 #endif
 }
 
+void mp_kern_wx_bias_f32_ref(size_t M, size_t P, size_t K, const float *w, size_t ldw,
+                             const float *x, size_t ldx, const float *bias, float *out, size_t ldo)
+{
+    for (size_t m = 0; m < M; m++) {
+        for (size_t p = 0; p < P; p++) {
+            float acc = bias ? bias[m] : 0.0f;
+            for (size_t k = 0; k < K; k++) {
+                acc += w[m * ldw + k] * x[k * ldx + p];
+            }
+            out[m * ldo + p] = acc;
+        }
+    }
+}
+
 void mp_kern_dw_plane_f32_ref(const mp_kern_dw_geom_t *g, const float *x, const float *w,
                               float bias, float *y)
 {
@@ -87,6 +101,7 @@ void mp_kern_dw_plane_f32_ref(const mp_kern_dw_geom_t *g, const float *x, const 
     {                                                                                              \
         .isa = #name, .s8_gemm = mp_kern_s8_gemm_##s8, .csr_mm = mp_kern_csr_mm_f32_##name,        \
         .cb_gemv = mp_kern_cb_gemv_f32_##name, .dw_plane = mp_kern_dw_plane_f32_##name,            \
+        .wx_bias = mp_kern_wx_bias_f32_##name,                                                     \
     }
 
 static mp_kern_rt_table_t tables[] = {TABLE(ref, ref), TABLE(avx2, avx2), TABLE(avx512, avx512)};

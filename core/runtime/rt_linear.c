@@ -401,6 +401,10 @@ static void add_bias(float *y, int64_t rows, int64_t N, int64_t ldy, int yt, con
     }
 }
 
+/* Up to this K, a product with columns (Conv) runs through the rt_gemm family's wx_bias rather
+ * than sgemm: on BlazeFace's 1x1 convolutions (K 24 to 96) packing costs more than it saves. */
+#define RT_WX_MAX_K 128
+
 /* Dense: the four layouts are four transpose flags of one sgemm. */
 static void apply_dense(const float *w, int k_major, int64_t N, int64_t K, int64_t ldw,
                         int64_t rows, const float *x, int64_t ldx, int xt, float *y, int64_t ldy,
@@ -573,6 +577,16 @@ void mp__rt_lin_apply(const rt_lin_t *l, const float *w_rt, int g, int64_t rows,
         } else {
             ldw = l->K;
             w += g * l->N * l->K;
+        }
+        if (!l->k_major && xt && yt && rows > 1 && l->K <= RT_WX_MAX_K) {
+            /* Conv's W[N,K] x columns[K,rows] with small K: the SIMD kernel reads both in
+             * place and adds the bias as it goes, where sgemm would pack them first */
+            const mp_kern_rt_table_t *kt = mp__kern_rt();
+            if (strcmp(kt->isa, "ref") != 0) {
+                kt->wx_bias((size_t)l->N, (size_t)rows, (size_t)l->K, w, (size_t)ldw, x,
+                            (size_t)ldx, bias, y, (size_t)ldy);
+                return;
+            }
         }
         apply_dense(w, l->k_major, l->N, l->K, ldw, rows, x, ldx, xt, y, ldy, yt);
         add_bias(y, rows, l->N, ldy, yt, bias);

@@ -5,7 +5,8 @@
  * with codes at the extremes (activations 1 and 255, weights -128 and 127) as well as random
  * ones. csr_mm and cb_gemv sum floats in another order, so they must agree within
  * RT_F32_SUM_BOUND x sum |terms|, on vectors (P = 1) and matrices (P up to 70, past one 64-wide
- * block), codebooks of 2, 8, 16, 32 and 256 entries (the permute and gather paths). dw_plane (a
+ * block), codebooks of 2, 8, 16, 32 and 256 entries (the permute and gather paths); wx_bias (a
+ * small-K weight matrix times columns, plus bias) within the same bound. dw_plane (a
  * depthwise convolution's output plane) must give the reference's bits exactly. A variant
  * the CPU lacks is reported on stderr and skipped; the program exits 77 only when no SIMD
  * variant can run at all.
@@ -176,6 +177,64 @@ START_TEST(test_cb_gemv_close)
 }
 END_TEST
 
+/* Weights times columns with the bias: within RT_F32_SUM_BOUND x (|bias| + sum |terms|) of _ref
+ * for M of 1 to 13 rows (every tile height), P of 1 to 70 columns (the 16- and 32-column blocks
+ * and every tail), K of 0 to 300 (past the 128 rows copied at a time), with and without a bias,
+ * and columns taken from a wider matrix (ldx > P). */
+START_TEST(test_wx_bias_close)
+{
+    const mp_kern_rt_table_t *ref = mp__kern_rt_for("ref");
+    const mp_kern_rt_table_t *t = mp__kern_rt_for(isas[_i]);
+    enum { MMAX = 13, PMAX = 70, KMAX = 300, LDX = PMAX + 3 };
+    static float w[MMAX * KMAX], x[KMAX * LDX], bias[MMAX], want[MMAX * PMAX], got[MMAX * PMAX];
+    static const size_t Ks[] = {0, 1, 5, 24, 96, 128, 129, 300};
+    int products = 0;
+
+    if (t == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < MMAX * KMAX; i++) {
+        w[i] = next_f();
+    }
+    for (size_t i = 0; i < KMAX * LDX; i++) {
+        x[i] = next_f();
+    }
+    for (size_t i = 0; i < MMAX; i++) {
+        bias[i] = next_f();
+    }
+    for (size_t M = 1; M <= MMAX; M += M < 7 ? 1 : 6) {
+        for (size_t P = 1; P <= PMAX; P += P < 34 ? 1 : 36) {
+            for (size_t ki = 0; ki < sizeof Ks / sizeof *Ks; ki++) {
+                const size_t K = Ks[ki];
+                const float *b = (M + P) % 2 ? bias : NULL;
+                ref->wx_bias(M, P, K, w, KMAX, x, LDX, b, want, PMAX);
+                t->wx_bias(M, P, K, w, KMAX, x, LDX, b, got, PMAX);
+                for (size_t m = 0; m < M; m++) {
+                    for (size_t p = 0; p < P; p++) {
+                        double abs_sum = b ? fabs((double)b[m]) : 0.0;
+                        for (size_t k = 0; k < K; k++) {
+                            abs_sum += fabs((double)w[m * KMAX + k] * x[k * LDX + p]);
+                        }
+                        check_close(t->isa, got[m * PMAX + p], want[m * PMAX + p], abs_sum);
+                    }
+                }
+                products++;
+            }
+        }
+    }
+    ck_assert_int_eq(products, 8 * 35 * 8); /* M: 1 to 7 and 13; P: 1 to 34 and 70 */
+    /* the reference itself: 0.5 + 1*2 + 3*4 and, with no bias, 0 */
+    {
+        const float w2[2] = {1.0f, 3.0f}, x2[2] = {2.0f, 4.0f}, b2 = 0.5f;
+        float y = 0.0f;
+        ref->wx_bias(1, 1, 2, w2, 2, x2, 1, &b2, &y, 1);
+        ck_assert_float_eq(y, 14.5f);
+        ref->wx_bias(1, 1, 0, w2, 2, x2, 1, NULL, &y, 1);
+        ck_assert_float_eq(y, 0.0f);
+    }
+}
+END_TEST
+
 /* A depthwise plane: the same bits as _ref for output rows of 1 to 37 columns (vector steps and
  * every tail), kernels of 1x1 to 5x5 and 7x7, strides 1 to 3 (2 has its own path) and dilations
  * 1 and 2. The input is exactly as long as _ref reads, so a variant reading past it is caught
@@ -240,6 +299,7 @@ static Suite *kernels_suite(void)
     tcase_add_loop_test(tc, test_s8_gemm_exact, 0, 2);
     tcase_add_loop_test(tc, test_csr_mm_close, 0, 2);
     tcase_add_loop_test(tc, test_cb_gemv_close, 0, 2);
+    tcase_add_loop_test(tc, test_wx_bias_close, 0, 2);
     tcase_add_loop_test(tc, test_dw_plane_exact, 0, 2);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
