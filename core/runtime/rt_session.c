@@ -193,6 +193,45 @@ out:
     return rc;
 }
 
+/* 1 if an output of step t is a graph output or is read by a step after it. */
+static int step_read(const rt_sess_t *s, size_t t)
+{
+    const rt_node_t *n = &s->nodes[s->steps[t]];
+
+    for (int o = 0; o < n->n_out; o++) {
+        if (n->out[o] < 0) {
+            continue;
+        }
+        if (s->vals[n->out[o]].output >= 0) {
+            return 1;
+        }
+        for (size_t u = t + 1; u < s->n_steps; u++) {
+            const rt_node_t *r = &s->nodes[s->steps[u]];
+            for (int i = 0; i < r->n_in; i++) {
+                if (r->in[i] == n->out[o]) {
+                    return 1;
+                }
+            }
+        }
+    }
+    return 0;
+}
+
+/* Drop the steps whose outputs nothing reads once folding is done: the producers of what only
+ * the untaken branch of an If with a constant condition read, or of what only a folded Shape
+ * read. Last step first, so a chain feeding only dropped steps goes too; order is kept. */
+static void prune_steps(rt_sess_t *s)
+{
+    size_t t = s->n_steps;
+
+    while (t-- > 0) {
+        if (!step_read(s, t)) {
+            memmove(&s->steps[t], &s->steps[t + 1], (s->n_steps - t - 1) * sizeof *s->steps);
+            s->n_steps--;
+        }
+    }
+}
+
 /* Prep every needed node in order, folding those whose inputs are all constant (every op of
  * the runtime is deterministic, so folding never changes a result). */
 static int prepare(rt_sess_t *s, mp_errctx_t *err)
@@ -251,6 +290,7 @@ static int prepare(rt_sess_t *s, mp_errctx_t *err)
             s->steps[s->n_steps++] = s->order[k];
         }
     }
+    prune_steps(s);
     return 0;
 }
 

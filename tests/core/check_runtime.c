@@ -706,9 +706,10 @@ END_TEST
 
 /* ---- control flow ------------------------------------------------------------------------- */
 
-/* Outer graph: x [4] and c (bool [1]) in, a = Relu(x), w = {1, 2, 3, 4}; y = If(c): then
- * Mul(a, w), else Sub(x, w) (each branch reads outer values, one computed, one constant, one
- * an input); z = Add(y, x) after the If. With cond_init >= 0, c is a constant initializer. */
+/* Outer graph: x [4] and c (bool [1]) in, a = Relu(x), b = x * x, w = {1, 2, 3, 4}; y = If(c):
+ * then Mul(a, w), else Sub(b, w) (each branch reads outer values, computed and constant, and b
+ * only the else branch); z = Add(y, x) after the If. With cond_init >= 0, c is a constant
+ * initializer. */
 static mp_model_t *if_model(int cond_init, const char *else_op, buf_t *keep)
 {
     graph_t g = {0}, t = {0}, e = {0};
@@ -723,9 +724,10 @@ static mp_model_t *if_model(int cond_init, const char *else_op, buf_t *keep)
     }
     g_init(&g, "w", MP_DT_F32, 1, d, w);
     g_node(&g, "Relu", "x", "a", NULL);
+    g_node(&g, "Mul", "x x", "b", NULL);
     g_node(&t, "Mul", "a w", "yt", NULL);
     g_out(&t, "yt");
-    g_node(&e, else_op, "x w", "ye", NULL);
+    g_node(&e, else_op, "b w", "ye", NULL);
     g_out(&e, "ye");
     g_if(&g, "c", "y", &t, &e);
     g_node(&g, "Add", "y x", "z", NULL);
@@ -737,7 +739,7 @@ static const float if_x[4] = {-1, 2, -3, 4};
 
 START_TEST(test_if_runtime_condition)
 {
-    /* one session, both branches built: c = 1 gives relu(x) * w + x, c = 0 gives x - w + x */
+    /* one session, both branches built: c = 1 gives relu(x) * w + x, c = 0 gives x^2 - w + x */
     buf_t keep;
     mp_model_t *m = if_model(-1, "Sub", &keep);
     mp_session_t *s = NULL;
@@ -745,12 +747,12 @@ START_TEST(test_if_runtime_condition)
     float z[4], yes = 1, no = 0;
     ck_assert_msg(mp_session_new(m, 1, &s, &err) == 0, "%s", err.msg);
     ck_assert_int_eq(mp__rt_plan_check(s, &err), 0);
-    ck_assert_uint_eq(s->n_steps, 3); /* Relu, If, Add */
+    ck_assert_uint_eq(s->n_steps, 4); /* Relu, Mul, If, Add */
     const float *in1[] = {if_x, &yes}, *in0[] = {if_x, &no};
     ck_assert_msg(mp_session_run(s, in1, (float *[]){z}, &err) == 0, "%s", err.msg);
     expect_vals(z, (const float[]){-1, 6, -3, 20}, 4, 0);
     ck_assert_msg(mp_session_run(s, in0, (float *[]){z}, &err) == 0, "%s", err.msg);
-    expect_vals(z, (const float[]){-3, 2, -9, 4}, 4, 0);
+    expect_vals(z, (const float[]){-1, 4, 3, 16}, 4, 0);
     ck_assert_msg(mp_session_run(s, in1, (float *[]){z}, &err) == 0, "%s", err.msg);
     expect_vals(z, (const float[]){-1, 6, -3, 20}, 4, 0);
     mp_session_free(s);
@@ -762,7 +764,8 @@ END_TEST
 START_TEST(test_if_constant_condition)
 {
     /* c a constant true: only then_branch is built, so an else_branch the runtime could not
-     * run (Erf) does not matter, and the If is one step reading a */
+     * run (Erf) does not matter, the If is one step reading a, and b, read only by the else
+     * branch, is not computed: Relu, If, Add */
     buf_t keep;
     mp_model_t *m = if_model(1, "Erf", &keep);
     mp_session_t *s = NULL;
@@ -783,7 +786,7 @@ START_TEST(test_if_constant_condition)
     m = if_model(-1, "Erf", &keep);
     ck_assert_int_eq(mp_session_new(m, 1, &s, &err), MP_EUNSUPPORTED);
     ck_assert_ptr_null(s);
-    ck_assert_str_eq(err.msg, "If #1: the evaluation runtime does not support the operator Erf");
+    ck_assert_str_eq(err.msg, "If #2: the evaluation runtime does not support the operator Erf");
     mp_model_free(m);
     free(keep.p);
 }
