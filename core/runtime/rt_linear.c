@@ -10,7 +10,9 @@
  * - codebook indices read through Gather: kept as bytes; one row of activations runs the
  *   cb_gemv kernel, more rows decode blocks of W into the workspace and use sgemm.
  * - a constant float weight with at least RT_CSR_MIN_SPARSITY zeros: CSR, run by csr_mm.
- * - anything else: dense sgemm on the weight as stored (OpenBLAS packs it itself).
+ * - anything else: dense sgemm on the weight as stored (OpenBLAS packs it itself), except a
+ *   Conv's product with columns of small K (RT_WX_MAX_K), which the rt_gemm family's wx_bias
+ *   runs in place with the bias added as it goes (no packing, no second pass for the bias).
  * OpenBLAS runs on one thread (mp__rt_blas_init): the runtime's results then do not depend on
  * the thread count, and the daemon's workers, one session each, do not oversubscribe the cores.
  */

@@ -6,7 +6,11 @@
  * Conv runs each group as one product through rt_linear.c: the input is unfolded (im2col, or
  * im2row for the kernels that quantize rows) unless the kernel is 1x1 with stride 1 and no
  * padding, where the input already is the column matrix; depthwise convolutions (one input
- * channel per group) run a direct loop instead, since a product per channel would be tiny.
+ * channel per group) run a direct loop instead, since a product per channel would be tiny: over
+ * 2 spatial dims each input plane is copied into a zero-padded plane in the workspace and the
+ * rt_gemm family's dw_plane computes the output plane with no clipping (the same sums in the
+ * same order as the clipped loop, which serves 3-D kernels). MaxPool windows that never reach
+ * the padding run without clipping either.
  * Output sizes follow the ONNX formulas (auto_pad SAME_UPPER puts the odd pad at the end,
  * SAME_LOWER at the start; ceil_mode drops a last window that would start in the end padding).
  */
