@@ -134,7 +134,7 @@ export function render(main) {
         el(
           "fieldset",
           {},
-          el("legend", {}, "Dataset ", el("span", { class: "muted" }, "(optional, ONNX models: accuracy and speed before and after)")),
+          el("legend", {}, "Dataset ", el("span", { class: "muted" }, "(optional, ONNX only: accuracy and speed)")),
           datasetPick,
           el("div", { class: "field" }, el("label", { for: "dataset-file" }, "Dataset file (.npz, .npy or safetensors with x and y)"), datasetInput),
         ),
