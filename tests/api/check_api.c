@@ -51,9 +51,9 @@ static void start_daemon_args(const char *dir, int workers, const char *const *e
         char log[300];
         snprintf(log, sizeof log, "%s.log", dir);
         freopen(log, "a", stderr);
-        const char *args[32] = {bin,   "--listen",     "127.0.0.1:0", "--state-dir",
-                                dir,   "--workers",    w,             "--upload-max",
-                                cap,   "--connection-timeout", "3"};
+        const char *args[32] = {
+            bin, "--listen",     "127.0.0.1:0", "--state-dir",          dir, "--workers",
+            w,   "--upload-max", cap,           "--connection-timeout", "3"};
         size_t n = 11;
         for (size_t i = 0; extra != NULL && extra[i] != NULL && n < 31; i++) {
             args[n++] = extra[i];
@@ -379,6 +379,38 @@ static char *wait_done(const char *id, resp_t *last)
     return wait_done_as(NULL, id, last);
 }
 
+/* POST a job as the holder of token (NULL: none) and insist on 202; the job's id (malloc'd). */
+static char *submit_as(const char *token, const void *model, size_t model_len, const char *recipe)
+{
+    resp_t r = post_job_as(token, model, model_len, recipe);
+    ck_assert_msg(r.status == 202, "POST /jobs answered %d: %s", r.status, r.body);
+    char *id = job_id_of(&r);
+    resp_free(&r);
+    return id;
+}
+
+static char *submit(const void *model, size_t model_len, const char *recipe)
+{
+    return submit_as(NULL, model, model_len, recipe);
+}
+
+/* Poll a job until a worker has it (at most ~4 s; the caller asserts what follows). */
+static void wait_running(const char *id)
+{
+    char path[128];
+    snprintf(path, sizeof path, "/jobs/%s", id);
+    for (int i = 0; i < 200; i++) {
+        resp_t r = get(path);
+        const char *st = json_string_value(json_object_get(r.json, "state"));
+        int running = st != NULL && strcmp(st, "running") == 0;
+        resp_free(&r);
+        if (running) {
+            return;
+        }
+        usleep(20000);
+    }
+}
+
 /* ---- tests ---- */
 
 START_TEST(test_healthz_and_routes)
@@ -475,10 +507,7 @@ START_TEST(test_job_lifecycle)
     resp_free(&r);
 
     /* The same model again is stored once. */
-    r = post_job(model, len, "{\"steps\":[{\"quantize\":{\"bits\":8}}]}");
-    ck_assert_int_eq(r.status, 202);
-    char *id2 = job_id_of(&r);
-    resp_free(&r);
+    char *id2 = submit(model, len, "{\"steps\":[{\"quantize\":{\"bits\":8}}]}");
     free(wait_done(id2, &r));
     resp_free(&r);
     char blob_dir[300];
@@ -662,14 +691,9 @@ START_TEST(test_cancel)
     void *small = make_model(1, 16, 16, &len);
     const char *recipe = "{\"steps\":[{\"prune\":{\"sparsity\":0.9,\"scope\":\"global\"}},"
                          "{\"quantize\":{\"bits\":8}}]}";
-    resp_t r = post_job(big, big_len, recipe);
-    ck_assert_int_eq(r.status, 202);
-    char *running = job_id_of(&r);
-    resp_free(&r);
-    r = post_job(small, len, recipe);
-    ck_assert_int_eq(r.status, 202);
-    char *queued = job_id_of(&r);
-    resp_free(&r);
+    char *running = submit(big, big_len, recipe);
+    resp_t r;
+    char *queued = submit(small, len, recipe);
 
     char path[128];
     snprintf(path, sizeof path, "/jobs/%s", queued);
@@ -678,17 +702,8 @@ START_TEST(test_cancel)
     ck_assert_str_eq(json_string_value(json_object_get(r.json, "state")), "canceled");
     resp_free(&r);
 
+    wait_running(running);
     snprintf(path, sizeof path, "/jobs/%s", running);
-    for (int i = 0; i < 200; i++) {
-        r = get(path);
-        int is_running =
-            strcmp(json_string_value(json_object_get(r.json, "state")), "running") == 0;
-        resp_free(&r);
-        if (is_running) {
-            break;
-        }
-        usleep(20000);
-    }
     r = request("DELETE", path, NULL, NULL, 0);
     ck_assert_msg(r.status == 202, "DELETE of a running job answered %d: %s", r.status, r.body);
     resp_free(&r);
@@ -710,24 +725,11 @@ START_TEST(test_crash_and_restart)
 {
     size_t len;
     void *big = make_model(32, 1024, 1024, &len);
-    resp_t r = post_job(big, len,
-                        "{\"steps\":[{\"prune\":{\"sparsity\":0.5,\"scope\":\"global\"}},"
-                        "{\"quantize\":{\"bits\":8}}]}");
-    ck_assert_int_eq(r.status, 202);
-    char *id = job_id_of(&r);
-    resp_free(&r);
-    char path[128];
-    snprintf(path, sizeof path, "/jobs/%s", id);
-    for (int i = 0; i < 200; i++) {
-        r = get(path);
-        int is_running =
-            strcmp(json_string_value(json_object_get(r.json, "state")), "running") == 0;
-        resp_free(&r);
-        if (is_running) {
-            break;
-        }
-        usleep(20000);
-    }
+    char *id = submit(big, len,
+                      "{\"steps\":[{\"prune\":{\"sparsity\":0.5,\"scope\":\"global\"}},"
+                      "{\"quantize\":{\"bits\":8}}]}");
+    resp_t r;
+    wait_running(id);
     stop_daemon(SIGKILL);
     start_daemon_in(state_dir, 1);
     char *state = wait_done(id, &r);
@@ -743,7 +745,6 @@ START_TEST(test_crash_and_restart)
     free(big);
 }
 END_TEST
-
 
 /* ---- users, quotas, metrics ---- */
 
@@ -871,10 +872,8 @@ START_TEST(test_quotas)
     start_daemon_args(state_dir, 1, extra);
     const char *recipe = "{\"steps\":[{\"quantize\":{\"bits\":8}}]}";
 
-    resp_t r = post_job_as(carol, small, small_len, recipe);
-    ck_assert_int_eq(r.status, 202);
-    char *id = job_id_of(&r);
-    resp_free(&r);
+    char *id = submit_as(carol, small, small_len, recipe);
+    resp_t r;
     free(wait_done_as(carol, id, &r));
     resp_free(&r);
     r = post_job_as(carol, small, small_len, recipe);
@@ -904,10 +903,8 @@ START_TEST(test_metrics)
 {
     size_t len;
     void *model = make_model(1, 16, 16, &len);
-    resp_t r = post_job(model, len, "{\"steps\":[{\"quantize\":{\"bits\":8}}]}");
-    ck_assert_int_eq(r.status, 202);
-    char *id = job_id_of(&r);
-    resp_free(&r);
+    char *id = submit(model, len, "{\"steps\":[{\"quantize\":{\"bits\":8}}]}");
+    resp_t r;
     free(wait_done(id, &r));
     resp_free(&r);
     r = get("/jobs/0123456789abcdef0123456789abcdef");
@@ -943,22 +940,18 @@ START_TEST(test_job_budgets)
     const char *extra[] = {"--job-memory-max", "4M", "--upload-max", "1G", NULL};
     start_daemon_args(state_dir, 1, extra);
     size_t small_len, mid_len, big_len;
-    void *small = make_model(1, 32, 32, &small_len);  /* 12 KiB of working memory */
-    void *mid = make_model(1, 1024, 1024, &mid_len);  /* 12 MiB: over the 4 MiB budget */
+    void *small = make_model(1, 32, 32, &small_len); /* 12 KiB of working memory */
+    void *mid = make_model(1, 1024, 1024, &mid_len); /* 12 MiB: over the 4 MiB budget */
     const char *recipe = "{\"steps\":[{\"quantize\":{\"bits\":8}}]}";
-    resp_t r = post_job(mid, mid_len, recipe);
-    ck_assert_int_eq(r.status, 202);
-    char *id_mid = job_id_of(&r);
-    resp_free(&r);
-    r = post_job(small, small_len, recipe);
-    ck_assert_int_eq(r.status, 202);
-    char *id_small = job_id_of(&r);
-    resp_free(&r);
+    char *id_mid = submit(mid, mid_len, recipe);
+    resp_t r;
+    char *id_small = submit(small, small_len, recipe);
     char *st = wait_done(id_mid, &r);
     ck_assert_str_eq(st, "failed");
     json_t *e = json_object_get(r.json, "error");
     ck_assert_str_eq(json_string_value(json_object_get(e, "code")), "ETOOBIG");
-    ck_assert_ptr_nonnull(strstr(json_string_value(json_object_get(e, "message")), "job-memory-max"));
+    ck_assert_ptr_nonnull(
+        strstr(json_string_value(json_object_get(e, "message")), "job-memory-max"));
     resp_free(&r);
     free(st);
     st = wait_done(id_small, &r);
@@ -972,17 +965,11 @@ START_TEST(test_job_budgets)
     const char *extra2[] = {"--job-timeout", "0.1", "--upload-max", "1G", NULL};
     start_daemon_args(state_dir, 1, extra2);
     void *big = make_model(96, 1024, 1024, &big_len);
-    r = post_job(big, big_len,
-                 "{\"steps\":[{\"prune\":{\"sparsity\":0.9,\"scope\":\"global\"}},"
-                 "{\"quantize\":{\"bits\":8}}]}");
-    ck_assert_int_eq(r.status, 202);
-    char *id_big = job_id_of(&r);
-    resp_free(&r);
+    char *id_big = submit(big, big_len,
+                          "{\"steps\":[{\"prune\":{\"sparsity\":0.9,\"scope\":\"global\"}},"
+                          "{\"quantize\":{\"bits\":8}}]}");
     free(big);
-    r = post_job(small, small_len, recipe);
-    ck_assert_int_eq(r.status, 202);
-    char *id_after = job_id_of(&r);
-    resp_free(&r);
+    char *id_after = submit(small, small_len, recipe);
     st = wait_done(id_big, &r);
     ck_assert_msg(strcmp(st, "failed") == 0, "the slow job ended %s", st);
     e = json_object_get(r.json, "error");
@@ -1172,8 +1159,8 @@ START_TEST(test_static_files)
     ck_assert_int_eq(r.status, 200);
     ck_assert_str_eq(r.body, INDEX_HTML);
     ck_assert_str_eq(header_value(&r, "Content-Type"), "text/html; charset=utf-8");
-    ck_assert_ptr_nonnull(strstr(header_value(&r, "Content-Security-Policy"),
-                                 "script-src 'self';"));
+    ck_assert_ptr_nonnull(
+        strstr(header_value(&r, "Content-Security-Policy"), "script-src 'self';"));
     resp_free(&r);
     r = request("HEAD", "/static/style.css", NULL, NULL, 0);
     ck_assert_int_eq(r.status, 200);
@@ -1668,12 +1655,10 @@ START_TEST(test_mpz_result)
 {
     size_t len;
     void *model = make_model(2, 64, 64, &len);
-    resp_t r = post_job(model, len,
-                        "{\"steps\":[{\"prune\":{\"sparsity\":0.9}},{\"share\":{\"clusters\":16}},"
-                        "{\"huffman\":{}}]}");
-    ck_assert_int_eq(r.status, 202);
-    char *id = job_id_of(&r);
-    resp_free(&r);
+    char *id = submit(model, len,
+                      "{\"steps\":[{\"prune\":{\"sparsity\":0.9}},{\"share\":{\"clusters\":16}},"
+                      "{\"huffman\":{}}]}");
+    resp_t r;
     char *st = wait_done(id, &r);
     ck_assert_msg(strcmp(st, "succeeded") == 0, "job ended %s: %s", st, r.body);
     json_t *stages = json_object_get(json_object_get(r.json, "metrics"), "stages");
