@@ -697,6 +697,10 @@ static int cmd_compress(int argc, char **argv)
             goto out;
         }
         container = "onnx";
+        if (mp_report_set_output_format(&report, container, &err) < 0) {
+            fprintf(stderr, "modelpress: %s\n", err.msg);
+            goto out;
+        }
     }
     if (save_atomic(onnx_out != NULL ? onnx_out : out, out_path, container, &err) < 0) {
         fprintf(stderr, "modelpress: %s\n", err.msg);

@@ -262,6 +262,11 @@ typedef struct mp_run_opts {
  * JSON document with the per-tensor and total figures (see DESIGN.md, Reports). */
 int mp_pipeline_run(const mp_model_t *in, const mp_recipe_t *r, const mp_run_opts_t *opts,
                     mp_model_t **out, char **report_json, mp_errctx_t *err);
+/* The report's "output_format" is the recipe's container; a caller that writes another (an
+ * ONNX model written back as ONNX) names it here: *report_json is replaced by a new malloc'd
+ * document with format as its output_format. MP_EFORMAT when *report_json is not a JSON
+ * object, MP_ENOMEM; *report_json is unchanged on failure. */
+int mp_report_set_output_format(char **report_json, const char *format, mp_errctx_t *err);
 
 /* Restore plain F32 tensors under their original names from a compressed model (quantized
  * weights dequantized, companions such as *_scale removed). Tensors that were never

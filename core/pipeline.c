@@ -1053,6 +1053,28 @@ static int add_report_totals(json_t *report, const run_t *run, size_t n_tensors,
     return bad ? -1 : 0;
 }
 
+int mp_report_set_output_format(char **report_json, const char *format, mp_errctx_t *err)
+{
+    json_t *j;
+    char *text;
+
+    MP_RETURN_IF(report_json == NULL || *report_json == NULL || format == NULL, MP_EINVAL,
+                 "mp_report_set_output_format: NULL argument");
+    j = json_loads(*report_json, 0, NULL);
+    if (!json_is_object(j)) {
+        json_decref(j);
+        return mp__err_set(err, MP_EFORMAT, "the report is not a JSON object");
+    }
+    text = json_object_set_new(j, "output_format", json_string(format)) == 0
+               ? json_dumps(j, JSON_COMPACT)
+               : NULL;
+    json_decref(j);
+    MP_RETURN_IF(text == NULL, MP_ENOMEM, "out of memory completing the report");
+    free(*report_json);
+    *report_json = text;
+    return 0;
+}
+
 int mp_pipeline_run(const mp_model_t *in, const mp_recipe_t *r, const mp_run_opts_t *opts,
                     mp_model_t **out, char **report_json, mp_errctx_t *err)
 {

@@ -194,17 +194,21 @@ static int save_model(const mp_model_t *in, const mp_model_t *out, const char *f
     return mp_safetensors_save(out, path, err);
 }
 
+/* The container a job's result is written in: the recipe's, except that an ONNX upload comes
+ * back as ONNX unless the recipe asks for .mpz. */
+static const char *result_format(const mp_model_t *in, const mp_recipe_t *recipe)
+{
+    const char *format = mp_recipe_output_format(recipe);
+    return strcmp(format, "mpz") != 0 && mp_model_is_onnx(in) ? "onnx" : format;
+}
+
 /* Write the outputs of a job durably; returns 0 or an MP_E code with err filled. */
 static int save_results(worker_t *w, const mp_model_t *in, const mp_model_t *out,
-                        const mp_recipe_t *recipe, const char *report, int64_t *result_bytes,
+                        const char *format, const char *report, int64_t *result_bytes,
                         mp_errctx_t *err)
 {
     char dir[PATH_BYTES], tmp[PATH_BYTES + 64], final[PATH_BYTES + 64];
-    const char *format = mp_recipe_output_format(recipe);
     int rc;
-    if (strcmp(format, "mpz") != 0 && mp_model_is_onnx(in)) {
-        format = "onnx";
-    }
     if (api_result_dir(w->pool->state_dir, w->job_id, dir, sizeof dir) != 0) {
         return set_err(err, MP_EIO, "result path too long");
     }
@@ -312,7 +316,9 @@ static void run_job(worker_t *w, ev_t *done)
         goto out;
     }
     progress_cb(w, 1.0, "write");
-    if ((rc = save_results(w, in, out, recipe, report, &done->result_bytes, &err)) != 0) {
+    const char *format = result_format(in, recipe);
+    if ((rc = mp_report_set_output_format(&report, format, &err)) != 0 ||
+        (rc = save_results(w, in, out, format, report, &done->result_bytes, &err)) != 0) {
         goto out;
     }
     done->report = report;

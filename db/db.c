@@ -211,7 +211,8 @@ static const char *const stmt_sql[ST_N] = {
                         " WHERE id = ?3 AND state = 'running'",
     [ST_JOB_FINISH] = "UPDATE jobs SET state = ?1, finished_at = ?2, error_code = ?3,"
                       " error_message = ?4, metrics = ?5, result_bytes = ?6,"
-                      " progress = CASE WHEN ?1 = 'succeeded' THEN 1.0 ELSE progress END"
+                      " progress = CASE WHEN ?1 = 'succeeded' THEN 1.0 ELSE progress END,"
+                      " stage = CASE WHEN ?1 = 'succeeded' THEN '' ELSE stage END"
                       " WHERE id = ?7 AND state = 'running'",
     [ST_JOB_CANCEL] = "UPDATE jobs SET state = 'canceled', finished_at = ?1"
                       " WHERE id = ?2 AND state = 'queued'",

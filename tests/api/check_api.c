@@ -270,6 +270,13 @@ static const char *err_message(const resp_t *r)
     return json_is_string(m) ? json_string_value(m) : "";
 }
 
+static const char *str_of(const json_t *o, const char *key)
+{
+    const json_t *v = json_object_get(o, key);
+    ck_assert_msg(json_is_string(v), "no string '%s'", key);
+    return json_string_value(v);
+}
+
 static const char *err_code(const resp_t *r)
 {
     json_t *m = json_object_get(json_object_get(r->json, "error"), "code");
@@ -471,6 +478,8 @@ START_TEST(test_job_lifecycle)
     ck_assert_int_eq(before, 3 * (64 * 48 * 4 + 64 * 4));
     ck_assert_int_eq(after, 3 * (64 * 48 + 64 * 4 + 64 * 4));
     ck_assert_double_eq_tol(json_real_value(json_object_get(r.json, "progress")), 1.0, 1e-9);
+    ck_assert(json_is_null(json_object_get(r.json, "stage")));
+    ck_assert_str_eq(str_of(metrics, "output_format"), "safetensors");
     resp_free(&r);
 
     char path[128];
@@ -1301,13 +1310,6 @@ static json_int_t int_of(const json_t *o, const char *key)
     return json_integer_value(v);
 }
 
-static const char *str_of(const json_t *o, const char *key)
-{
-    const json_t *v = json_object_get(o, key);
-    ck_assert_msg(json_is_string(v), "no string '%s'", key);
-    return json_string_value(v);
-}
-
 /* The size of the blob stored under id, or -1. */
 static long blob_size(const char *id)
 {
@@ -1682,6 +1684,43 @@ START_TEST(test_mpz_result)
 }
 END_TEST
 
+/* An ONNX upload comes back as ONNX, and the job and its report say so; a finished job is in no
+ * stage. */
+START_TEST(test_onnx_result)
+{
+    size_t len;
+    void *onnx = make_onnx(&len);
+    const char *recipe = "{\"steps\":[{\"quantize\":{\"bits\":8}}]}";
+    part_t p[2] = {{"recipe", NULL, recipe, strlen(recipe)}, {"model", "net.onnx", onnx, len}};
+    resp_t r = post_parts_as(NULL, "/jobs", p, 2);
+    ck_assert_msg(r.status == 202, "POST /jobs answered %d: %s", r.status, r.body);
+    char *id = job_id_of(&r);
+    resp_free(&r);
+    char *st = wait_done(id, &r);
+    ck_assert_msg(strcmp(st, "succeeded") == 0, "job ended %s: %s", st, r.body);
+    ck_assert_str_eq(str_of(json_object_get(r.json, "metrics"), "output_format"), "onnx");
+    ck_assert(json_is_null(json_object_get(r.json, "stage")));
+    resp_free(&r);
+    char path[128];
+    snprintf(path, sizeof path, "/jobs/%s/report", id);
+    r = get(path);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(str_of(r.json, "output_format"), "onnx");
+    resp_free(&r);
+    snprintf(path, sizeof path, "/jobs/%s/result", id);
+    r = get(path);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_ptr_nonnull(strstr(r.head, "filename=\"net.compressed.onnx\""));
+    mp_model_t *m = NULL;
+    ck_assert_int_eq(mp_onnx_parse(r.body, r.body_len, &m, NULL), 0);
+    mp_model_free(m);
+    resp_free(&r);
+    free(st);
+    free(id);
+    free(onnx);
+}
+END_TEST
+
 /* Item 10: one or two random bytes of a valid model flipped, uploaded: every answer is 202 or a
  * clean 4xx, every accepted job ends succeeded or failed with a message, the daemon serves on. */
 START_TEST(test_flipped_bytes)
@@ -1752,6 +1791,7 @@ static Suite *api_suite(void)
     tcase_add_test(tc, test_job_lifecycle);
     tcase_add_test(tc, test_raw_upload);
     tcase_add_test(tc, test_mpz_result);
+    tcase_add_test(tc, test_onnx_result);
     tc = api_tcase(s, "refusals", 120);
     tcase_add_test(tc, test_refusals);
     tcase_add_test(tc, test_upload_cap_announced);

@@ -1594,6 +1594,27 @@ START_TEST(test_unpack_refusals_v2)
 }
 END_TEST
 
+/* A caller writing another container than the recipe's names it in the report; the other keys
+ * stay, and a report that is not an object is refused and left as it was. */
+START_TEST(test_report_output_format)
+{
+    mp_errctx_t err = {0};
+    char *rep = strdup("{\"bytes_after\":12,\"output_format\":\"safetensors\"}");
+    char *bad = strdup("[1]");
+    ck_assert_int_eq(mp_report_set_output_format(&rep, "onnx", &err), 0);
+    json_t *j = json_loads(rep, 0, NULL);
+    ck_assert_str_eq(json_string_value(json_object_get(j, "output_format")), "onnx");
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "bytes_after")), 12);
+    json_decref(j);
+    ck_assert_int_eq(mp_report_set_output_format(&bad, "onnx", &err), MP_EFORMAT);
+    ck_assert_str_eq(bad, "[1]");
+    ck_assert_str_eq(err.msg, "the report is not a JSON object");
+    ck_assert_int_eq(mp_report_set_output_format(NULL, "onnx", NULL), MP_EINVAL);
+    free(rep);
+    free(bad);
+}
+END_TEST
+
 static Suite *pipeline_suite(void)
 {
     Suite *s = suite_create("pipeline");
@@ -1613,6 +1634,7 @@ static Suite *pipeline_suite(void)
     tcase_add_checked_fixture(tc, model_setup, model_teardown);
     tcase_add_test(tc, test_save_reload_unpack);
     tcase_add_test(tc, test_unpack_refusals);
+    tcase_add_test(tc, test_report_output_format);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("formats");

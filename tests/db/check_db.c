@@ -396,7 +396,9 @@ START_TEST(test_round_trip)
     ck_assert_double_eq(out.progress, 0.0);
     ck_assert_str_eq(out.stage, "");
 
-    /* Success keeps metrics and result size; error fields given with it are dropped. */
+    /* Success keeps metrics and result size; error fields given with it are dropped, and the
+     * stage of the last progress report goes (a finished job is in no stage). */
+    ck_assert_int_eq(db_job_set_progress(db, in.id, 1.0, "write"), 0);
     double started = out.started_at;
     ck_assert_int_eq(db_job_finish(db, in.id, DB_JOB_SUCCEEDED, "EIGNORED", "ignored",
                                    "{\"compression_ratio\":3.95}", 238336),
@@ -404,6 +406,7 @@ START_TEST(test_round_trip)
     ck_assert_int_eq(db_job_get(db, in.id, NULL, &out), 0);
     ck_assert_int_eq(out.state, DB_JOB_SUCCEEDED);
     ck_assert_double_eq(out.progress, 1.0);
+    ck_assert_str_eq(out.stage, "");
     ck_assert_double_eq(out.started_at, started);
     ck_assert(out.finished_at >= started && out.finished_at <= wall_now());
     ck_assert_str_eq(out.metrics, "{\"compression_ratio\":3.95}");

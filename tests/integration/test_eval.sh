@@ -64,6 +64,10 @@ before=$(mp_json "$T/eval.json" 'd["accuracy"]')
 check "$T/int8-report.json" "$E['before']['accuracy'] == $before" "int8: the original's accuracy as eval gives it"
 check "$T/int8-report.json" "abs($E['after']['accuracy'] - $E['before']['accuracy']) <= 0.01" "int8: accuracy kept"
 check "$T/int8-report.json" "$E['agreement'] >= 0.98 and $E['output_snr_db'] >= 30" "int8: agreement and SNR"
+check "$T/int8-report.json" "d['output_format'] == 'safetensors'" "int8: the report names the container written"
+"$MODELPRESS" compress "$T/model.onnx" -r "$T/int8.json" -o "$T/int8.onnx" --json \
+    >"$T/int8-onnx-report.json" || mp_fail "compress int8 to ONNX failed"
+check "$T/int8-onnx-report.json" "d['output_format'] == 'onnx'" "int8 to ONNX: the report names the container written"
 check "$T/int8-report.json" "d['n_compressed'] == 3 and [t['name'] for t in d['tensors']][:1] == ['fc1.weight']" \
     "int8: the pipeline's figures stay"
 mp_log "int8: accuracy $(mp_json "$T/int8-report.json" "$E['after']['accuracy']"), agreement $(mp_json "$T/int8-report.json" "$E['agreement']"), SNR $(mp_json "$T/int8-report.json" "$E['output_snr_db']") dB, speed-up $(mp_json "$T/int8-report.json" "$E['speedup']")"
