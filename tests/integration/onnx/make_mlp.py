@@ -2,7 +2,7 @@
 
     /usr/bin/python3 make_mlp.py OUTDIR
 
-Writes OUTDIR/mlp/mlp.onnx (IR 8, opset 13): X [1, 16] -> Gemm(W1 [32, 16], transB=1, C1 [32])
+Writes OUTDIR/mlp.onnx (IR 8, opset 13): X [1, 16] -> Gemm(W1 [32, 16], transB=1, C1 [32])
 -> Relu -> Gemm(W2 [32, 8], transB=0, C2 [8], alpha 0.5, beta 2) -> Relu -> MatMul(W3 [8, 4])
 -> Y, seeded random weights; and OUTDIR/mlp.json/.bin, 20 seeded input rows for ort_run.js.
 """
@@ -39,8 +39,7 @@ def main():
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
     onnx.checker.check_model(model)
-    os.makedirs(os.path.join(out, "mlp"), exist_ok=True)
-    onnx.save(model, os.path.join(out, "mlp", "mlp.onnx"))
+    onnx.save(model, os.path.join(out, "mlp.onnx"))
     x = rng.standard_normal((20, 16)).astype("<f4")
     with open(os.path.join(out, "mlp.bin"), "wb") as f:
         f.write(x.tobytes())
