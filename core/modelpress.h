@@ -163,7 +163,7 @@ int mp_model_load(const char *path, mp_model_t **out, mp_errctx_t *err);
 
 /* ---- ONNX (onnx.c, onnx_rewrite.c; docs/onnx.md) ----------------------------------------- */
 
-/* Parse an ONNX ModelProto held in memory (IR 3-10, default-domain opset 7-18). The model's
+/* Parse an ONNX ModelProto held in memory (IR 3-10, default-domain opset 1-18). The model's
  * tensors are the graph's weights: every initializer of the main graph and of every subgraph
  * (If/Loop/Scan bodies), used or not, and every Constant node's value, named after its output
  * (a name already taken becomes "<scope>/<name>", see docs/onnx.md). The parsed graph is kept
@@ -192,7 +192,8 @@ int mp_onnx_save(const mp_model_t *m, const char *path, mp_errctx_t *err);
  * step has its form (docs/onnx.md): packed sub-8-bit codes unpacked in the graph, codebooks
  * through Gather, low-rank factors splitting MatMul/Gemm/Conv; zero output channels of a Conv
  * are removed where they only reach another Conv, and the metadata key "modelpress.channels"
- * of *onnx_out reports per weight what was removed or why not. */
+ * of *onnx_out reports per weight what was removed or why not. onnx_in must have opset 7 or
+ * later (the nodes added broadcast as opset 7 defines): older graphs are MP_EUNSUPPORTED. */
 int mp_onnx_apply(const mp_model_t *onnx_in, const mp_model_t *compressed, mp_model_t **onnx_out,
                   mp_errctx_t *err);
 

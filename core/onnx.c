@@ -15,8 +15,9 @@
  * raw_data exactly dims x element size, typed fields (float_data, int32_data, …) exactly
  * dims values each in range, never both; external data (data_location = EXTERNAL or an
  * external_data entry) is refused without touching the filesystem, whatever path it names.
- * IR versions 3-10 and default-domain opsets 7-18 are accepted, others refused (the writer and
- * the rewrites are only known right for those). Raw data aligned for its element type is
+ * IR versions 3-10 and default-domain opsets 1-18 are accepted, others refused (the writer and
+ * the runtime are only known right for those; the rewrites of onnx_rewrite.c need opset 7 or
+ * later and say so themselves). Raw data aligned for its element type is
  * borrowed from the input, anything else copied, so every tensor reads through a typed pointer.
  *
  * Writing encodes the tree: unchanged, it is the input byte for byte.

@@ -17,11 +17,15 @@
  * "kept_because"}. */
 #define MP_ONNX_CHANNELS_KEY "modelpress.channels"
 
-/* What the reader accepts (docs/onnx.md says why). */
+/* What the reader accepts (docs/onnx.md says why). Every opset from 1 is read and evaluated;
+ * mp_onnx_apply writes compressed weights only into graphs of opset MP_ONNX_REWRITE_OPSET_MIN or
+ * later, since the nodes it adds (Mul, Sub, Div with numpy broadcasting, Cast with a numeric
+ * `to`) mean something else, or nothing, below opset 7. */
 #define MP_ONNX_IR_MIN 3
 #define MP_ONNX_IR_MAX 10
-#define MP_ONNX_OPSET_MIN 7
+#define MP_ONNX_OPSET_MIN 1
 #define MP_ONNX_OPSET_MAX 18
+#define MP_ONNX_REWRITE_OPSET_MIN 7
 
 /* Field numbers of onnx.proto (ONNX 1.x; they never change once published). */
 enum {

@@ -2447,6 +2447,12 @@ int mp_onnx_apply(const mp_model_t *onnx_in, const mp_model_t *compressed, mp_mo
     MP_RETURN_IF(onnx_out == NULL || compressed == NULL, MP_EINVAL, "mp_onnx_apply: NULL argument");
     *onnx_out = NULL;
     MP_RETURN_IF(cin == NULL, MP_EINVAL, "mp_onnx_apply: the input model is not ONNX");
+    MP_RETURN_IF(cin->opset < MP_ONNX_REWRITE_OPSET_MIN, MP_EUNSUPPORTED,
+                 "compressing an ONNX model needs opset %d or later (the nodes that rebuild its "
+                 "weights broadcast as opset %d defines); this one has opset %lld: convert it "
+                 "first (onnx.version_converter), or write the compressed tensors as .mpz or "
+                 ".safetensors",
+                 MP_ONNX_REWRITE_OPSET_MIN, MP_ONNX_REWRITE_OPSET_MIN, (long long)cin->opset);
     record = mp_model_get_meta(compressed, MP_META_KEY);
     MP_RETURN_IF(record == NULL, MP_EFORMAT,
                  "the compressed model has no '" MP_META_KEY "' metadata record");

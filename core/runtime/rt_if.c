@@ -1,4 +1,4 @@
-/* rt_if.c — the If operator (opset 11-18): a scalar condition picks one of two subgraphs,
+/* rt_if.c — the If operator (opsets 1-18): a scalar condition picks one of two subgraphs,
  * then_branch or else_branch, whose outputs become the If's outputs.
  *
  * A branch has no inputs of its own: it reads values of the enclosing graph by name. Building

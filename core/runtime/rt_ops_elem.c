@@ -2,12 +2,15 @@
  * LogSoftmax, Cast, QuantizeLinear and DequantizeLinear.
  *
  * Broadcasting follows numpy (ONNX's multidirectional rule): shapes are aligned on the right,
- * a dim of 1 stretches. prep reduces the pair of inputs to a few merged dims with a stride of
- * 0 or 1 element per input in the innermost one, so the run is an odometer over the outer dims
- * and a tight loop over the inner one, specialised for (1,1), (1,0) and (0,1) strides so the
- * compiler vectorises it. Arithmetic runs on F32, and on INT64/INT32 for the shape arithmetic
- * exported graphs do (integer Div truncates toward zero; division by zero gives 0 rather than a
- * trap). Activations and normalisations are F32 only.
+ * a dim of 1 stretches. Before opset 7 it is the older rule (legacy_broadcast: only with
+ * broadcast=1, only the second input, placed at `axis`), and PRelu's slope is per channel;
+ * both are turned into a view of the second input that the numpy rule runs as it is. prep
+ * reduces the pair of inputs to a few merged dims with a stride of 0 or 1 element per input in
+ * the innermost one, so the run is an odometer over the outer dims and a tight loop over the
+ * inner one, specialised for (1,1), (1,0) and (0,1) strides so the compiler vectorises it.
+ * Arithmetic runs on F32, and on INT64/INT32 for the shape arithmetic exported graphs do (integer
+ * Div truncates toward zero; division by zero gives 0 rather than a trap). Activations and
+ * normalisations are F32 only.
  */
 #include "rt_int.h"
 
@@ -15,6 +18,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* ---- unary -------------------------------------------------------------------------------- */
 
@@ -222,9 +226,68 @@ static int broadcast(const rt_node_t *n, const rt_val_t *a, const rt_val_t *b, i
     return 0;
 }
 
+/* Before opset 7 (Add, Sub, Mul, Div, Pow, Equal: versions 1 and 6) inputs of two shapes
+ * combine only with broadcast=1, and then only B stretches to A's shape: B's dims lie on A's
+ * from `axis` on (by default on A's last ones), each equal to A's or 1, or B holds one value.
+ * Without broadcast=1 the shapes must be equal. bv is B seen with A's rank (1 outside B's run
+ * of dims), which the unidirectional numpy rule then runs as it is. */
+static int legacy_broadcast(const rt_sess_t *s, const rt_node_t *n, const rt_val_t *a,
+                            const rt_val_t *b, rt_val_t *bv, mp_errctx_t *err)
+{
+    int64_t axis = mp__rt_attr_int(n, "axis", a->rank - b->rank);
+    int same = a->rank == b->rank;
+
+    *bv = *b;
+    for (int i = 0; same && i < a->rank; i++) {
+        same = a->dims[i] == b->dims[i];
+    }
+    if (mp__rt_attr_int(n, "broadcast", 0) == 0) {
+        MP_RETURN_IF(!same, MP_EINVAL,
+                     "%s: at opset %lld, inputs '%s' and '%s' of different shapes need "
+                     "broadcast=1",
+                     n->label, (long long)s->opset, a->name, b->name);
+        return 0;
+    }
+    MP_RETURN_IF(b->rank > a->rank, MP_EINVAL,
+                 "%s: with broadcast=1, '%s' (%d dims) has more dims than '%s' (%d)", n->label,
+                 b->name, b->rank, a->name, a->rank);
+    if (b->n == 1) {
+        bv->rank = 0;
+        return 0;
+    }
+    axis = axis < 0 ? axis + a->rank : axis;
+    MP_RETURN_IF(axis < 0 || axis + b->rank > a->rank, MP_EINVAL,
+                 "%s: axis %lld does not place the %d dims of '%s' within the %d of '%s'", n->label,
+                 (long long)mp__rt_attr_int(n, "axis", 0), b->rank, b->name, a->rank, a->name);
+    bv->rank = a->rank;
+    for (int i = 0; i < a->rank; i++) {
+        bv->dims[i] = i >= axis && i < axis + b->rank ? b->dims[i - axis] : 1;
+        MP_RETURN_IF(bv->dims[i] != 1 && bv->dims[i] != a->dims[i], MP_EINVAL,
+                     "%s: dim %d of '%s' (%lld) does not match dim %d of '%s' (%lld) at axis "
+                     "%lld",
+                     n->label, (int)(i - axis), b->name, (long long)bv->dims[i], i, a->name,
+                     (long long)a->dims[i], (long long)axis);
+    }
+    return 0;
+}
+
+/* PRelu before opset 7 (versions 1 and 6): a slope of one value is shared, one of C values (a
+ * vector as long as X's dim 1) is per channel; any other slope broadcasts as from opset 7. */
+static void legacy_slope(const rt_val_t *x, const rt_val_t *slope, rt_val_t *sv)
+{
+    *sv = *slope;
+    if (slope->rank == 1 && x->rank >= 2 && slope->dims[0] == x->dims[1] && slope->n > 1) {
+        sv->rank = x->rank - 1;
+        for (int i = 1; i < sv->rank; i++) {
+            sv->dims[i] = 1;
+        }
+    }
+}
+
 static int binary_prep_kind(rt_sess_t *s, rt_node_t *n, mp_errctx_t *err, binary_kind_t kind)
 {
     const rt_val_t *a, *b;
+    rt_val_t bv;
     int64_t od[MP_MAX_DIMS];
     int orank = 0, rc;
     binary_t *bin;
@@ -243,7 +306,16 @@ static int binary_prep_kind(rt_sess_t *s, rt_node_t *n, mp_errctx_t *err, binary
     MP_RETURN_IF(bin == NULL, MP_ENOMEM, "out of memory");
     n->p = bin;
     bin->kind = kind;
-    if ((rc = broadcast(n, a, b, kind == B_PRELU, bin, od, &orank, err)) < 0) {
+    if (s->opset < 7 && kind == B_PRELU) {
+        legacy_slope(a, b, &bv);
+        b = &bv;
+    } else if (s->opset < 7) {
+        if ((rc = legacy_broadcast(s, n, a, b, &bv, err)) < 0) {
+            return rc;
+        }
+        b = &bv;
+    }
+    if ((rc = broadcast(n, a, b, kind == B_PRELU || s->opset < 7, bin, od, &orank, err)) < 0) {
         return rc;
     }
     return mp__rt_out_shape(s, n, 0, kind == B_EQUAL ? MP_DT_BOOL : a->dt, orank, od, err);
@@ -510,12 +582,35 @@ static int softmax_run(const rt_exec_t *e, const rt_node_t *n, mp_errctx_t *err)
 
 /* ---- Cast --------------------------------------------------------------------------------- */
 
+/* Cast-1 names its target type as a string: the TensorProto.DataType enum's names, 1 to 13. */
+static int64_t cast_to_name(const rt_node_t *n, char *name, size_t cap)
+{
+    static const char *const names[] = {"FLOAT",  "UINT8",  "INT8",   "UINT16", "INT16",
+                                        "INT32",  "INT64",  "STRING", "BOOL",   "FLOAT16",
+                                        "DOUBLE", "UINT32", "UINT64"};
+
+    if (mp__rt_attr_str(n, "to", name, cap, "") <= 0) {
+        return -1;
+    }
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        if (strcasecmp(name, names[i]) == 0) {
+            return (int64_t)i + 1;
+        }
+    }
+    return -1;
+}
+
 static int cast_prep(rt_sess_t *s, rt_node_t *n, mp_errctx_t *err)
 {
     const rt_val_t *x = RT_IN(s, n, 0);
-    const int64_t to = mp__rt_attr_int(n, "to", -1);
+    char name[32] = "";
+    const int64_t to =
+        s->opset < 6 ? cast_to_name(n, name, sizeof name) : mp__rt_attr_int(n, "to", -1);
     const int dt = mp__onnx_dtype(to);
 
+    MP_RETURN_IF(s->opset < 6 && to < 0, MP_EUNSUPPORTED,
+                 "%s: cast to '%s' is not supported (Cast-1 names a TensorProto data type)",
+                 n->label, name);
     MP_RETURN_IF(dt < 0 || !mp__rt_dtype_ok((mp_dtype_t)dt), MP_EUNSUPPORTED,
                  "%s: cast to ONNX type %lld is not supported", n->label, (long long)to);
     return mp__rt_out_shape(s, n, 0, (mp_dtype_t)dt, x->rank, x->dims, err);

@@ -647,6 +647,11 @@ static int gemm_prep(rt_sess_t *s, rt_node_t *n, mp_errctx_t *err)
                      n->label);
         g->cn = c->rank >= 1 ? c->dims[c->rank - 1] : 1;
         g->cm = c->rank == 2 ? c->dims[0] : 1;
+        /* before opset 7 C broadcasts only with broadcast=1, else it is M x N */
+        MP_RETURN_IF(s->opset < 7 && mp__rt_attr_int(n, "broadcast", 0) == 0 &&
+                         (c->rank != 2 || g->cm != g->M || g->cn != g->N),
+                     MP_EINVAL, "%s: at opset %lld, C must be %lldx%lld without broadcast=1",
+                     n->label, (long long)s->opset, (long long)g->M, (long long)g->N);
         MP_RETURN_IF((g->cn != 1 && g->cn != g->N) || (g->cm != 1 && g->cm != g->M), MP_EINVAL,
                      "%s: C does not broadcast to %lldx%lld", n->label, (long long)g->M,
                      (long long)g->N);
@@ -1022,6 +1027,10 @@ static int bn_prep(rt_sess_t *s, rt_node_t *n, mp_errctx_t *err)
     }
     MP_RETURN_IF(mp__rt_attr_int(n, "training_mode", 0) != 0, MP_EUNSUPPORTED,
                  "%s: training_mode is not supported", n->label);
+    /* before opset 7: is_test 0 is training (ONNX's version converter refuses it too); absent,
+     * the outputs say the mode, as from opset 7 */
+    MP_RETURN_IF(s->opset < 7 && mp__rt_attr_int(n, "is_test", 1) == 0, MP_EUNSUPPORTED,
+                 "%s: is_test 0 (training) is not supported", n->label);
     MP_RETURN_IF(mp__rt_attr_int(n, "spatial", 1) != 1, MP_EUNSUPPORTED,
                  "%s: spatial 0 is not supported", n->label);
     for (int o = 1; o < n->n_out; o++) {

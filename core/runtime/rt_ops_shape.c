@@ -323,7 +323,8 @@ static int split_prep(rt_sess_t *s, rt_node_t *n, mp_errctx_t *err)
     if ((rc = mp__rt_axis(n, mp__rt_attr_int(n, "axis", 0), x->rank, &axis, err)) < 0) {
         return rc;
     }
-    if (s->opset >= 13 && RT_HAS(n, 1)) {
+    /* split: input 1 from opset 13 (and in Split-1, as an alternative to the attribute) */
+    if ((s->opset >= 13 || s->opset < 2) && RT_HAS(n, 1)) {
         rc = mp__rt_const_ints(s, n, 1, parts, 64, &k, err);
     } else if (s->opset < 13) {
         rc = mp__rt_attr_ints(n, "split", parts, 64, &k, err);
@@ -499,7 +500,9 @@ static int pad_prep(rt_sess_t *s, rt_node_t *n, mp_errctx_t *err)
                                             : -1;
     MP_RETURN_IF(p->mode < 0, MP_EUNSUPPORTED, "%s: mode '%s' is not supported", n->label, mode);
     if (s->opset < 11) {
-        if ((rc = mp__rt_attr_ints(n, "pads", pads, 2 * MP_MAX_DIMS, &np, err)) < 0) {
+        /* Pad-1 calls them paddings */
+        if ((rc = mp__rt_attr_ints(n, s->opset < 2 ? "paddings" : "pads", pads, 2 * MP_MAX_DIMS,
+                                   &np, err)) < 0) {
             return rc;
         }
         cv = mp__rt_attr_float(n, "value", 0.0f);

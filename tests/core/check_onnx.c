@@ -554,7 +554,7 @@ END_TEST
 START_TEST(test_round_trip_bytes)
 {
     char path[] = "/tmp/check_onnx_XXXXXX";
-    const int64_t opsets[][2] = {{3, 7}, {8, 13}, {10, 18}, {6, 11}};
+    const int64_t opsets[][2] = {{3, 1}, {3, 6}, {3, 7}, {8, 13}, {10, 18}, {6, 11}};
     uint8_t *out = NULL, *back = NULL;
     size_t n = 0;
 
@@ -772,9 +772,9 @@ START_TEST(test_versions)
         (const char *[]){"ONNX IR version 2 is not supported (versions 3 to 10 are)", NULL});
     b = reference_model(11, 13);
     expect_fail(&b, MP_EUNSUPPORTED, (const char *[]){"ONNX IR version 11", NULL});
-    b = reference_model(8, 6);
+    b = reference_model(8, 0);
     expect_fail(&b, MP_EUNSUPPORTED,
-                (const char *[]){"ONNX opset 6 is not supported (opsets 7 to 18 are)", NULL});
+                (const char *[]){"ONNX opset 0 is not supported (opsets 1 to 18 are)", NULL});
     b = reference_model(10, 19);
     expect_fail(&b, MP_EUNSUPPORTED, (const char *[]){"ONNX opset 19", NULL});
     b = (buf_t){0};
@@ -1248,6 +1248,42 @@ START_TEST(test_apply_refusals)
     c = mp_model_new();
     apply(&b, c, MP_EFORMAT, "no 'modelpress' metadata record");
     free(b.p);
+}
+END_TEST
+
+/* Opsets 1-6 are read (and evaluated) but not rewritten: Mul and Sub broadcast there only with
+ * broadcast=1 and Cast names its type as a string, so the rebuilt weights would mean something
+ * else. Opset 7, the first with numpy broadcasting, is rewritten (Cast + Mul). */
+START_TEST(test_apply_old_opset)
+{
+    const int64_t d23[] = {2, 3}, d2[] = {2};
+    const char *rec = "{\"version\":1,\"tensors\":{\"W\":{\"quantize\":{\"bits\":8,"
+                      "\"scheme\":\"symmetric\",\"granularity\":\"channel\"},"
+                      "\"sparsity\":0,\"dtype\":\"F32\"}}}";
+    char text[2048];
+
+    for (int64_t opset = 1; opset <= 7; opset++) {
+        buf_t b = reference_model(3, opset);
+        mp_model_t *c = compressed(rec), *out;
+        char want[256];
+
+        add(c, "W", MP_DT_I8, 2, d23, W_CODES);
+        add(c, "W_scale", MP_DT_F32, 1, d2, W_SCALES);
+        if (opset < 7) {
+            snprintf(want, sizeof want,
+                     "compressing an ONNX model needs opset 7 or later (the nodes that rebuild "
+                     "its weights broadcast as opset 7 defines); this one has opset %lld",
+                     (long long)opset);
+            out = apply(&b, c, MP_EUNSUPPORTED, want);
+            ck_assert_ptr_null(out);
+        } else {
+            out = apply(&b, c, 0, NULL);
+            graph_text(mp__onnx_ctx(out)->graph, text, sizeof text);
+            ck_assert_msg(starts_with(text, "Cast(W_quantized)->"), "%s", text);
+            mp_model_free(out);
+        }
+        free(b.p);
+    }
 }
 END_TEST
 
@@ -1871,6 +1907,7 @@ static Suite *onnx_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_apply_int8_per_axis);
     tcase_add_test(tc, test_apply_int8_cast_mul);
+    tcase_add_test(tc, test_apply_old_opset);
     tcase_add_test(tc, test_apply_constant_and_ir3);
     tcase_add_test(tc, test_apply_share_fp16_prune);
     tcase_add_test(tc, test_apply_refusals);

@@ -1238,6 +1238,272 @@ START_TEST(test_sparse_float_is_csr)
 }
 END_TEST
 
+/* ---- opsets 1 to 6 ------------------------------------------------------------------------ */
+
+/* A [2,3,4] = 1..24 and B, one node of op with attrs at opset, into y (24 values). */
+static int legacy_binary(const char *op, int opset, const float *b, int brank, const int64_t *bd,
+                         const char *const *attrs, float *y, mp_errctx_t *err)
+{
+    graph_t g = {0};
+    float a[24];
+    int64_t ad[] = {2, 3, 4};
+    for (int i = 0; i < 24; i++) {
+        a[i] = (float)(i + 1);
+    }
+    g_in(&g, "a", 3, ad);
+    g_in(&g, "b", brank, bd);
+    g_node(&g, op, "a b", "y", attrs);
+    g_out(&g, "y");
+    const float *in[] = {a, b};
+    return run_model(&g, opset, in, y, NULL, NULL, err);
+}
+
+/* What op k of test_legacy_broadcast_axis gives. */
+static float legacy_want(int k, float x, float z)
+{
+    return k == 0 ? x + z : k == 1 ? x - z : k == 2 ? x * z : k == 3 ? x / z : powf(x, z);
+}
+
+/* Add, Sub, Mul, Div, Pow before opset 7: with broadcast=1, B [3] lies on A's dim 1 at axis=1
+ * and on A's last dims by default ([4]); opset 1's consumed_inputs is ignored. */
+START_TEST(test_legacy_broadcast_axis)
+{
+    static const char *ops[] = {"Add", "Sub", "Mul", "Div", "Pow"};
+    const float b3[3] = {1, 2, -4}, b4[4] = {0.5f, 1, 2, 3};
+    const int64_t d3[] = {3}, d4[] = {4};
+    float y[24];
+
+    for (int k = 0; k < 5; k++) {
+        for (int opset = 1; opset <= 6; opset += 5) {
+            mp_errctx_t err = {0};
+            const char *const ax1[] = {"i:broadcast=1", "i:axis=1", "I:consumed_inputs=0,0", NULL};
+            const char *const suffix[] = {"i:broadcast=1", NULL};
+            ck_assert_msg(legacy_binary(ops[k], opset, b3, 1, d3, ax1, y, &err) == 0, "%s",
+                          err.msg);
+            for (int i = 0; i < 24; i++) {
+                const float x = (float)(i + 1), z = b3[(i / 4) % 3];
+                const float w = legacy_want(k, x, z);
+                ck_assert_msg(fabsf(y[i] - w) <= 1e-6f * fabsf(w), "%s-%d axis 1 [%d]: %g, not %g",
+                              ops[k], opset, i, (double)y[i], (double)w);
+            }
+            ck_assert_msg(legacy_binary(ops[k], opset, b4, 1, d4, suffix, y, &err) == 0, "%s",
+                          err.msg);
+            for (int i = 0; i < 24; i++) {
+                const float x = (float)(i + 1), z = b4[i % 4];
+                const float w = legacy_want(k, x, z);
+                ck_assert_msg(fabsf(y[i] - w) <= 1e-6f * fabsf(w), "%s-%d suffix [%d]: %g, not %g",
+                              ops[k], opset, i, (double)y[i], (double)w);
+            }
+        }
+    }
+}
+END_TEST
+
+/* Before opset 7 shapes differ only with broadcast=1, B's dims must match A's where axis puts
+ * them, and B never has more dims; from opset 7 the attributes are gone and numpy rules. */
+START_TEST(test_legacy_broadcast_refused)
+{
+    static const float b24[24] = {0};
+    static const int64_t d3[] = {3}, d234[] = {1, 2, 3, 4};
+    static const char *const none[] = {NULL}, *const b0[] = {"i:broadcast=0", NULL},
+                             *const b1[] = {"i:broadcast=1", NULL},
+                             *const ax1[] = {"i:broadcast=1", "i:axis=1", NULL},
+                             *const ax2[] = {"i:broadcast=1", "i:axis=2", NULL},
+                             *const ax3[] = {"i:broadcast=1", "i:axis=3", NULL};
+    static const struct {
+        const char *op;
+        int opset, brank;
+        const int64_t *bd;
+        const char *const *attrs, *msg;
+    } cases[] = {
+        {"Add", 6, 1, d3, none,
+         "Add #0: at opset 6, inputs 'a' and 'b' of different shapes need broadcast=1"},
+        {"Mul", 6, 1, d3, b0,
+         "Mul #0: at opset 6, inputs 'a' and 'b' of different shapes need broadcast=1"},
+        {"Sub", 6, 1, d3, ax2,
+         "Sub #0: dim 0 of 'b' (3) does not match dim 2 of 'a' (4) at axis 2"},
+        {"Div", 6, 1, d3, ax3,
+         "Div #0: axis 3 does not place the 1 dims of 'b' within the 3 of 'a'"},
+        {"Add", 6, 4, d234, b1,
+         "Add #0: with broadcast=1, 'b' (4 dims) has more dims than 'a' (3)"},
+        /* the same node at opset 7: numpy aligns [3] with A's last dim, 4 */
+        {"Add", 7, 1, d3, ax1, "Add #0: shapes of 'a' and 'b' do not broadcast (dim 2: 4 vs 3)"},
+    };
+    float y[24];
+
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        mp_errctx_t err = {0};
+        ck_assert_int_eq(legacy_binary(cases[k].op, cases[k].opset, b24, cases[k].brank,
+                                       cases[k].bd, cases[k].attrs, y, &err),
+                         MP_EINVAL);
+        ck_assert_str_eq(err.msg, cases[k].msg);
+    }
+}
+END_TEST
+
+/* Gemm before opset 7: C [N] is added to every row with broadcast=1; without it C must be M x N */
+START_TEST(test_legacy_gemm_broadcast)
+{
+    const float a[4] = {1, 2, 3, 4}, w[4] = {1, 0, 0, 1}, c2[2] = {10, 20},
+                c22[4] = {10, 20, 30, 40};
+    const int64_t d22[] = {2, 2}, d2[] = {2};
+    float y[4];
+
+    for (int k = 0; k < 3; k++) {
+        graph_t g = {0};
+        mp_errctx_t err = {0};
+        g_in(&g, "a", 2, d22);
+        g_init(&g, "w", MP_DT_F32, 2, d22, w);
+        g_init(&g, "c", MP_DT_F32, k == 2 ? 2 : 1, k == 2 ? d22 : d2, k == 2 ? c22 : c2);
+        g_node(&g, "Gemm", "a w c", "y",
+               k == 0 ? (const char *[]){"i:broadcast=1", "f:beta=0.5", NULL}
+                      : (const char *[]){"f:beta=0.5", NULL});
+        g_out(&g, "y");
+        const float *in[] = {a};
+        const int rc = run_model(&g, 6, in, y, NULL, NULL, &err);
+        if (k == 1) {
+            ck_assert_int_eq(rc, MP_EINVAL);
+            ck_assert_str_eq(err.msg, "Gemm #0: at opset 6, C must be 2x2 without broadcast=1");
+            continue;
+        }
+        ck_assert_msg(rc == 0, "%s", err.msg);
+        expect_vals(y, k == 0 ? (const float[]){6, 12, 8, 14} : (const float[]){6, 12, 18, 24}, 4,
+                    1e-6f);
+    }
+}
+END_TEST
+
+/* PRelu before opset 7: a slope of C values is per channel (X's dim 1), one value is shared;
+ * from opset 7 the same [3] slope broadcasts on X's last dim and does not fit [2,3,2]. */
+START_TEST(test_legacy_prelu_channels)
+{
+    const float x[12] = {-1, 1, -2, 2, -3, 3, -4, 4, -5, 5, -6, 6}, slope[3] = {0.5f, 2, -1},
+                one[1] = {0.25f};
+    const int64_t xd[] = {2, 3, 2}, sd[] = {3}, d1[] = {1};
+    float y[12];
+
+    for (int k = 0; k < 3; k++) {
+        graph_t g = {0};
+        mp_errctx_t err = {0};
+        g_in(&g, "x", 3, xd);
+        g_init(&g, "s", MP_DT_F32, 1, k == 1 ? d1 : sd, k == 1 ? one : slope);
+        g_node(&g, "PRelu", "x s", "y", (const char *[]){"I:consumed_inputs=0,0", NULL});
+        g_out(&g, "y");
+        const float *in[] = {x};
+        const int rc = run_model(&g, k == 2 ? 7 : 1 + 5 * k, in, y, NULL, NULL, &err);
+        if (k == 2) {
+            ck_assert_int_eq(rc, MP_EINVAL);
+            ck_assert_ptr_nonnull(strstr(err.msg, "do not broadcast (dim 2: 2 vs 3)"));
+            continue;
+        }
+        ck_assert_msg(rc == 0, "%s", err.msg);
+        for (int i = 0; i < 12; i++) {
+            const float s = k == 1 ? 0.25f : slope[(i / 2) % 3];
+            ck_assert_float_eq_tol(y[i], x[i] < 0 ? s * x[i] : x[i], 1e-7f);
+        }
+    }
+}
+END_TEST
+
+/* BatchNormalization-1 and -6: is_test 1, spatial 1 and consumed_inputs compute as from opset
+ * 7; is_test 0 (training, batch statistics) is refused. */
+START_TEST(test_legacy_batchnorm)
+{
+    const float x[4] = {1, 2, 3, 4}, sc[2] = {2, 1}, bi[2] = {0, 1}, mu[2] = {1, 3},
+                var[2] = {4, 1};
+    const int64_t xd[] = {1, 2, 2}, cd[] = {2};
+    float y[4];
+
+    for (int k = 0; k < 3; k++) {
+        graph_t g = {0};
+        mp_errctx_t err = {0};
+        g_in(&g, "x", 3, xd);
+        g_init(&g, "sc", MP_DT_F32, 1, cd, sc);
+        g_init(&g, "bi", MP_DT_F32, 1, cd, bi);
+        g_init(&g, "mu", MP_DT_F32, 1, cd, mu);
+        g_init(&g, "var", MP_DT_F32, 1, cd, var);
+        g_node(&g, "BatchNormalization", "x sc bi mu var", "y",
+               k == 0   ? (const char *[]){"f:epsilon=0", "i:is_test=1", "i:spatial=1",
+                                           "I:consumed_inputs=0,0,0,1,1", NULL}
+               : k == 1 ? (const char *[]){"f:epsilon=0", "i:is_test=1", NULL}
+                        : (const char *[]){"f:epsilon=0", "i:is_test=0", NULL});
+        g_out(&g, "y");
+        const float *in[] = {x};
+        const int rc = run_model(&g, k == 0 ? 1 : 6, in, y, NULL, NULL, &err);
+        if (k == 2) {
+            ck_assert_int_eq(rc, MP_EUNSUPPORTED);
+            ck_assert_str_eq(err.msg,
+                             "BatchNormalization #0: is_test 0 (training) is not supported");
+            continue;
+        }
+        ck_assert_msg(rc == 0, "%s", err.msg);
+        expect_vals(y, (const float[]){0, 1, 1, 2}, 4, 1e-6f);
+    }
+}
+END_TEST
+
+/* Pad-1 reads `paddings`, Pad-2 `pads` (edge mode); Cast-1 names its type as a string; Split-1
+ * takes its lengths from input 1. */
+START_TEST(test_legacy_pad_cast_split)
+{
+    const float x[4] = {1.75f, -2.5f, 3, 4};
+    const int64_t d4[] = {4}, d2[] = {2}, parts[2] = {1, 3};
+    float y[8];
+
+    for (int k = 0; k < 2; k++) {
+        graph_t g = {0};
+        mp_errctx_t err = {0};
+        int64_t od[1];
+        int orank;
+        g_in(&g, "x", 1, d4);
+        g_node(&g, "Pad", "x", "y",
+               k == 0 ? (const char *[]){"I:paddings=1,2", "f:value=9", NULL}
+                      : (const char *[]){"I:pads=2,1", "s:mode=edge", NULL});
+        g_out(&g, "y");
+        const float *in[] = {x};
+        ck_assert_msg(run_model(&g, 1 + k, in, y, od, &orank, &err) == 0, "%s", err.msg);
+        expect_shape(od, orank, (const int64_t[]){7}, 1);
+        expect_vals(y,
+                    k == 0 ? (const float[]){9, 1.75f, -2.5f, 3, 4, 9, 9}
+                           : (const float[]){1.75f, 1.75f, 1.75f, -2.5f, 3, 4, 4},
+                    7, 0);
+    }
+    for (int k = 0; k < 2; k++) {
+        graph_t g = {0};
+        mp_errctx_t err = {0};
+        g_in(&g, "x", 1, d4);
+        g_node(&g, "Cast", "x", "i", (const char *[]){k ? "s:to=COMPLEX64" : "s:to=INT32", NULL});
+        g_node(&g, "Cast", "i", "y", (const char *[]){"s:to=FLOAT", NULL});
+        g_out(&g, "y");
+        const float *in[] = {x};
+        const int rc = run_model(&g, 5, in, y, NULL, NULL, &err);
+        if (k == 1) {
+            ck_assert_int_eq(rc, MP_EUNSUPPORTED);
+            ck_assert_str_eq(err.msg, "Cast #0: cast to 'COMPLEX64' is not supported (Cast-1 "
+                                      "names a TensorProto data type)");
+            continue;
+        }
+        ck_assert_msg(rc == 0, "%s", err.msg);
+        /* to INT32 truncates toward zero */
+        expect_vals(y, (const float[]){1, -2, 3, 4}, 4, 0);
+    }
+    {
+        graph_t g = {0};
+        mp_errctx_t err = {0};
+        int64_t od[1];
+        int orank;
+        g_in(&g, "x", 1, d4);
+        g_init(&g, "parts", MP_DT_I64, 1, d2, parts);
+        g_node(&g, "Split", "x parts", "a b", NULL);
+        g_out(&g, "b");
+        const float *in[] = {x};
+        ck_assert_msg(run_model(&g, 1, in, y, od, &orank, &err) == 0, "%s", err.msg);
+        expect_shape(od, orank, (const int64_t[]){3}, 1);
+        expect_vals(y, (const float[]){-2.5f, 3, 4}, 3, 0);
+    }
+}
+END_TEST
+
 static Suite *runtime_suite(void)
 {
     Suite *s = suite_create("runtime");
@@ -1247,6 +1513,7 @@ static Suite *runtime_suite(void)
     TCase *batch = tcase_create("batch");
     TCase *comp = tcase_create("compressed");
     TCase *flow = tcase_create("control flow");
+    TCase *legacy = tcase_create("opsets 1-6");
 
     tcase_add_test(ops, test_conv_pads_strides);
     tcase_add_test(ops, test_conv_groups_dilation_bias);
@@ -1275,6 +1542,12 @@ static Suite *runtime_suite(void)
     tcase_add_test(flow, test_if_folded);
     tcase_add_test(flow, test_if_refusals);
     tcase_add_test(flow, test_if_out_of_memory);
+    tcase_add_test(legacy, test_legacy_broadcast_axis);
+    tcase_add_test(legacy, test_legacy_broadcast_refused);
+    tcase_add_test(legacy, test_legacy_gemm_broadcast);
+    tcase_add_test(legacy, test_legacy_prelu_channels);
+    tcase_add_test(legacy, test_legacy_batchnorm);
+    tcase_add_test(legacy, test_legacy_pad_cast_split);
     tcase_set_timeout(comp, 60);
     suite_add_tcase(s, ops);
     suite_add_tcase(s, shape);
@@ -1282,6 +1555,7 @@ static Suite *runtime_suite(void)
     suite_add_tcase(s, batch);
     suite_add_tcase(s, comp);
     suite_add_tcase(s, flow);
+    suite_add_tcase(s, legacy);
     return s;
 }
 
