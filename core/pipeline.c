@@ -26,6 +26,8 @@
 #include "methods_int.h"
 #include "recipe_int.h"
 
+#include "kernels/kernels_int.h"
+
 #include <float.h>
 #include <jansson.h>
 #include <math.h>
@@ -113,6 +115,19 @@ int mp__tensor_to_f32(const mp_tensor_t *t, float *dst, mp_errctx_t *err)
     const unsigned char *src = t->data;
     const size_t n = (size_t)mp_tensor_elements(t);
 
+    if (t->dtype == MP_DT_F32) {
+        /* a copy and one vectorised finiteness pass */
+        size_t bad;
+        if (n == 0) {
+            return 0;
+        }
+        memcpy(dst, src, 4 * n);
+        bad = mp__first_nonfinite_f32(dst, n);
+        MP_RETURN_IF(bad < n, MP_EINVAL,
+                     "tensor '%s': element %zu is %s; only finite values can be compressed",
+                     t->name, bad, isnan(dst[bad]) ? "NaN" : "infinite");
+        return 0;
+    }
     for (size_t i = 0; i < n; i++) {
         uint16_t h;
         double d;
@@ -684,14 +699,10 @@ static int step_tensor(work_t *x, size_t s, run_t *run, mp_errctx_t *err)
 
 /* ---- report, record and output -------------------------------------------------------------- */
 
+/* |x| below the smallest subnormal is x == +-0 */
 static size_t count_zeros(const float *w, size_t n)
 {
-    size_t z = 0;
-
-    for (size_t i = 0; i < n; i++) {
-        z += w[i] == 0.0f;
-    }
-    return z;
+    return mp__kern()->count_below_f32(w, n, FLT_TRUE_MIN);
 }
 
 static json_t *shape_json(int n_dims, const int64_t *shape)

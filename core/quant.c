@@ -311,12 +311,8 @@ int mp__quant_ternary(const char *name, const float *w, size_t rows, size_t cols
 
 void mp__error_stats(const float *w, const float *w2, size_t n, double *rel_error, double *sqnr_db)
 {
-    double signal = 0.0, noise = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        double a = w[i], d = a - (double)w2[i];
-        signal += a * a;
-        noise += d * d;
-    }
+    double signal, noise;
+    mp__kern()->err_sums_f32(w, w2, n, &signal, &noise);
     if (rel_error) {
         /* 0/0 is an exact copy of nothing; x/0 an error with no signal to compare it to */
         *rel_error = signal > 0.0 ? sqrt(noise / signal) : noise > 0.0 ? INFINITY : 0.0;

@@ -21,6 +21,7 @@
         .dequant_i8_f32 = mp_kern_dequant_i8_f32_##name,                                           \
         .count_below_f32 = mp_kern_count_below_f32_##name,                                         \
         .mask_below_f32 = mp_kern_mask_below_f32_##name,                                           \
+        .err_sums_f32 = mp_kern_err_sums_f32_##name,                                               \
     }
 
 /* Best first: the fallback is the first supported entry. */

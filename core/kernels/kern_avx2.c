@@ -159,3 +159,31 @@ size_t mp_kern_mask_below_f32_avx2(float *x, size_t n, float thr)
 {
     return below(x, x, n, thr);
 }
+
+/* Sixteen double lanes in four vectors: lanes 0-3, 4-7, 8-11, 12-15 of each 16-float block. */
+void mp_kern_err_sums_f32_avx2(const float *w, const float *w2, size_t n, double *signal,
+                               double *noise)
+{
+    __m256d s[4], e[4];
+    double sig[MP_KERN_LANES], noi[MP_KERN_LANES];
+    size_t i = 0;
+
+    for (int k = 0; k < 4; k++) {
+        s[k] = e[k] = _mm256_setzero_pd();
+    }
+    for (; i + MP_KERN_LANES <= n; i += MP_KERN_LANES) {
+        for (int k = 0; k < 4; k++) {
+            const __m256d a = _mm256_cvtps_pd(_mm_loadu_ps(w + i + 4 * k));
+            const __m256d d = _mm256_sub_pd(a, _mm256_cvtps_pd(_mm_loadu_ps(w2 + i + 4 * k)));
+            s[k] = _mm256_add_pd(s[k], _mm256_mul_pd(a, a));
+            e[k] = _mm256_add_pd(e[k], _mm256_mul_pd(d, d));
+        }
+    }
+    for (int k = 0; k < 4; k++) {
+        _mm256_storeu_pd(sig + 4 * k, s[k]);
+        _mm256_storeu_pd(noi + 4 * k, e[k]);
+    }
+    mp_kern_err_lanes_f32_ref(w + i, w2 + i, n - i, sig, noi);
+    *signal = mp__kern_fold_lanes(sig);
+    *noise = mp__kern_fold_lanes(noi);
+}

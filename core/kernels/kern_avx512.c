@@ -161,3 +161,30 @@ size_t mp_kern_mask_below_f32_avx512(float *x, size_t n, float thr)
 {
     return below(x, x, n, thr);
 }
+
+/* Sixteen double lanes in two vectors: lanes 0-7 and 8-15 of each 16-float block. */
+void mp_kern_err_sums_f32_avx512(const float *w, const float *w2, size_t n, double *signal,
+                                 double *noise)
+{
+    __m512d s0 = _mm512_setzero_pd(), s1 = s0, e0 = s0, e1 = s0;
+    double sig[MP_KERN_LANES], noi[MP_KERN_LANES];
+    size_t i = 0;
+
+    for (; i + MP_KERN_LANES <= n; i += MP_KERN_LANES) {
+        const __m512d a0 = _mm512_cvtps_pd(_mm256_loadu_ps(w + i));
+        const __m512d a1 = _mm512_cvtps_pd(_mm256_loadu_ps(w + i + 8));
+        const __m512d d0 = _mm512_sub_pd(a0, _mm512_cvtps_pd(_mm256_loadu_ps(w2 + i)));
+        const __m512d d1 = _mm512_sub_pd(a1, _mm512_cvtps_pd(_mm256_loadu_ps(w2 + i + 8)));
+        s0 = _mm512_add_pd(s0, _mm512_mul_pd(a0, a0));
+        s1 = _mm512_add_pd(s1, _mm512_mul_pd(a1, a1));
+        e0 = _mm512_add_pd(e0, _mm512_mul_pd(d0, d0));
+        e1 = _mm512_add_pd(e1, _mm512_mul_pd(d1, d1));
+    }
+    _mm512_storeu_pd(sig, s0);
+    _mm512_storeu_pd(sig + 8, s1);
+    _mm512_storeu_pd(noi, e0);
+    _mm512_storeu_pd(noi + 8, e1);
+    mp_kern_err_lanes_f32_ref(w + i, w2 + i, n - i, sig, noi);
+    *signal = mp__kern_fold_lanes(sig);
+    *noise = mp__kern_fold_lanes(noi);
+}

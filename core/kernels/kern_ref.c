@@ -66,3 +66,22 @@ size_t mp_kern_mask_below_f32_ref(float *x, size_t n, float thr)
     }
     return c;
 }
+
+void mp_kern_err_lanes_f32_ref(const float *w, const float *w2, size_t n, double *sig, double *noi)
+{
+    for (size_t i = 0; i < n; i++) {
+        const double a = w[i], d = a - (double)w2[i];
+        sig[i % MP_KERN_LANES] += a * a;
+        noi[i % MP_KERN_LANES] += d * d;
+    }
+}
+
+void mp_kern_err_sums_f32_ref(const float *w, const float *w2, size_t n, double *signal,
+                              double *noise)
+{
+    double sig[MP_KERN_LANES] = {0}, noi[MP_KERN_LANES] = {0};
+
+    mp_kern_err_lanes_f32_ref(w, w2, n, sig, noi);
+    *signal = mp__kern_fold_lanes(sig);
+    *noise = mp__kern_fold_lanes(noi);
+}

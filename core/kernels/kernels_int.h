@@ -11,6 +11,10 @@
  * - dequant_i8_f32: y[i] = (float)q[i] * scale.
  * - count_below_f32: number of i with |x[i]| < thr.
  * - mask_below_f32: x[i] = 0 where |x[i]| < thr, in place; returns how many were set to 0.
+ * - err_sums_f32: *signal = sum of w[i]^2, *noise = sum of (w[i] - w2[i])^2, in double, in a
+ *   fixed order so that every variant gives the same bits: element i goes to lane i mod
+ *   MP_KERN_LANES (a = (double)w[i], d = a - (double)w2[i], sig += a * a, noi += d * d, no fused
+ *   multiply-add), and the lanes are then folded by mp__kern_fold_lanes.
  * Kernels never allocate and never fail.
  */
 #ifndef MP_KERNELS_INT_H
@@ -26,6 +30,7 @@ typedef struct mp_kern_table {
     void (*dequant_i8_f32)(const int8_t *q, size_t n, float scale, float *y);
     size_t (*count_below_f32)(const float *x, size_t n, float thr);
     size_t (*mask_below_f32)(float *x, size_t n, float thr);
+    void (*err_sums_f32)(const float *w, const float *w2, size_t n, double *signal, double *noise);
 } mp_kern_table_t;
 
 #define MP__KERN_DECLARE(isa)                                                                      \
@@ -33,7 +38,26 @@ typedef struct mp_kern_table {
     void mp_kern_quant_i8_f32_##isa(const float *x, size_t n, float inv_scale, int8_t *q);         \
     void mp_kern_dequant_i8_f32_##isa(const int8_t *q, size_t n, float scale, float *y);           \
     size_t mp_kern_count_below_f32_##isa(const float *x, size_t n, float thr);                     \
-    size_t mp_kern_mask_below_f32_##isa(float *x, size_t n, float thr);
+    size_t mp_kern_mask_below_f32_##isa(float *x, size_t n, float thr);                           \
+    void mp_kern_err_sums_f32_##isa(const float *w, const float *w2, size_t n, double *signal,     \
+                                    double *noise);
+
+/* err_sums_f32's lanes, and their fold: halves added pairwise (lane i += lane i + h for h = 8,
+ * 4, 2, 1), lane 0 the sum. */
+#define MP_KERN_LANES 16
+static inline double mp__kern_fold_lanes(double *lane)
+{
+    for (int h = MP_KERN_LANES / 2; h >= 1; h /= 2) {
+        for (int i = 0; i < h; i++) {
+            lane[i] += lane[i + h];
+        }
+    }
+    return lane[0];
+}
+
+/* err_sums_f32's loop from the reference, for the variants' last elements: adds element i of
+ * (w, w2, n) to lane i mod MP_KERN_LANES of sig and noi (n counted from a multiple of the lanes). */
+void mp_kern_err_lanes_f32_ref(const float *w, const float *w2, size_t n, double *sig, double *noi);
 
 MP__KERN_DECLARE(ref)
 MP__KERN_DECLARE(avx2)

@@ -291,6 +291,39 @@ static size_t check_mask(const where_t *w, const float *x, size_t n)
     return N_THR;
 }
 
+/* Doubles equal to the bit, or both NaN (a NaN's payload is not part of the contract). */
+static int same_double(double a, double b)
+{
+    return (isnan(a) && isnan(b)) || memcmp(&a, &b, sizeof a) == 0;
+}
+
+/* Against a second array near the first (the error a quantizer leaves), and against itself
+ * (no error at all: noise exactly 0). */
+static size_t check_err(const where_t *w, const float *x, size_t n)
+{
+    float *x2 = xwork_var + w->off;
+    double sa, na, sb, nb;
+    for (size_t i = 0; i < n; i++) {
+        x2[i] = x[i] * 0.75f + 0.001f;
+    }
+    for (int k = 0; k < 2; k++) {
+        const float *other = k == 0 ? x2 : x;
+        ref_table->err_sums_f32(x, other, n, &sa, &na);
+        w->v->err_sums_f32(x, other, n, &sb, &nb);
+        if (!same_double(sa, sb) || !same_double(na, nb)) {
+            ck_abort_msg("%s err_sums_f32: data %s n=%zu offset %zu %s: signal %a noise %a, ref "
+                         "%a %a",
+                         w->v->isa, w->kind, n, w->off, k == 0 ? "near" : "itself", sb, nb, sa,
+                         na);
+        }
+        if (k == 1 && isfinite(sa) && na != 0.0) {
+            ck_abort_msg("ref err_sums_f32: data %s n=%zu: noise %a against itself", w->kind, n,
+                         na);
+        }
+    }
+    return 2;
+}
+
 /* Every operation with the calls its check makes per case. */
 static const struct {
     check_fn check;
@@ -299,7 +332,8 @@ static const struct {
            {check_quant, N_INV},
            {check_dequant, N_SCALES},
            {check_count, N_THR},
-           {check_mask, N_THR}};
+           {check_mask, N_THR},
+           {check_err, 2}};
 #define N_OPS (int)(sizeof(ops) / sizeof(ops[0]))
 
 /* _i = variant * N_OPS + operation. */
@@ -416,6 +450,30 @@ START_TEST(test_spec_below)
 }
 END_TEST
 
+/* Sums of squares in figures: exact cases, more elements than lanes, none. */
+START_TEST(test_spec_err)
+{
+    const mp_kern_table_t *t = all_tables[_i];
+    float a[37], b[37];
+    double sig, noi;
+    for (int i = 0; i < 37; i++) {
+        a[i] = i % 2 ? -1.0f : 1.0f;
+        b[i] = a[i] * 0.5f;
+    }
+    a[36] = 3.0f;
+    b[36] = 7.0f;
+    t->err_sums_f32(a, b, 37, &sig, &noi);
+    ck_assert(sig == 36.0 + 9.0 && noi == 36 * 0.25 + 16.0);
+    t->err_sums_f32(a, b, 0, &sig, &noi);
+    ck_assert(sig == 0.0 && noi == 0.0);
+    /* single precision would lose 1 in 1e8 + 1: the sums are doubles */
+    a[0] = 1e4f;
+    a[1] = 1.0f;
+    t->err_sums_f32(a, a, 2, &sig, &noi);
+    ck_assert(sig == 1e8 + 1.0 && noi == 0.0);
+}
+END_TEST
+
 /* ---- dispatch ------------------------------------------------------------------------------ */
 
 static const char *best_isa(void)
@@ -481,7 +539,8 @@ START_TEST(test_dispatch_for)
               t->quant_i8_f32 == mp_kern_quant_i8_f32_ref &&
               t->dequant_i8_f32 == mp_kern_dequant_i8_f32_ref &&
               t->count_below_f32 == mp_kern_count_below_f32_ref &&
-              t->mask_below_f32 == mp_kern_mask_below_f32_ref);
+              t->mask_below_f32 == mp_kern_mask_below_f32_ref &&
+              t->err_sums_f32 == mp_kern_err_sums_f32_ref);
 }
 END_TEST
 
@@ -494,6 +553,7 @@ static Suite *kernels_suite(void)
     tcase_add_loop_test(tc, test_spec_quant, 0, n_all);
     tcase_add_loop_test(tc, test_spec_dequant, 0, n_all);
     tcase_add_loop_test(tc, test_spec_below, 0, n_all);
+    tcase_add_loop_test(tc, test_spec_err, 0, n_all);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("variants");
