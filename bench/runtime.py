@@ -17,8 +17,8 @@ inherits run.sh's environment: one thread everywhere, Debian's python3. Nothing 
   {"quantize": {"bits": 8}} (DequantizeLinear'd int8 weights), against torch's
   quantize_dynamic(nn.Linear) (per-tensor int8 weights; the engine is printed); target torch / ours >= 1.
   90 % sparse, as `modelpress compress` writes it with {"prune": {"sparsity": 0.9}}, against the
-  dense F32 layer in our runtime; target dense / sparse >= 3; torch's dense nn.Linear for
-  context. Each output is checked against float64 (relative L2 error) so that speed is never
+  dense F32 layer in our runtime; target dense / sparse >= 3; torch's dense nn.Linear (and
+  torch.mv, which this Debian build runs four times faster) for context. Each output is checked against float64 (relative L2 error) so that speed is never
   bought with a wrong answer.
 A section whose peer (node, the npm cache, the model package) is missing is skipped with the
 reason printed.
@@ -256,12 +256,19 @@ def bench_linear(args, d, w):
     rows.append({"task": "90% sparse 4096x4096 linear, b. 1", "ours": t_sp, "peer": t_dn,
                  "ratio": t_dn / t_sp, "target": f">={SPARSE_TARGET:g}x",
                  "met": t_dn / t_sp >= SPARSE_TARGET,
-                 "note": f"peer: our own dense F32 layer (OpenBLAS sgemv path); {zeros:.1%} "
+                 "note": f"peer: our own dense F32 layer (OpenBLAS sgemm, one thread); {zeros:.1%} "
                          f"zeros after `modelpress compress` prune 0.9; rel. error vs float64: "
                          f"sparse {err_sparse:.2e}, dense {err_dense:.2e}"})
     rows.append({"task": "  torch dense nn.Linear, batch 1", "ours": None,
                  "peer": statistics.median(torch_ms(lin) for _ in range(args.rounds)),
-                 "note": "for context: torch F32 on the same layer and input"})
+                 "note": "for context: torch F32 on the same layer and input (F.linear; this "
+                         "Debian build has BLAS_INFO=generic)"})
+    wt = torch.from_numpy(w)
+    rows.append({"task": "  torch.mv(W, x) + b, the same product", "ours": None,
+                 "peer": statistics.median(
+                     1e3 * time_peer(lambda _: torch.mv(wt, xt[0]) + lin.bias, args.runs)[0]
+                     for _ in range(args.rounds)),
+                 "note": "for context: torch's matrix-vector kernel, the fastest F32 form we found"})
     print(f"\nRuntime: a 4096x4096 linear layer at batch 1, one thread each, median of "
           f"{args.runs} runs after a warm-up,\n{args.rounds} alternating rounds; "
           f"ratio = peer / ours (a speed-up)\n")
