@@ -287,6 +287,30 @@ static int check_dataset(api_req_t *req, struct MHD_Connection *conn, const mp_m
     return 0;
 }
 
+/* An ONNX model comes back as ONNX unless the recipe asks for .mpz, and an evaluation runs the
+ * rewritten graph: either needs a graph mp_onnx_apply can write into, which is known now, before
+ * anything is stored or compressed (an opset below 7 is not). */
+static int check_onnx_output(api_req_t *req, struct MHD_Connection *conn, const mp_model_t *model,
+                             const mp_recipe_t *recipe, enum MHD_Result *ret)
+{
+    mp_eval_spec_t spec = {0};
+    mp_errctx_t err = {0};
+    int rc;
+
+    if (!mp_model_is_onnx(model)) {
+        return 0;
+    }
+    const int evaluating = req->have_dataset || req->dataset_id[0] != '\0' ||
+                           (mp_recipe_evaluate(req->recipe, req->recipe_len, &spec, NULL) == 0 &&
+                            spec.present);
+    if ((strcmp(mp_recipe_output_format(recipe), "mpz") != 0 || evaluating) &&
+        (rc = mp_onnx_check_apply(model, &err)) != 0) {
+        *ret = api__send_error(req, conn, api__code_for_mp(rc), "%s", err.msg);
+        return -1;
+    }
+    return 0;
+}
+
 /* The body is in: validate, store, commit, answer. */
 static enum MHD_Result finish_post(api_req_t *req, struct MHD_Connection *conn)
 {
@@ -338,7 +362,8 @@ static enum MHD_Result finish_post(api_req_t *req, struct MHD_Connection *conn)
         ret = api__send_error(req, conn, api__code_for_mp(rc), "%s", err.msg);
         goto out;
     }
-    if (check_dataset(req, conn, model, &ret) != 0) {
+    if (check_onnx_output(req, conn, model, recipe, &ret) != 0 ||
+        check_dataset(req, conn, model, &ret) != 0) {
         goto out;
     }
     mp_model_free(model); /* unmap before the file moves */

@@ -667,6 +667,16 @@ static int cmd_compress(int argc, char **argv)
         status = rc == MP_ERECIPE ? EXIT_USAGE : EXIT_FAILED;
         goto out;
     }
+    /* An ONNX model comes back as ONNX (its graph rewritten), unless the recipe asks for the
+     * .mpz container or OUT names a .safetensors file (the compressed tensors alone); the
+     * rewritten graph is also what --dataset evaluates. Refused now if it cannot be written. */
+    const int to_onnx = strcmp(mp_recipe_output_format(recipe), "mpz") != 0 &&
+                        mp_model_is_onnx(in) && !ends_with(out_path, ".safetensors");
+    if ((to_onnx || (dataset_path != NULL && mp_model_is_onnx(in))) &&
+        mp_onnx_check_apply(in, &err) < 0) {
+        fprintf(stderr, "modelpress: %s: %s\n", argv[optind], err.msg);
+        goto out;
+    }
     if ((rc = open_dataset(dataset_path, argv[optind], in, recipe_path, recipe_text, recipe_len,
                            &ds, &spec)) != EXIT_OK) {
         status = rc;
@@ -686,12 +696,8 @@ static int cmd_compress(int argc, char **argv)
     if (ds != NULL && evaluate_result(in, out, ds, &spec, dataset_path, &report) != EXIT_OK) {
         goto out;
     }
-    /* An ONNX model comes back as ONNX (its graph rewritten), unless the recipe asks for the
-     * .mpz container or OUT names a .safetensors file (the compressed tensors alone). */
     const char *container = mp_recipe_output_format(recipe);
-    size_t out_len = strlen(out_path);
-    int want_safetensors = out_len >= 12 && strcmp(out_path + out_len - 12, ".safetensors") == 0;
-    if (strcmp(container, "mpz") != 0 && mp_model_is_onnx(in) && !want_safetensors) {
+    if (to_onnx) {
         if (mp_onnx_apply(in, out, &onnx_out, &err) < 0) {
             fprintf(stderr, "modelpress: %s: %s\n", argv[optind], err.msg);
             goto out;

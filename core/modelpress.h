@@ -196,6 +196,9 @@ int mp_onnx_save(const mp_model_t *m, const char *path, mp_errctx_t *err);
  * later (the nodes added broadcast as opset 7 defines): older graphs are MP_EUNSUPPORTED. */
 int mp_onnx_apply(const mp_model_t *onnx_in, const mp_model_t *compressed, mp_model_t **onnx_out,
                   mp_errctx_t *err);
+/* Whether mp_onnx_apply can write into onnx_in's graph at all (its opset), so a caller can
+ * refuse before compressing: 0, MP_EUNSUPPORTED with the reason, MP_EINVAL when not ONNX. */
+int mp_onnx_check_apply(const mp_model_t *onnx_in, mp_errctx_t *err);
 
 /* For `modelpress inspect`: a malloc'd JSON document describing an ONNX model — ir_version,
  * opset, producer, node and parameter counts, operator counts ("domain.Op" outside the default

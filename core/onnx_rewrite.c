@@ -2429,6 +2429,20 @@ static int add_metadata(rw_t *rw, const json_t *report)
     return rc < 0 ? mp__err_set(rw->err, MP_ENOMEM, "out of memory writing the channel report") : 0;
 }
 
+int mp_onnx_check_apply(const mp_model_t *onnx_in, mp_errctx_t *err)
+{
+    const mp__onnx_t *cin = mp__onnx_ctx(onnx_in);
+
+    MP_RETURN_IF(cin == NULL, MP_EINVAL, "mp_onnx_apply: the input model is not ONNX");
+    MP_RETURN_IF(cin->opset < MP_ONNX_REWRITE_OPSET_MIN, MP_EUNSUPPORTED,
+                 "compressing an ONNX model needs opset %d or later (the nodes that rebuild its "
+                 "weights broadcast as opset %d defines); this one has opset %lld: convert it "
+                 "first (onnx.version_converter), or write the compressed tensors as .mpz or "
+                 ".safetensors",
+                 MP_ONNX_REWRITE_OPSET_MIN, MP_ONNX_REWRITE_OPSET_MIN, (long long)cin->opset);
+    return 0;
+}
+
 int mp_onnx_apply(const mp_model_t *onnx_in, const mp_model_t *compressed, mp_model_t **onnx_out,
                   mp_errctx_t *err)
 {
@@ -2446,13 +2460,9 @@ int mp_onnx_apply(const mp_model_t *onnx_in, const mp_model_t *compressed, mp_mo
 
     MP_RETURN_IF(onnx_out == NULL || compressed == NULL, MP_EINVAL, "mp_onnx_apply: NULL argument");
     *onnx_out = NULL;
-    MP_RETURN_IF(cin == NULL, MP_EINVAL, "mp_onnx_apply: the input model is not ONNX");
-    MP_RETURN_IF(cin->opset < MP_ONNX_REWRITE_OPSET_MIN, MP_EUNSUPPORTED,
-                 "compressing an ONNX model needs opset %d or later (the nodes that rebuild its "
-                 "weights broadcast as opset %d defines); this one has opset %lld: convert it "
-                 "first (onnx.version_converter), or write the compressed tensors as .mpz or "
-                 ".safetensors",
-                 MP_ONNX_REWRITE_OPSET_MIN, MP_ONNX_REWRITE_OPSET_MIN, (long long)cin->opset);
+    if ((rc = mp_onnx_check_apply(onnx_in, err)) < 0) {
+        return rc;
+    }
     record = mp_model_get_meta(compressed, MP_META_KEY);
     MP_RETURN_IF(record == NULL, MP_EFORMAT,
                  "the compressed model has no '" MP_META_KEY "' metadata record");

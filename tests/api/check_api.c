@@ -1319,8 +1319,9 @@ static long blob_size(const char *id)
     return stat(path, &st) == 0 ? (long)st.st_size : -1;
 }
 
-/* An ONNX model y = flatten(x) W (W 2x3), written by Debian's python3-onnx into *len bytes. */
-static void *make_onnx(size_t *len)
+/* An ONNX model y = flatten(x) W (W 2x3) of the given opset, written by Debian's python3-onnx
+ * into *len bytes. */
+static void *make_onnx_opset(int opset, size_t *len)
 {
     char path[] = "/tmp/mp-api-onnx-XXXXXX", cmd[1024];
     int fd = mkstemp(path);
@@ -1332,12 +1333,17 @@ static void *make_onnx(size_t *len)
              "[h.make_tensor_value_info('x', T.FLOAT, ['N', 2])], "
              "[h.make_tensor_value_info('y', T.FLOAT, ['N', 3])], "
              "[nh.from_array(np.arange(6, dtype=np.float32).reshape(2, 3) / 8, 'W')]); "
-             "m = h.make_model(g, opset_imports=[h.make_opsetid('', 13)]); m.ir_version = 8; "
+             "m = h.make_model(g, opset_imports=[h.make_opsetid('', %d)]); m.ir_version = 8; "
              "onnx.save(m, '%s')\"",
-             path);
+             opset, path);
     ck_assert_msg(system(cmd) == 0, "python3-onnx could not write a model (apt-get install "
                                     "python3-onnx)");
     return take_file(path, len);
+}
+
+static void *make_onnx(size_t *len)
+{
+    return make_onnx_opset(13, len);
 }
 
 /* The files in the blob store (blobs/sha256/ab/<hash>). */
@@ -1721,6 +1727,39 @@ START_TEST(test_onnx_result)
 }
 END_TEST
 
+/* An opset-6 graph can be read but not rewritten: a job that would write it back as ONNX (or
+ * evaluate the rewritten graph) is refused at upload, with nothing stored; as .mpz it runs. */
+START_TEST(test_onnx_old_opset)
+{
+    size_t len;
+    void *onnx = make_onnx_opset(6, &len);
+    const char *as_onnx = "{\"steps\":[{\"quantize\":{\"bits\":8}}]}";
+    const char *as_mpz = "{\"steps\":[{\"quantize\":{\"bits\":8}}],\"output\":{\"format\":\"mpz\"}}";
+    part_t p[2] = {{"recipe", NULL, as_onnx, strlen(as_onnx)}, {"model", "old.onnx", onnx, len}};
+    resp_t r = post_parts_as(NULL, "/jobs", p, 2);
+    ck_assert_int_eq(r.status, 415);
+    ck_assert_str_eq(err_code(&r), "unsupported_model");
+    ck_assert_ptr_nonnull(strstr(err_message(&r), "needs opset 7 or later"));
+    ck_assert_ptr_nonnull(strstr(err_message(&r), "this one has opset 6"));
+    resp_free(&r);
+    ck_assert_int_eq(count_blobs(), 0);
+    ck_assert_int_eq(count_files("tmp"), 0);
+    p[0].data = as_mpz;
+    p[0].len = strlen(as_mpz);
+    r = post_parts_as(NULL, "/jobs", p, 2);
+    ck_assert_msg(r.status == 202, "POST /jobs answered %d: %s", r.status, r.body);
+    char *id = job_id_of(&r);
+    resp_free(&r);
+    char *st = wait_done(id, &r);
+    ck_assert_msg(strcmp(st, "succeeded") == 0, "job ended %s: %s", st, r.body);
+    ck_assert_str_eq(str_of(json_object_get(r.json, "metrics"), "output_format"), "mpz");
+    resp_free(&r);
+    free(st);
+    free(id);
+    free(onnx);
+}
+END_TEST
+
 /* Item 10: one or two random bytes of a valid model flipped, uploaded: every answer is 202 or a
  * clean 4xx, every accepted job ends succeeded or failed with a message, the daemon serves on. */
 START_TEST(test_flipped_bytes)
@@ -1792,6 +1831,7 @@ static Suite *api_suite(void)
     tcase_add_test(tc, test_raw_upload);
     tcase_add_test(tc, test_mpz_result);
     tcase_add_test(tc, test_onnx_result);
+    tcase_add_test(tc, test_onnx_old_opset);
     tc = api_tcase(s, "refusals", 120);
     tcase_add_test(tc, test_refusals);
     tcase_add_test(tc, test_upload_cap_announced);

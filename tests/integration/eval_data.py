@@ -3,7 +3,8 @@
     /usr/bin/python3 tests/integration/eval_data.py OUTDIR N
 
 Writes OUTDIR/model.onnx (tests/fixtures/fmnist_mlp.safetensors as three Gemm layers with
-ReLU; input x [N, 784], output logits [N, 10]), OUTDIR/test.npz (the first N test images of
+ReLU; input x [N, 784], output logits [N, 10]), OUTDIR/model_opset6.onnx (the same as an
+opset-6 graph, Gemm with broadcast=1), OUTDIR/test.npz (the first N test images of
 Debian's dataset-fashion-mnist as x float32 (N, 28, 28) = pixel / 255 and y uint8 labels, the
 fixture's own input convention) and prints how many of them the fixture classifies right,
 computed here in float64 — the figure the runtime's accuracy must match.
@@ -63,6 +64,21 @@ def main():
     model.ir_version = 8
     onnx.checker.check_model(model)
     onnx.save(model, os.path.join(out_dir, "model.onnx"))
+
+    # The same network as an opset-6 graph (IR 3), whose Gemm adds its bias only under
+    # broadcast=1: what an old exporter wrote.
+    old = onnx.ModelProto()
+    old.CopyFrom(model)
+    for node in old.graph.node:
+        if node.op_type == "Gemm":
+            node.attribute.append(helper.make_attribute("broadcast", 1))
+    old.opset_import[0].version = 6
+    old.ir_version = 3  # which lists every initializer among the graph's inputs as well
+    for init in old.graph.initializer:
+        old.graph.input.append(helper.make_tensor_value_info(init.name, init.data_type,
+                                                             list(init.dims)))
+    onnx.checker.check_model(old)
+    onnx.save(old, os.path.join(out_dir, "model_opset6.onnx"))
 
     images = read_idx("t10k-images-idx3-ubyte.gz", 16).reshape(-1, 28, 28)[:n]
     labels = read_idx("t10k-labels-idx1-ubyte.gz", 8)[:n]

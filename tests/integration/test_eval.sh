@@ -13,6 +13,8 @@
 #   naming it in evaluate.dataset_id, and one sending the file along, succeed with the same
 #   figures in the job's metrics and in its report as the command gives; an evaluate block for
 #   a safetensors model is 400.
+# - An opset-6 graph of the same network evaluates to the same accuracy; compressing it back
+#   into ONNX is refused up front (exit 1, the reason, no file), into safetensors it works.
 # Run by `make check`; by hand: top_builddir=build top_srcdir=. tests/integration/test_eval.sh
 # Skips (77) when curl, python3-numpy, python3-onnx or dataset-fashion-mnist is missing.
 
@@ -77,6 +79,19 @@ mp_log "int8: accuracy $(mp_json "$T/int8-report.json" "$E['after']['accuracy']"
 check "$T/prune-report.json" "$E['after']['accuracy'] < 0.5 and $E['agreement'] < 0.5" \
     "95 % pruned: the evaluation sees the damage"
 mp_log "95 % pruned: accuracy $(mp_json "$T/prune-report.json" "$E['after']['accuracy']")"
+
+# an opset-6 graph: evaluated like the current one; compressed into safetensors, but not back
+# into its own graph (refused before any work, nothing written)
+"$MODELPRESS" eval "$T/model_opset6.onnx" --dataset "$T/test.npz" --json >"$T/eval6.json" ||
+    mp_fail "eval of the opset-6 graph failed"
+check "$T/eval6.json" "d['accuracy'] == $before" "eval of the opset-6 graph: the same accuracy"
+"$MODELPRESS" compress "$T/model_opset6.onnx" -r "$T/int8.json" -o "$T/int8-6.onnx" 2>"$T/old.err"
+[ $? -eq 1 ] || mp_fail "compress of an opset-6 graph to ONNX: not exit 1"
+grep -q "needs opset 7 or later.*this one has opset 6" "$T/old.err" ||
+    mp_fail "no reason given: $(cat "$T/old.err")"
+[ ! -e "$T/int8-6.onnx" ] || mp_fail "compress of an opset-6 graph to ONNX wrote a file"
+"$MODELPRESS" compress "$T/model_opset6.onnx" -r "$T/int8.json" -o "$T/int8-6.safetensors" \
+    2>"$T/old-st.err" || mp_fail "compress of an opset-6 graph to safetensors: $(cat "$T/old-st.err")"
 
 "$MODELPRESS" compress "$top_srcdir/tests/fixtures/fmnist_mlp.safetensors" -r "$T/int8.json" \
     -o "$T/st.safetensors" --dataset "$T/test.npz" 2>"$T/st.err"
