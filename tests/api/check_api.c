@@ -1346,6 +1346,20 @@ static void *make_onnx(size_t *len)
     return make_onnx_opset(13, len);
 }
 
+/* POST /jobs with these form parts, insist on 202, wait for the job to succeed: its id
+ * (malloc'd), the final GET /jobs/<id> answer in *last. */
+static char *run_parts(const part_t *parts, size_t n, resp_t *last)
+{
+    resp_t r = post_parts_as(NULL, "/jobs", parts, n);
+    ck_assert_msg(r.status == 202, "POST /jobs answered %d: %s", r.status, r.body);
+    char *id = job_id_of(&r);
+    resp_free(&r);
+    char *st = wait_done(id, last);
+    ck_assert_msg(strcmp(st, "succeeded") == 0, "job ended %s: %s", st, last->body);
+    free(st);
+    return id;
+}
+
 /* The files in the blob store (blobs/sha256/ab/<hash>). */
 static int count_blobs(void)
 {
@@ -1698,12 +1712,8 @@ START_TEST(test_onnx_result)
     void *onnx = make_onnx(&len);
     const char *recipe = "{\"steps\":[{\"quantize\":{\"bits\":8}}]}";
     part_t p[2] = {{"recipe", NULL, recipe, strlen(recipe)}, {"model", "net.onnx", onnx, len}};
-    resp_t r = post_parts_as(NULL, "/jobs", p, 2);
-    ck_assert_msg(r.status == 202, "POST /jobs answered %d: %s", r.status, r.body);
-    char *id = job_id_of(&r);
-    resp_free(&r);
-    char *st = wait_done(id, &r);
-    ck_assert_msg(strcmp(st, "succeeded") == 0, "job ended %s: %s", st, r.body);
+    resp_t r;
+    char *id = run_parts(p, 2, &r);
     ck_assert_str_eq(str_of(json_object_get(r.json, "metrics"), "output_format"), "onnx");
     ck_assert(json_is_null(json_object_get(r.json, "stage")));
     resp_free(&r);
@@ -1721,7 +1731,6 @@ START_TEST(test_onnx_result)
     ck_assert_int_eq(mp_onnx_parse(r.body, r.body_len, &m, NULL), 0);
     mp_model_free(m);
     resp_free(&r);
-    free(st);
     free(id);
     free(onnx);
 }
@@ -1746,15 +1755,9 @@ START_TEST(test_onnx_old_opset)
     ck_assert_int_eq(count_files("tmp"), 0);
     p[0].data = as_mpz;
     p[0].len = strlen(as_mpz);
-    r = post_parts_as(NULL, "/jobs", p, 2);
-    ck_assert_msg(r.status == 202, "POST /jobs answered %d: %s", r.status, r.body);
-    char *id = job_id_of(&r);
-    resp_free(&r);
-    char *st = wait_done(id, &r);
-    ck_assert_msg(strcmp(st, "succeeded") == 0, "job ended %s: %s", st, r.body);
+    char *id = run_parts(p, 2, &r);
     ck_assert_str_eq(str_of(json_object_get(r.json, "metrics"), "output_format"), "mpz");
     resp_free(&r);
-    free(st);
     free(id);
     free(onnx);
 }
