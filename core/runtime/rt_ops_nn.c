@@ -811,6 +811,8 @@ typedef struct pool {
     spatial_t sp;
     int max, include_pad;
     int inside;                  /* MaxPool whose every window lies inside the input, undilated */
+    int by_arg;                  /* MaxPool on I8/U8, or with Indices: the argmax loop */
+    int indices, col_major;      /* output 1 wanted; storage_order 1 */
 } pool_t;
 
 static int pool_prep(rt_sess_t *s, rt_node_t *n, mp_errctx_t *err, int max)
@@ -820,17 +822,20 @@ static int pool_prep(rt_sess_t *s, rt_node_t *n, mp_errctx_t *err, int max)
     pool_t *p;
     int rc;
 
-    if ((rc = mp__rt_need_type(s, n, 0, MP_DT_F32, err)) < 0) {
+    const int64_t order = mp__rt_attr_int(n, "storage_order", 0);
+    const int small_int = max && (x->dt == MP_DT_I8 || x->dt == MP_DT_U8);
+    if (!small_int && (rc = mp__rt_need_type(s, n, 0, MP_DT_F32, err)) < 0) {
         return rc;
     }
-    MP_RETURN_IF(n->n_out > 1 && n->out[1] >= 0, MP_EUNSUPPORTED,
-                 "%s: the Indices output is not supported", n->label);
-    MP_RETURN_IF(mp__rt_attr_int(n, "storage_order", 0) != 0, MP_EUNSUPPORTED,
-                 "%s: storage_order 1 is not supported", n->label);
+    MP_RETURN_IF(order != 0 && order != 1, MP_EINVAL, "%s: storage_order %lld (0 or 1)",
+                 n->label, (long long)order);
     p = calloc(1, sizeof *p);
     MP_RETURN_IF(p == NULL, MP_ENOMEM, "out of memory");
     n->p = p;
     p->max = max;
+    p->indices = max && n->n_out > 1 && n->out[1] >= 0;
+    p->col_major = order == 1;
+    p->by_arg = small_int || p->indices;
     p->include_pad = (int)mp__rt_attr_int(n, "count_include_pad", 0);
     MP_RETURN_IF(!max && mp__rt_attr(n, "dilations") != NULL, MP_EUNSUPPORTED,
                  "%s: dilations are not supported for AveragePool", n->label);
@@ -842,13 +847,16 @@ static int pool_prep(rt_sess_t *s, rt_node_t *n, mp_errctx_t *err, int max)
     for (int i = 0; i < p->sp.nsp; i++) {
         od[2 + i] = p->sp.out[ND - p->sp.nsp + i];
     }
-    p->inside = max;
+    p->inside = max && !p->by_arg;
     for (int i = 0; i < ND; i++) {
         const spatial_t *sp = &p->sp;
         p->inside &= sp->pb[i] == 0 && sp->d[i] == 1 &&
                      (sp->out[i] - 1) * sp->s[i] + sp->k[i] <= sp->in[i];
     }
-    return mp__rt_out_shape(s, n, 0, MP_DT_F32, x->rank, od, err);
+    if (p->indices && (rc = mp__rt_out_shape(s, n, 1, MP_DT_I64, x->rank, od, err)) < 0) {
+        return rc;
+    }
+    return mp__rt_out_shape(s, n, 0, x->dt, x->rank, od, err);
 }
 
 /* The running maximum as ONNX wants it: a NaN wins and stays. */
@@ -910,6 +918,90 @@ static int avgpool_prep(rt_sess_t *s, rt_node_t *n, mp_errctx_t *err)
     return pool_prep(s, n, err, 0);
 }
 
+/* The window of output position o: its positions inside the input, [lo, hi) stepping by the
+ * dilation from a first one >= 0, and the count of its positions inside the padded input (what
+ * count_include_pad divides by). */
+static int64_t pool_window(const spatial_t *sp, const int64_t *o, int64_t *lo, int64_t *hi)
+{
+    int64_t cnt_pad = 1;
+    for (int i = 0; i < ND; i++) {
+        const int64_t start = o[i] * sp->s[i] - sp->pb[i];
+        const int64_t end = start + (sp->k[i] - 1) * sp->d[i] + 1;
+        const int64_t pend = end < sp->in[i] + sp->pe[i] ? end : sp->in[i] + sp->pe[i];
+        cnt_pad *= (pend - start + sp->d[i] - 1) / sp->d[i];
+        lo[i] = start < 0 ? start + (-start + sp->d[i] - 1) / sp->d[i] * sp->d[i] : start;
+        hi[i] = end < sp->in[i] ? end : sp->in[i];
+    }
+    return cnt_pad;
+}
+
+/* An I8/U8/F32 element as float (exact for all three). */
+static inline float pool_load(mp_dtype_t dt, const void *x, int64_t i)
+{
+    return dt == MP_DT_F32  ? ((const float *)x)[i]
+           : dt == MP_DT_I8 ? (float)((const int8_t *)x)[i]
+                            : (float)((const uint8_t *)x)[i];
+}
+
+/* MaxPool by argmax, for I8/U8 inputs and for the Indices output: the first maximum of each
+ * window wins (a NaN wins and stays, as in max_nan); y takes its bytes, Indices its position in
+ * the whole input flattened: plane * (D1 * ... * Dn) plus its offset in the plane, row-major
+ * (storage_order 0) or column-major, the first spatial dim fastest (storage_order 1). A window
+ * with no position inside the input (pads as large as the kernel) gives the type's lowest
+ * value and index -1. */
+static void maxpool_arg(const pool_t *p, mp_dtype_t dt, int64_t planes, const void *x, void *y,
+                        int64_t *ind)
+{
+    const spatial_t *sp = &p->sp;
+    const int64_t IP = sp_in(sp), OP = sp_out(sp);
+    const size_t es = mp_dtype_size(dt);
+    int64_t lo[ND], hi[ND], o[ND];
+
+    for (int64_t c = 0; c < planes; c++) {
+        const int64_t j0 = c * OP;
+        for (o[0] = 0; o[0] < sp->out[0]; o[0]++) {
+            for (o[1] = 0; o[1] < sp->out[1]; o[1]++) {
+                for (o[2] = 0; o[2] < sp->out[2]; o[2]++) {
+                    const int64_t j = j0 + (o[0] * sp->out[1] + o[1]) * sp->out[2] + o[2];
+                    int64_t best = -1, pos[ND] = {0, 0, 0};
+                    float acc = -INFINITY;
+                    pool_window(sp, o, lo, hi);
+                    for (int64_t a = lo[0]; a < hi[0]; a += sp->d[0]) {
+                        for (int64_t b = lo[1]; b < hi[1]; b += sp->d[1]) {
+                            for (int64_t w = lo[2]; w < hi[2]; w += sp->d[2]) {
+                                const float v = pool_load(dt, x, c * IP +
+                                                          (a * sp->in[1] + b) * sp->in[2] + w);
+                                if (best < 0 || v > acc || (v != v && acc == acc)) {
+                                    acc = v;
+                                    best = 1;
+                                    pos[0] = a;
+                                    pos[1] = b;
+                                    pos[2] = w;
+                                }
+                            }
+                        }
+                    }
+                    const int64_t at = (pos[0] * sp->in[1] + pos[1]) * sp->in[2] + pos[2];
+                    if (best < 0) {
+                        if (dt == MP_DT_F32) {
+                            ((float *)y)[j] = -INFINITY;
+                        } else {
+                            ((uint8_t *)y)[j] = dt == MP_DT_I8 ? 0x80 : 0;
+                        }
+                    } else {
+                        memcpy((uint8_t *)y + (size_t)j * es,
+                               (const uint8_t *)x + (size_t)(c * IP + at) * es, es);
+                    }
+                    if (ind != NULL) {
+                        const int64_t cm = pos[0] + sp->in[0] * (pos[1] + sp->in[1] * pos[2]);
+                        ind[j] = best < 0 ? -1 : c * IP + (p->col_major ? cm : at);
+                    }
+                }
+            }
+        }
+    }
+}
+
 static int pool_run(const rt_exec_t *e, const rt_node_t *n, mp_errctx_t *err)
 {
     const pool_t *p = n->p;
@@ -918,9 +1010,13 @@ static int pool_run(const rt_exec_t *e, const rt_node_t *n, mp_errctx_t *err)
     const float *x = RT_PTR(e, n, 0);
     float *y = RT_OPTR(e, n, 0);
     const int64_t planes = xv->dims[0] * xv->dims[1], IP = sp_in(sp);
-    int64_t lo[ND], hi[ND], plo[ND], phi[ND];
+    int64_t lo[ND], hi[ND];
 
     (void)err;
+    if (p->by_arg) {
+        maxpool_arg(p, xv->dt, planes, x, y, p->indices ? RT_OPTR(e, n, 1) : NULL);
+        return 0;
+    }
     if (p->inside) {
         maxpool_inside(sp, planes, x, y);
         return 0;
@@ -932,25 +1028,9 @@ static int pool_run(const rt_exec_t *e, const rt_node_t *n, mp_errctx_t *err)
         for (o[0] = 0; o[0] < sp->out[0]; o[0]++) {
             for (o[1] = 0; o[1] < sp->out[1]; o[1]++) {
                 for (o[2] = 0; o[2] < sp->out[2]; o[2]++) {
-                    int64_t cnt_pad = 1;
-                    for (int i = 0; i < ND; i++) {
-                        const int64_t start = o[i] * sp->s[i] - sp->pb[i];
-                        lo[i] = start;
-                        hi[i] = start + (sp->k[i] - 1) * sp->d[i] + 1;
-                        /* positions counted by count_include_pad: inside the padded input */
-                        plo[i] = lo[i];
-                        phi[i] = hi[i] < sp->in[i] + sp->pe[i] ? hi[i] : sp->in[i] + sp->pe[i];
-                        cnt_pad *= (phi[i] - plo[i] + sp->d[i] - 1) / sp->d[i];
-                    }
+                    const int64_t cnt_pad = pool_window(sp, o, lo, hi);
                     float acc = p->max ? -INFINITY : 0.0f;
                     int64_t cnt = 0;
-                    for (int i = 0; i < ND; i++) {
-                        /* the window's positions inside the input: first >= 0, last < in */
-                        if (lo[i] < 0) {
-                            lo[i] += (-lo[i] + sp->d[i] - 1) / sp->d[i] * sp->d[i];
-                        }
-                        hi[i] = hi[i] < sp->in[i] ? hi[i] : sp->in[i];
-                    }
                     for (int64_t a = lo[0]; a < hi[0]; a += sp->d[0]) {
                         for (int64_t b = lo[1]; b < hi[1]; b += sp->d[1]) {
                             const float *xr = xc + (a * sp->in[1] + b) * sp->in[2];

@@ -657,6 +657,99 @@ START_TEST(test_gather_out_of_range)
 }
 END_TEST
 
+/* ---- the variants ONNX's conformance cases use ------------------------------------------ */
+
+/* Run a built graph whose inputs are given as floats (converted to each input's type) and
+ * write its first n_out outputs (as floats); returns the session's rc. */
+static int run_outs(graph_t *gr, int opset, const float *const *in, float **outs, int n_out,
+                    mp_errctx_t *err)
+{
+    buf_t keep;
+    mp_model_t *m = g_model(gr, opset, &keep);
+    mp_session_t *s = NULL;
+    int rc = mp_session_new(m, 1, &s, err);
+    if (rc == 0) {
+        ck_assert_int_eq(mp_session_n_outputs(s), n_out);
+        rc = mp_session_run(s, in, outs, err);
+    }
+    mp_session_free(s);
+    mp_model_free(m);
+    free(keep.p);
+    return rc;
+}
+
+/* MaxPool's Indices: the position of each window's maximum in the whole input flattened,
+ * row-major (storage_order 0) or column-major within the plane (1), plane c adding c * H * W. */
+START_TEST(test_maxpool_indices)
+{
+    /* plane 0 = [[1, 9, 3], [4, 5, 8], [7, 2, 6]], plane 1 its negation; 2x2 windows, stride 1:
+     * plane 0 maxima 9 (0,1), 9 (0,1), 7 (2,0), 8 (1,2); plane 1 -1 (0,0), -3 (0,2),
+     * -2 (2,1), -2 (2,1) */
+    const float x[18] = {1, 9, 3, 4, 5, 8, 7, 2, 6, -1, -9, -3, -4, -5, -8, -7, -2, -6};
+    const int64_t xd[] = {1, 2, 3, 3};
+    const float want_y[8] = {9, 9, 7, 8, -1, -3, -2, -2};
+    /* row-major h * 3 + w; column-major h + 3 * w; plane 1 adds 9 */
+    const float want_i[2][8] = {{1, 1, 6, 5, 9, 11, 16, 16}, {3, 3, 2, 7, 9, 15, 14, 14}};
+
+    for (int order = 0; order < 3; order++) {
+        graph_t g = {0};
+        float y[8], ind[8];
+        float *outs[] = {y, ind};
+        char spec[32];
+        mp_errctx_t err = {0};
+        snprintf(spec, sizeof spec, "i:storage_order=%d", order);
+        g_in(&g, "x", 4, xd);
+        g_node(&g, "MaxPool", "x", "y i", (const char *[]){"I:kernel_shape=2,2", spec, NULL});
+        g_out(&g, "y");
+        g_out(&g, "i");
+        const float *in[] = {x};
+        const int rc = run_outs(&g, 12, in, outs, 2, &err);
+        if (order == 2) {
+            ck_assert_int_eq(rc, MP_EINVAL);
+            ck_assert_str_eq(err.msg, "MaxPool #0: storage_order 2 (0 or 1)");
+            continue;
+        }
+        ck_assert_msg(rc == 0, "%s", err.msg);
+        expect_vals(y, want_y, 8, 0);
+        expect_vals(ind, want_i[order], 8, 0);
+    }
+}
+END_TEST
+
+/* MaxPool on U8 and I8 keeps the type; AveragePool (and MaxPool on other integer types) is
+ * refused. The same four bytes {200, 3, 255, 0} read as I8 are {-56, 3, -1, 0}. */
+START_TEST(test_maxpool_int8)
+{
+    const int64_t xd[] = {1, 1, 2, 2};
+    const float xu[4] = {200, 3, 255, 0}, xs[4] = {-56, 3, -1, 0};
+    /* 2x2 windows over the input padded by 1: 3x3 outputs, each the maximum of the real values
+     * its window covers */
+    const float want_u[9] = {200, 200, 3, 255, 255, 3, 255, 255, 0};
+    const float want_s[9] = {-56, 3, 3, -1, 3, 3, -1, 0, 0};
+
+    for (int k = 0; k < 4; k++) {
+        graph_t g = {0};
+        float y[9];
+        float *outs[] = {y};
+        mp_errctx_t err = {0};
+        const mp_dtype_t dt = k == 0 ? MP_DT_U8 : k == 1 ? MP_DT_I8 : k == 2 ? MP_DT_U8 : MP_DT_I32;
+        g_io(&g, ONNX_GRAPH_INPUT, "x", dt, 4, xd);
+        g_node(&g, k == 2 ? "AveragePool" : "MaxPool", "x", "y",
+               (const char *[]){"I:kernel_shape=2,2", "I:pads=1,1,1,1", NULL});
+        g_out(&g, "y");
+        const float *in[] = {k == 1 ? xs : xu};
+        const int rc = run_outs(&g, 12, in, outs, 1, &err);
+        if (k >= 2) {
+            ck_assert_int_eq(rc, MP_EUNSUPPORTED);
+            ck_assert_ptr_nonnull(strstr(err.msg, "; the runtime runs this operator on F32 only"));
+            continue;
+        }
+        ck_assert_msg(rc == 0, "%s", err.msg);
+        expect_vals(y, k == 0 ? want_u : want_s, 9, 0);
+    }
+}
+END_TEST
+
 /* ---- shape inference errors --------------------------------------------------------------- */
 
 START_TEST(test_refusals)
@@ -1530,6 +1623,8 @@ static Suite *runtime_suite(void)
     tcase_add_test(ops, test_resize_and_reduce);
     tcase_add_test(ops, test_quant_dequant);
     tcase_add_test(ops, test_gather_out_of_range);
+    tcase_add_test(ops, test_maxpool_indices);
+    tcase_add_test(ops, test_maxpool_int8);
     tcase_add_test(shape, test_broadcast_refused);
     tcase_add_test(shape, test_refusals);
     tcase_add_test(plan, test_plan_chain_reuses);
