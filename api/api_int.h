@@ -179,6 +179,9 @@ enum MHD_Result api__method_not_allowed(api_req_t *req, struct MHD_Connection *c
 
 /* Unix seconds as the API writes times ("2025-01-31T12:00:00.000Z"), or null for 0 (new). */
 json_t *api__time_json(double unix_s);
+/* The query argument name as an integer 0..max (def when absent or empty); -1 when it is not
+ * one. */
+int api__uint_arg(struct MHD_Connection *conn, const char *name, long def, long max, long *out);
 
 /* Who is asking (auth.c): with auth on and needs_auth, a valid bearer token fills req->user
  * and req->owner; a token in the query string is always refused. 0 to go on, else an error is

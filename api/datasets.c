@@ -14,6 +14,7 @@
 #include "api/api_int.h"
 
 #include <ctype.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -280,13 +281,26 @@ enum MHD_Result api__post_datasets_end(api_req_t *req, struct MHD_Connection *co
 
 /* ---- the routes ---- */
 
+/* A page of the user's datasets (everyone's with auth off), newest first: ?limit= (1 to 1000,
+ * default 100) and ?offset=, with the total, as GET /jobs pages. */
 static enum MHD_Result get_datasets(api_req_t *req, struct MHD_Connection *conn)
 {
     db_dataset_t *list = NULL;
-    json_t *arr = json_array();
+    json_t *arr;
     size_t n = 0;
+    int64_t total = 0;
+    long limit, offset;
 
-    if (db_dataset_list(req->api->db, req->owner, &list, &n) != 0) {
+    if (api__uint_arg(conn, "limit", 100, 1000, &limit) != 0 || limit == 0) {
+        return api__send_error(req, conn, "bad_request", "limit: must be an integer 1 to 1000");
+    }
+    if (api__uint_arg(conn, "offset", 0, INT_MAX, &offset) != 0) {
+        return api__send_error(req, conn, "bad_request",
+                               "offset: must be an integer 0 to 2147483647");
+    }
+    arr = json_array();
+    if (db_dataset_list(req->api->db, req->owner, (int)limit, (int)offset, &list, &n, &total) !=
+        0) {
         json_decref(arr);
         return api__send_error(req, conn, "internal", "database: %s", db_errmsg(req->api->db));
     }
@@ -296,8 +310,9 @@ static enum MHD_Result get_datasets(api_req_t *req, struct MHD_Connection *conn)
     }
     free(list);
     return api__send_json(req, conn, MHD_HTTP_OK,
-                          json_pack("{s:o,s:I}", "datasets", arr, "total", (json_int_t)n), NULL,
-                          NULL);
+                          json_pack("{s:o,s:I,s:i,s:i}", "datasets", arr, "total",
+                                    (json_int_t)total, "limit", (int)limit, "offset", (int)offset),
+                          NULL, NULL);
 }
 
 static enum MHD_Result dataset_route(api_req_t *req, struct MHD_Connection *conn,

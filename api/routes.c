@@ -10,6 +10,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -183,8 +184,7 @@ static enum MHD_Result get_healthz(api_req_t *req, struct MHD_Connection *conn)
     return api__send_json(req, conn, MHD_HTTP_OK, body, NULL, NULL);
 }
 
-static int parse_uint_arg(struct MHD_Connection *conn, const char *name, long def, long max,
-                          long *out)
+int api__uint_arg(struct MHD_Connection *conn, const char *name, long def, long max, long *out)
 {
     const char *v = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, name);
     if (v == NULL || *v == '\0') {
@@ -211,11 +211,12 @@ static enum MHD_Result get_jobs(api_req_t *req, struct MHD_Connection *conn)
                                "state=%s: must be queued, running, succeeded, failed or canceled",
                                s);
     }
-    if (parse_uint_arg(conn, "limit", 50, 1000, &limit) != 0 || limit == 0) {
+    if (api__uint_arg(conn, "limit", 50, 1000, &limit) != 0 || limit == 0) {
         return api__send_error(req, conn, "bad_request", "limit: must be an integer 1 to 1000");
     }
-    if (parse_uint_arg(conn, "offset", 0, 1L << 40, &offset) != 0) {
-        return api__send_error(req, conn, "bad_request", "offset: must be an integer >= 0");
+    if (api__uint_arg(conn, "offset", 0, INT_MAX, &offset) != 0) {
+        return api__send_error(req, conn, "bad_request",
+                               "offset: must be an integer 0 to 2147483647");
     }
     /* With auth on, a user sees their own jobs only. */
     const char *owner = req->owner != NULL

@@ -180,6 +180,8 @@ enum stmt_id {
     ST_DATASET_GET,
     ST_DATASET_LIST_ANY, /* owner NULL */
     ST_DATASET_LIST_OWNER,
+    ST_DATASET_COUNT_ANY, /* owner NULL */
+    ST_DATASET_COUNT_OWNER,
     ST_DATASET_DELETE,
     ST_N
 };
@@ -266,10 +268,13 @@ static const char *const stmt_sql[ST_N] = {
                        " info = excluded.info",
     [ST_DATASET_GET] = "SELECT " DATASET_COLS " FROM blobs WHERE sha256 = ?1 AND kind = 'dataset'"
                        " AND (?2 IS NULL OR owner = ?2) ORDER BY created_at LIMIT 1",
+    /* ?2 owner (the _OWNER shapes), ?3 limit, ?4 offset */
     [ST_DATASET_LIST_ANY] = "SELECT " DATASET_COLS " FROM blobs WHERE kind = 'dataset'"
-                            " ORDER BY created_at DESC, sha256",
+                            " ORDER BY created_at DESC, sha256, owner LIMIT ?3 OFFSET ?4",
     [ST_DATASET_LIST_OWNER] = "SELECT " DATASET_COLS " FROM blobs WHERE kind = 'dataset'"
-                              " AND owner = ?2 ORDER BY created_at DESC, sha256",
+                              " AND owner = ?2 ORDER BY created_at DESC, sha256 LIMIT ?3 OFFSET ?4",
+    [ST_DATASET_COUNT_ANY] = "SELECT count(*) FROM blobs WHERE kind = 'dataset'",
+    [ST_DATASET_COUNT_OWNER] = "SELECT count(*) FROM blobs WHERE kind = 'dataset' AND owner = ?2",
     [ST_DATASET_DELETE] = "DELETE FROM blobs WHERE sha256 = ?1 AND kind = 'dataset'"
                           " AND (?2 IS NULL OR owner = ?2)",
 };
@@ -1401,17 +1406,22 @@ int db_dataset_get(db_t *db, const char *sha256_hex, const char *owner, db_datas
     return ret;
 }
 
-int db_dataset_list(db_t *db, const char *owner, db_dataset_t **out, size_t *n)
+int db_dataset_list(db_t *db, const char *owner, int limit, int offset, db_dataset_t **out,
+                    size_t *n, int64_t *total)
 {
     sqlite3_stmt *st = db->st[owner != NULL ? ST_DATASET_LIST_OWNER : ST_DATASET_LIST_ANY];
+    sqlite3_stmt *cnt = db->st[owner != NULL ? ST_DATASET_COUNT_OWNER : ST_DATASET_COUNT_ANY];
     size_t cap = 0;
     int rc = SQLITE_OK, ret;
 
     *out = NULL;
     *n = 0;
-    if (owner != NULL) {
-        bind_text(st, 2, owner, &rc);
-    }
+    *total = 0;
+    limit = limit < 1 ? 1 : limit > 1000 ? 1000 : limit;
+    offset = offset < 0 ? 0 : offset;
+    bind_filter(st, -1, owner, &rc);
+    bind_int64(st, 3, limit, &rc);
+    bind_int64(st, 4, offset, &rc);
     while ((ret = step_lookup(db, st, rc)) == 1) {
         if (*n == cap) {
             cap = cap ? 2 * cap : 16;
@@ -1429,6 +1439,11 @@ int db_dataset_list(db_t *db, const char *owner, db_dataset_t **out, size_t *n)
         (*n)++;
     }
     stmt_done(st);
+    if (ret >= 0) {
+        rc = SQLITE_OK;
+        bind_filter(cnt, -1, owner, &rc);
+        ret = step_int64(db, cnt, rc, total);
+    }
     if (ret < 0) {
         for (size_t i = 0; i < *n; i++) {
             db_dataset_clear(&(*out)[i]);
@@ -1436,6 +1451,7 @@ int db_dataset_list(db_t *db, const char *owner, db_dataset_t **out, size_t *n)
         free(*out);
         *out = NULL;
         *n = 0;
+        *total = 0;
         return ret;
     }
     return 0;

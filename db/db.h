@@ -175,9 +175,11 @@ int db_dataset_put(db_t *db, const char *sha256_hex, const char *owner, const ch
                    int64_t bytes, const char *info_json, int *created);
 /* One dataset; owner NULL: any owner (the oldest row). Another owner's is DB_ENOTFOUND. */
 int db_dataset_get(db_t *db, const char *sha256_hex, const char *owner, db_dataset_t *out);
-/* The datasets of owner (NULL: everyone's), newest first; *out is malloc'd (clear each with
+/* A page of the datasets of owner (NULL: everyone's), newest first: at most limit (clamped to
+ * 1..1000) from offset; *total counts them all. *out is malloc'd (clear each with
  * db_dataset_clear, then free the array). */
-int db_dataset_list(db_t *db, const char *owner, db_dataset_t **out, size_t *n);
+int db_dataset_list(db_t *db, const char *owner, int limit, int offset, db_dataset_t **out,
+                    size_t *n, int64_t *total);
 /* Stop keeping a dataset (owner NULL: every owner's row of it). DB_ENOTFOUND if there was
  * none. The caller removes the file when db_blob_refs then says 0. */
 int db_dataset_delete(db_t *db, const char *sha256_hex, const char *owner);

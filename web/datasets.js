@@ -1,13 +1,16 @@
 // datasets.js — evaluation and calibration data on the server: the list and an upload.
 //
 // GET /datasets lists them (with what the server's validation found: format, samples, input
-// shape, classes); POST /datasets takes one file (multipart field "dataset": .npz or .npy, or
+// shape, classes), the newest MAX_LISTED, saying how many there are beyond; POST /datasets takes one file (multipart field "dataset": .npz or .npy, or
 // safetensors with tensors x and y, and an optional "name") with the same upload progress bar
 // as a model; DELETE /datasets/<id> stops keeping one (two clicks). A server without the
 // datasets API answers 404, and the page says so instead of failing.
 
 import { getJSON, upload, del } from "./api.js";
 import { el, fmtBytes, fmtTime, progressBar, notice, confirmButton } from "./ui.js";
+
+// The most one page of GET /datasets gives.
+const MAX_LISTED = 1000;
 
 function shape(s) {
   return Array.isArray(s) ? s.join("×") : s === undefined || s === null ? "—" : String(s);
@@ -37,7 +40,7 @@ export function render(main) {
   async function load() {
     let body;
     try {
-      body = await getJSON("/datasets");
+      body = await getJSON("/datasets?limit=" + MAX_LISTED);
     } catch (e) {
       if (stopped) return;
       listBox.replaceChildren(
@@ -52,6 +55,8 @@ export function render(main) {
       listBox.replaceChildren(el("p", { class: "muted" }, "No datasets yet."));
       return;
     }
+    const total = Number(body.total) || list.length;
+    const more = total > list.length ? el("p", { class: "muted small", id: "datasets-more" }, `The newest ${list.length} of ${total} datasets; GET /datasets?offset=${list.length} lists the rest.`) : null;
     // Figures validation found may sit on the dataset or in its "info" object.
     const pick = (d, ...keys) => {
       for (const k of keys) {
@@ -102,6 +107,7 @@ export function render(main) {
           ),
         ),
       ),
+      ...(more ? [more] : []),
     );
   }
 

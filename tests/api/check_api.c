@@ -1660,8 +1660,24 @@ START_TEST(test_jobs_with_dataset)
     resp_free(&r);
     r = get("/datasets");
     ck_assert_int_eq(int_of(r.json, "total"), 2);
+    ck_assert_int_eq(int_of(r.json, "limit"), 100);
     ck_assert_str_eq(str_of(json_array_get(json_object_get(r.json, "datasets"), 0), "name"),
                      "sent-along.safetensors");
+    resp_free(&r);
+    /* pages of them, as GET /jobs pages: the older one second */
+    r = get("/datasets?limit=1&offset=1");
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_int_eq(int_of(r.json, "total"), 2);
+    ck_assert_int_eq(int_of(r.json, "offset"), 1);
+    ck_assert_uint_eq(json_array_size(json_object_get(r.json, "datasets")), 1);
+    ck_assert_str_eq(str_of(json_array_get(json_object_get(r.json, "datasets"), 0), "id"), id);
+    resp_free(&r);
+    r = get("/datasets?limit=0");
+    ck_assert_int_eq(r.status, 400);
+    ck_assert_str_eq(err_message(&r), "limit: must be an integer 1 to 1000");
+    resp_free(&r);
+    r = get("/datasets?offset=-1");
+    ck_assert_int_eq(r.status, 400);
     resp_free(&r);
     ck_assert_int_eq(count_files("tmp"), 0);
     free(ds2);

@@ -1143,23 +1143,37 @@ START_TEST(test_datasets)
     ck_assert_str_eq(d.owner, "alice");
     ck_assert_ptr_null(d.info);
     db_dataset_clear(&d);
-    /* lists: one owner's, newest first, or everyone's */
-    ck_assert_int_eq(db_dataset_list(db, "alice", &all, &n), 0);
+    /* lists: one owner's, newest first, or everyone's; pages of them with the total */
+    int64_t total = 0;
+    ck_assert_int_eq(db_dataset_list(db, "alice", 100, 0, &all, &n, &total), 0);
     ck_assert_uint_eq(n, 2);
+    ck_assert_int_eq(total, 2);
     ck_assert_str_eq(all[0].id, SHA_B);
     ck_assert_str_eq(all[1].id, SHA_A);
     for (size_t i = 0; i < n; i++) {
         db_dataset_clear(&all[i]);
     }
     free(all);
-    ck_assert_int_eq(db_dataset_list(db, NULL, &all, &n), 0);
-    ck_assert_uint_eq(n, 3);
+    ck_assert_int_eq(db_dataset_list(db, "alice", 1, 1, &all, &n, &total), 0);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_int_eq(total, 2);
+    ck_assert_str_eq(all[0].id, SHA_A);
+    db_dataset_clear(&all[0]);
+    free(all);
+    ck_assert_int_eq(db_dataset_list(db, NULL, 2, 0, &all, &n, &total), 0);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_int_eq(total, 3);
     for (size_t i = 0; i < n; i++) {
         db_dataset_clear(&all[i]);
     }
     free(all);
-    ck_assert_int_eq(db_dataset_list(db, "carol", &all, &n), 0);
+    ck_assert_int_eq(db_dataset_list(db, NULL, 100, 3, &all, &n, &total), 0);
     ck_assert_uint_eq(n, 0);
+    ck_assert_int_eq(total, 3);
+    free(all);
+    ck_assert_int_eq(db_dataset_list(db, "carol", 100, 0, &all, &n, &total), 0);
+    ck_assert_uint_eq(n, 0);
+    ck_assert_int_eq(total, 0);
     ck_assert_ptr_null(all);
     /* the file is in use while anyone keeps it */
     ck_assert_int_eq(refs_of(SHA_A), 2);

@@ -259,6 +259,7 @@ async function phaseOpen(page, dialogs, fixture, big, xss, mlp, data) {
     "the list shows its name (as text), format, samples, input shape and classes",
     cells,
   );
+  check((await page.$("#datasets-more")) === null, "one dataset: no note of more beyond the list");
   await shot(page, "datasets-desktop", DESKTOP);
   await shot(page, "datasets-phone", PHONE);
 
