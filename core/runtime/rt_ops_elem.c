@@ -9,7 +9,8 @@
  * the innermost one, so the run is an odometer over the outer dims and a tight loop over the
  * inner one, specialised for (1,1), (1,0) and (0,1) strides so the compiler vectorises it.
  * Arithmetic runs on F32, and on INT64/INT32 for the shape arithmetic exported graphs do (integer
- * Div truncates toward zero; division by zero gives 0 rather than a trap). Activations and
+ * Div truncates toward zero; division by zero gives 0 rather than a trap). Clip runs on every
+ * integer type too (from opset 12, as ONNX allows); the other activations and the
  * normalisations are F32 only.
  */
 #include "rt_int.h"
@@ -37,6 +38,7 @@ typedef struct unary {
     unary_kind_t kind;
     float a, b;
     int a_run, b_run;            /* Clip: min / max read at run time (not constant) */
+    mp_dtype_t int_dt;           /* Clip on an integer type (else MP_DT_F32) */
 } unary_t;
 
 /* Clip's bound i (1 min, 2 max): a constant now, or a scalar read at each run. */
@@ -99,8 +101,69 @@ UNARY_PREP(sigmoid_prep, U_SIGMOID)
 UNARY_PREP(hsigmoid_prep, U_HSIGMOID)
 UNARY_PREP(hswish_prep, U_HSWISH)
 UNARY_PREP(tanh_prep, U_TANH)
-UNARY_PREP(clip_prep, U_CLIP)
 UNARY_PREP(sqrt_prep, U_SQRT)
+
+static int is_int_type(mp_dtype_t dt)
+{
+    return dt >= MP_DT_I8 && dt <= MP_DT_U64;
+}
+
+/* Clip from opset 12 runs on the integer types too: min and max (optional scalars of the
+ * input's type, constant or read at each run) clip in that type. Before, F32 only. */
+static int clip_prep(rt_sess_t *s, rt_node_t *n, mp_errctx_t *err)
+{
+    const rt_val_t *x = RT_IN(s, n, 0);
+    unary_t *u;
+
+    if (s->opset < 12 || !is_int_type(x->dt)) {
+        return unary_prep_kind(s, n, err, U_CLIP);
+    }
+    for (int i = 1; i <= 2; i++) {
+        MP_RETURN_IF(RT_HAS(n, i) && (RT_IN(s, n, i)->dt != x->dt || RT_IN(s, n, i)->n != 1),
+                     MP_EINVAL, "%s: bound %d ('%s') must be one %s value, as the input", n->label,
+                     i, RT_IN(s, n, i)->name, mp_dtype_name(x->dt));
+    }
+    u = calloc(1, sizeof *u);
+    MP_RETURN_IF(u == NULL, MP_ENOMEM, "out of memory");
+    n->p = u;
+    u->kind = U_CLIP;
+    u->int_dt = x->dt;
+    return mp__rt_out_shape(s, n, 0, x->dt, x->rank, x->dims, err);
+}
+
+/* y = min(max(x, lo), hi) in T (so hi wins when lo > hi, as numpy.clip); an absent bound is
+ * the type's limit. */
+#define CLIP_INT(T, LO, HI)                                                                            do {                                                                                                   const T *xs = RT_PTR(e, n, 0);                                                                     T *ys = RT_OPTR(e, n, 0);                                                                          const T lo = RT_HAS(n, 1) ? *(const T *)RT_PTR(e, n, 1) : (LO);                                    const T hi = RT_HAS(n, 2) ? *(const T *)RT_PTR(e, n, 2) : (HI);                                    for (int64_t i = 0; i < len; i++) {                                                                    const T v = xs[i] < lo ? lo : xs[i];                                                               ys[i] = v > hi ? hi : v;                                                                       }                                                                                              } while (0)
+
+static void clip_int_run(const rt_exec_t *e, const rt_node_t *n, mp_dtype_t dt, int64_t len)
+{
+    switch (dt) {
+    case MP_DT_I8:
+        CLIP_INT(int8_t, INT8_MIN, INT8_MAX);
+        break;
+    case MP_DT_U8:
+        CLIP_INT(uint8_t, 0, UINT8_MAX);
+        break;
+    case MP_DT_I16:
+        CLIP_INT(int16_t, INT16_MIN, INT16_MAX);
+        break;
+    case MP_DT_U16:
+        CLIP_INT(uint16_t, 0, UINT16_MAX);
+        break;
+    case MP_DT_I32:
+        CLIP_INT(int32_t, INT32_MIN, INT32_MAX);
+        break;
+    case MP_DT_U32:
+        CLIP_INT(uint32_t, 0, UINT32_MAX);
+        break;
+    case MP_DT_I64:
+        CLIP_INT(int64_t, INT64_MIN, INT64_MAX);
+        break;
+    default:
+        CLIP_INT(uint64_t, 0, UINT64_MAX);
+        break;
+    }
+}
 
 static int unary_run(const rt_exec_t *e, const rt_node_t *n, mp_errctx_t *err)
 {
@@ -112,6 +175,10 @@ static int unary_run(const rt_exec_t *e, const rt_node_t *n, mp_errctx_t *err)
     const float b = u->b_run ? *(const float *)RT_PTR(e, n, 2) : u->b;
 
     (void)err;
+    if (u->int_dt != MP_DT_F32) {
+        clip_int_run(e, n, u->int_dt, len);
+        return 0;
+    }
     switch (u->kind) {
     case U_RELU:
         for (int64_t i = 0; i < len; i++) {
@@ -148,8 +215,10 @@ static int unary_run(const rt_exec_t *e, const rt_node_t *n, mp_errctx_t *err)
         }
         break;
     case U_CLIP:
+        /* min(max(x, a), b): b when a > b, as numpy.clip */
         for (int64_t i = 0; i < len; i++) {
-            y[i] = x[i] < a ? a : x[i] > b ? b : x[i];
+            const float v = x[i] < a ? a : x[i];
+            y[i] = v > b ? b : v;
         }
         break;
     case U_SQRT:

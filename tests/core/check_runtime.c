@@ -750,6 +750,62 @@ START_TEST(test_maxpool_int8)
 }
 END_TEST
 
+/* Clip on integer types (opset 12 on): min(max(x, min), max) in the input's type, a bound
+ * constant or read at the run, an absent bound the type's limit, max winning when min > max;
+ * a bound of another type is refused, as is an integer input before opset 12. */
+START_TEST(test_clip_int)
+{
+    const float x[5] = {-128, -5, 0, 7, 127}, five = 5;
+    const int8_t lo8 = -3;
+    const int64_t lo64 = 4, hi64 = 2, d[] = {5};
+    const float lof = -3;
+    float y[5];
+    float *outs[] = {y};
+
+    for (int k = 0; k < 5; k++) {
+        graph_t g = {0};
+        mp_errctx_t err = {0};
+        g_io(&g, ONNX_GRAPH_INPUT, "x", k == 2 ? MP_DT_I64 : MP_DT_I8, 1, d);
+        if (k == 0) {
+            /* min a constant, max given at the run */
+            g_io(&g, ONNX_GRAPH_INPUT, "hi", MP_DT_I8, 0, NULL);
+            g_init(&g, "lo", MP_DT_I8, 0, NULL, &lo8);
+            g_node(&g, "Clip", "x lo hi", "y", NULL);
+        } else if (k == 1) {
+            g_node(&g, "Clip", "x - -", "y", NULL);
+        } else if (k == 2) {
+            g_init(&g, "lo", MP_DT_I64, 0, NULL, &lo64);
+            g_init(&g, "hi", MP_DT_I64, 0, NULL, &hi64);
+            g_node(&g, "Clip", "x lo hi", "y", NULL);
+        } else if (k == 3) {
+            g_init(&g, "lo", MP_DT_F32, 0, NULL, &lof);
+            g_node(&g, "Clip", "x lo", "y", NULL);
+        } else {
+            g_node(&g, "Clip", "x", "y", NULL);
+        }
+        g_out(&g, "y");
+        const float *in[] = {x, &five};
+        const int rc = run_outs(&g, k == 4 ? 11 : 13, in, outs, 1, &err);
+        if (k == 3) {
+            ck_assert_int_eq(rc, MP_EINVAL);
+            ck_assert_str_eq(err.msg, "Clip #0: bound 1 ('lo') must be one I8 value, as the input");
+            continue;
+        }
+        if (k == 4) {
+            ck_assert_int_eq(rc, MP_EUNSUPPORTED);
+            ck_assert_ptr_nonnull(strstr(err.msg, "is I8; the runtime runs this operator on F32"));
+            continue;
+        }
+        ck_assert_msg(rc == 0, "%s", err.msg);
+        expect_vals(y,
+                    k == 0   ? (const float[]){-3, -3, 0, 5, 5}
+                    : k == 1 ? x
+                             : (const float[]){2, 2, 2, 2, 2},
+                    5, 0);
+    }
+}
+END_TEST
+
 /* ---- shape inference errors --------------------------------------------------------------- */
 
 START_TEST(test_refusals)
@@ -1625,6 +1681,7 @@ static Suite *runtime_suite(void)
     tcase_add_test(ops, test_gather_out_of_range);
     tcase_add_test(ops, test_maxpool_indices);
     tcase_add_test(ops, test_maxpool_int8);
+    tcase_add_test(ops, test_clip_int);
     tcase_add_test(shape, test_broadcast_refused);
     tcase_add_test(shape, test_refusals);
     tcase_add_test(plan, test_plan_chain_reuses);
