@@ -451,6 +451,7 @@ def main():
               f"ratio = peer / ours in wall time (judged), cpu = the same in thread CPU time\n")
         print_table(rows)
     if "runtime" in only:
+        sys.dont_write_bytecode = True  # no __pycache__ in the source tree
         import runtime  # bench/runtime.py: our ONNX runtime against onnxruntime-node and torch
         runtime.bench_runtime(args, w)
     if "memory" in only:
