@@ -133,7 +133,17 @@ static int clip_prep(rt_sess_t *s, rt_node_t *n, mp_errctx_t *err)
 
 /* y = min(max(x, lo), hi) in T (so hi wins when lo > hi, as numpy.clip); an absent bound is
  * the type's limit. */
-#define CLIP_INT(T, LO, HI)                                                                            do {                                                                                                   const T *xs = RT_PTR(e, n, 0);                                                                     T *ys = RT_OPTR(e, n, 0);                                                                          const T lo = RT_HAS(n, 1) ? *(const T *)RT_PTR(e, n, 1) : (LO);                                    const T hi = RT_HAS(n, 2) ? *(const T *)RT_PTR(e, n, 2) : (HI);                                    for (int64_t i = 0; i < len; i++) {                                                                    const T v = xs[i] < lo ? lo : xs[i];                                                               ys[i] = v > hi ? hi : v;                                                                       }                                                                                              } while (0)
+#define CLIP_INT(T, LO, HI)                                                                        \
+    do {                                                                                           \
+        const T *xs = RT_PTR(e, n, 0);                                                             \
+        T *ys = RT_OPTR(e, n, 0);                                                                  \
+        const T lo = RT_HAS(n, 1) ? *(const T *)RT_PTR(e, n, 1) : (LO);                            \
+        const T hi = RT_HAS(n, 2) ? *(const T *)RT_PTR(e, n, 2) : (HI);                            \
+        for (int64_t i = 0; i < len; i++) {                                                        \
+            const T v = xs[i] < lo ? lo : xs[i];                                                   \
+            ys[i] = v > hi ? hi : v;                                                               \
+        }                                                                                          \
+    } while (0)
 
 static void clip_int_run(const rt_exec_t *e, const rt_node_t *n, mp_dtype_t dt, int64_t len)
 {
