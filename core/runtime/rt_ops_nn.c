@@ -1092,9 +1092,15 @@ static int gap_run(const rt_exec_t *e, const rt_node_t *n, mp_errctx_t *err)
 
 /* ---- BatchNormalization ------------------------------------------------------------------- */
 
+/* Inference: y = (x - mean) / sqrt(var + epsilon) * scale + B with the given mean and var.
+ * training_mode 1 (opset 14 on): the mean and the biased variance of x over N and the spatial
+ * dims of each channel take their place, and the optional outputs 1 and 2 are the running
+ * statistics input * momentum + current * (1 - momentum), as ONNX's reference computes them.
+ * Before opset 14 training is signalled by the extra outputs (and is_test 0): refused. */
 static int bn_prep(rt_sess_t *s, rt_node_t *n, mp_errctx_t *err)
 {
     const rt_val_t *x = RT_IN(s, n, 0);
+    const int64_t C = x->rank > 1 ? x->dims[1] : 1, train = mp__rt_attr_int(n, "training_mode", 0);
     int rc;
 
     MP_RETURN_IF(n->n_in < 5, MP_EINVAL, "%s: needs 5 inputs", n->label);
@@ -1102,21 +1108,29 @@ static int bn_prep(rt_sess_t *s, rt_node_t *n, mp_errctx_t *err)
         if ((rc = mp__rt_need_type(s, n, i, MP_DT_F32, err)) < 0) {
             return rc;
         }
-        MP_RETURN_IF(i > 0 && (RT_IN(s, n, i)->n != (x->rank > 1 ? x->dims[1] : 1)), MP_EINVAL,
+        MP_RETURN_IF(i > 0 && RT_IN(s, n, i)->n != C, MP_EINVAL,
                      "%s: input %d must hold one value per channel", n->label, i);
     }
-    MP_RETURN_IF(mp__rt_attr_int(n, "training_mode", 0) != 0, MP_EUNSUPPORTED,
-                 "%s: training_mode is not supported", n->label);
+    MP_RETURN_IF(train != 0 && train != 1, MP_EINVAL, "%s: training_mode %lld (0 or 1)", n->label,
+                 (long long)train);
+    MP_RETURN_IF(train && s->opset < 14, MP_EINVAL,
+                 "%s: training_mode needs opset 14 (this is %lld)", n->label, (long long)s->opset);
     /* before opset 7: is_test 0 is training (ONNX's version converter refuses it too); absent,
      * the outputs say the mode, as from opset 7 */
     MP_RETURN_IF(s->opset < 7 && mp__rt_attr_int(n, "is_test", 1) == 0, MP_EUNSUPPORTED,
                  "%s: is_test 0 (training) is not supported", n->label);
     MP_RETURN_IF(mp__rt_attr_int(n, "spatial", 1) != 1, MP_EUNSUPPORTED,
                  "%s: spatial 0 is not supported", n->label);
+    MP_RETURN_IF(train && n->n_out > 3, MP_EINVAL, "%s: %d outputs; training_mode has 3 at most",
+                 n->label, n->n_out);
     for (int o = 1; o < n->n_out; o++) {
-        MP_RETURN_IF(n->out[o] >= 0, MP_EUNSUPPORTED,
-                     "%s: the training outputs (running mean and variance) are not supported",
+        MP_RETURN_IF(!train && n->out[o] >= 0, MP_EUNSUPPORTED,
+                     "%s: the training outputs (running mean and variance) are not supported "
+                     "without training_mode (opset 14 on)",
                      n->label);
+        if (n->out[o] >= 0 && (rc = mp__rt_out_shape(s, n, o, MP_DT_F32, 1, &C, err)) < 0) {
+            return rc;
+        }
     }
     return mp__rt_out_shape(s, n, 0, MP_DT_F32, x->rank, x->dims, err);
 }
@@ -1127,14 +1141,44 @@ static int bn_run(const rt_exec_t *e, const rt_node_t *n, mp_errctx_t *err)
     const float *xp = RT_PTR(e, n, 0), *sc = RT_PTR(e, n, 1), *bi = RT_PTR(e, n, 2);
     const float *mean = RT_PTR(e, n, 3), *var = RT_PTR(e, n, 4);
     const float eps = mp__rt_attr_float(n, "epsilon", 1e-5f);
+    const int train = mp__rt_attr_int(n, "training_mode", 0) != 0;
+    const float mom = mp__rt_attr_float(n, "momentum", 0.9f);
     float *y = RT_OPTR(e, n, 0);
+    float *run_mean = n->n_out > 1 && n->out[1] >= 0 ? RT_OPTR(e, n, 1) : NULL;
+    float *run_var = n->n_out > 2 && n->out[2] >= 0 ? RT_OPTR(e, n, 2) : NULL;
     const int64_t C = x->rank > 1 ? x->dims[1] : 1, S = x->rank > 2 ? rt_prod(x->dims, 2, x->rank)
                                                                     : 1;
     const int64_t B = x->rank > 0 ? x->dims[0] : 1;
 
     (void)err;
     for (int64_t c = 0; c < C; c++) {
-        const float a = sc[c] / sqrtf(var[c] + eps), b = bi[c] - mean[c] * a;
+        float m = mean[c], v = var[c];
+        if (train) {
+            /* two passes in double: the mean, then the mean squared deviation (biased) */
+            double sum = 0.0, sq = 0.0;
+            const double cnt = (double)(B * S > 0 ? B * S : 1);
+            for (int64_t k = 0; k < B; k++) {
+                for (int64_t i = 0; i < S; i++) {
+                    sum += xp[(k * C + c) * S + i];
+                }
+            }
+            const double mu = sum / cnt;
+            for (int64_t k = 0; k < B; k++) {
+                for (int64_t i = 0; i < S; i++) {
+                    const double d = xp[(k * C + c) * S + i] - mu;
+                    sq += d * d;
+                }
+            }
+            m = (float)mu;
+            v = (float)(sq / cnt);
+            if (run_mean != NULL) {
+                run_mean[c] = mean[c] * mom + m * (1.0f - mom);
+            }
+            if (run_var != NULL) {
+                run_var[c] = var[c] * mom + v * (1.0f - mom);
+            }
+        }
+        const float a = sc[c] / sqrtf(v + eps), b = bi[c] - m * a;
         for (int64_t k = 0; k < B; k++) {
             const float *xr = xp + (k * C + c) * S;
             float *yr = y + (k * C + c) * S;

@@ -806,6 +806,57 @@ START_TEST(test_clip_int)
 }
 END_TEST
 
+/* BatchNormalization training_mode 1: each channel normalised by its own mean and biased
+ * variance over N and the spatial dims; the running statistics mix the given ones with these
+ * by momentum. Refused before opset 14, and the extra outputs without training_mode. */
+START_TEST(test_batchnorm_training)
+{
+    /* [N=2, C=2, S=2]: channel 0 holds {0, 4, 0, 4} (mean 2, variance 4), channel 1
+     * {0, 0, 2, 2} (mean 1, variance 1) */
+    const float x[8] = {0, 4, 0, 0, 0, 4, 2, 2}, sc[2] = {1, 2}, bi[2] = {0, 1},
+                mu[2] = {10, 0}, var[2] = {1, 3};
+    const int64_t xd[] = {2, 2, 2}, cd[] = {2};
+
+    for (int k = 0; k < 3; k++) {
+        graph_t g = {0};
+        float y[8], rm[2], rv[2];
+        float *outs[] = {y, rm, rv};
+        mp_errctx_t err = {0};
+        g_in(&g, "x", 3, xd);
+        g_init(&g, "sc", MP_DT_F32, 1, cd, sc);
+        g_init(&g, "bi", MP_DT_F32, 1, cd, bi);
+        g_init(&g, "mu", MP_DT_F32, 1, cd, mu);
+        g_init(&g, "var", MP_DT_F32, 1, cd, var);
+        g_node(&g, "BatchNormalization", "x sc bi mu var", "y rm rv",
+               k == 2 ? (const char *[]){"f:epsilon=0", NULL}
+                      : (const char *[]){"f:epsilon=0", "f:momentum=0.5", "i:training_mode=1",
+                                         NULL});
+        g_out(&g, "y");
+        g_out(&g, "rm");
+        g_out(&g, "rv");
+        const float *in[] = {x};
+        const int rc = run_outs(&g, k == 1 ? 13 : 15, in, outs, 3, &err);
+        if (k == 1) {
+            ck_assert_int_eq(rc, MP_EINVAL);
+            ck_assert_str_eq(err.msg,
+                             "BatchNormalization #0: training_mode needs opset 14 (this is 13)");
+            continue;
+        }
+        if (k == 2) {
+            ck_assert_int_eq(rc, MP_EUNSUPPORTED);
+            ck_assert_ptr_nonnull(strstr(err.msg, "not supported without training_mode"));
+            continue;
+        }
+        ck_assert_msg(rc == 0, "%s", err.msg);
+        /* channel 0: (x - 2) / 2; channel 1: (x - 1) * 2 + 1 */
+        expect_vals(y, (const float[]){-1, 1, -1, -1, -1, 1, 3, 3}, 8, 1e-6f);
+        /* 10 * 0.5 + 2 * 0.5, 0 * 0.5 + 1 * 0.5; 1 * 0.5 + 4 * 0.5, 3 * 0.5 + 1 * 0.5 */
+        expect_vals(rm, (const float[]){6, 0.5f}, 2, 1e-6f);
+        expect_vals(rv, (const float[]){2.5f, 2}, 2, 1e-6f);
+    }
+}
+END_TEST
+
 /* ---- shape inference errors --------------------------------------------------------------- */
 
 START_TEST(test_refusals)
@@ -1682,6 +1733,7 @@ static Suite *runtime_suite(void)
     tcase_add_test(ops, test_maxpool_indices);
     tcase_add_test(ops, test_maxpool_int8);
     tcase_add_test(ops, test_clip_int);
+    tcase_add_test(ops, test_batchnorm_training);
     tcase_add_test(shape, test_broadcast_refused);
     tcase_add_test(shape, test_refusals);
     tcase_add_test(plan, test_plan_chain_reuses);
