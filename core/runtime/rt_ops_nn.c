@@ -13,6 +13,10 @@
  * the padding run without clipping either.
  * Output sizes follow the ONNX formulas (auto_pad SAME_UPPER puts the odd pad at the end,
  * SAME_LOWER at the start; ceil_mode drops a last window that would start in the end padding).
+ * Everything runs on F32, except MaxPool, which takes I8/U8 too and gives the Indices output
+ * (both through an argmax loop). Resize computes, per resized dim, the source taps of every
+ * output index once at creation (nearest: 1, linear: 2, cubic: 4; tf_crop_and_resize marks the
+ * indices outside the input, which take extrapolation_value) and runs one pass per dim.
  */
 #include "rt_int.h"
 
@@ -1193,10 +1197,14 @@ static int bn_run(const rt_exec_t *e, const rt_node_t *n, mp_errctx_t *err)
 /* ---- Resize ------------------------------------------------------------------------------- */
 
 typedef struct resize {
-    int rank, linear;
+    int rank, linear, cubic;
     int64_t in[MP_MAX_DIMS], out[MP_MAX_DIMS];
     int64_t *i0[MP_MAX_DIMS], *i1[MP_MAX_DIMS]; /* per dim and output index */
     float *w1[MP_MAX_DIMS];                     /* linear: weight of i1 */
+    int64_t *ci[MP_MAX_DIMS];                   /* cubic: 4 input indices per output index */
+    float *cw[MP_MAX_DIMS];                     /* cubic: their 4 weights */
+    uint8_t *ext[MP_MAX_DIMS];                  /* tf_crop_and_resize: outside, extrapolated */
+    float ev;                                   /* extrapolation_value */
     int pass[MP_MAX_DIMS];                      /* the dim needs a pass (not the identity) */
 } resize_t;
 
@@ -1207,15 +1215,50 @@ static void resize_free(void *p)
         free(r->i0[d]);
         free(r->i1[d]);
         free(r->w1[d]);
+        free(r->ci[d]);
+        free(r->cw[d]);
+        free(r->ext[d]);
     }
     free(r);
+}
+
+/* The 4 taps of cubic mode at source coordinate xi of an input of I: the 4 nearest positions
+ * of the input padded by 2 at each end (edge values), the ratio in (0, 1] from the position left
+ * of xi, the weights the cubic convolution with coefficient A gives; exclude_outside drops the
+ * taps outside the input and renormalises, as ONNX's reference does. */
+static void cubic_taps(float xi, int64_t I, double A, int exclude, int64_t *idx, float *w)
+{
+    int64_t base = (int64_t)floorf(xi);
+    double ratio = (double)xi - (double)base, c[4], sum = 0.0;
+    if (ratio == 0.0) {
+        ratio = 1.0;
+        base--;
+    }
+    int64_t s0 = base - 1;
+    s0 = s0 < -2 ? -2 : s0 > I - 2 ? I - 2 : s0;
+    const double r1 = ratio + 1.0, q = 1.0 - ratio, q1 = q + 1.0;
+    c[0] = ((A * r1 - 5.0 * A) * r1 + 8.0 * A) * r1 - 4.0 * A;
+    c[1] = ((A + 2.0) * ratio - (A + 3.0)) * ratio * ratio + 1.0;
+    c[2] = ((A + 2.0) * q - (A + 3.0)) * q * q + 1.0;
+    c[3] = ((A * q1 - 5.0 * A) * q1 + 8.0 * A) * q1 - 4.0 * A;
+    for (int t = 0; t < 4; t++) {
+        const int64_t at = s0 + t;
+        if (exclude && (at < 0 || at >= I)) {
+            c[t] = 0.0;
+        }
+        sum += c[t];
+        idx[t] = at < 0 ? 0 : at >= I ? I - 1 : at;
+    }
+    for (int t = 0; t < 4; t++) {
+        w[t] = (float)(exclude && sum != 0.0 ? c[t] / sum : c[t]);
+    }
 }
 
 static int resize_prep(rt_sess_t *s, rt_node_t *n, mp_errctx_t *err)
 {
     const rt_val_t *x = RT_IN(s, n, 0);
     char mode[32], ctm[40], nm[40];
-    float scales[MP_MAX_DIMS];
+    float scales[MP_MAX_DIMS], roi[2 * MP_MAX_DIMS];
     int64_t sizes[MP_MAX_DIMS], axes[MP_MAX_DIMS];
     int n_axes = 0, rc, ns = 0, have_sizes = 0;
     resize_t *r;
@@ -1229,13 +1272,13 @@ static int resize_prep(rt_sess_t *s, rt_node_t *n, mp_errctx_t *err)
                     s->opset < 11 ? "asymmetric" : "half_pixel");
     mp__rt_attr_str(n, "nearest_mode", nm, sizeof nm,
                     s->opset < 11 ? "floor" : "round_prefer_floor");
-    MP_RETURN_IF(strcmp(mode, "nearest") && strcmp(mode, "linear"), MP_EUNSUPPORTED,
-                 "%s: mode '%s' is not supported (nearest and linear are)", n->label, mode);
+    MP_RETURN_IF(strcmp(mode, "nearest") && strcmp(mode, "linear") && strcmp(mode, "cubic"),
+                 MP_EINVAL, "%s: mode '%s' (nearest, linear or cubic)", n->label, mode);
     MP_RETURN_IF(strcmp(ctm, "half_pixel") && strcmp(ctm, "pytorch_half_pixel") &&
                      strcmp(ctm, "align_corners") && strcmp(ctm, "asymmetric") &&
-                     strcmp(ctm, "tf_half_pixel_for_nn"),
-                 MP_EUNSUPPORTED, "%s: coordinate_transformation_mode '%s' is not supported",
-                 n->label, ctm);
+                     strcmp(ctm, "tf_half_pixel_for_nn") && strcmp(ctm, "tf_crop_and_resize"),
+                 MP_EINVAL, "%s: coordinate_transformation_mode '%s'", n->label, ctm);
+    const int crop = strcmp(ctm, "tf_crop_and_resize") == 0;
     MP_RETURN_IF(strcmp(nm, "round_prefer_floor") && strcmp(nm, "round_prefer_ceil") &&
                      strcmp(nm, "floor") && strcmp(nm, "ceil"),
                  MP_EINVAL, "%s: nearest_mode '%s'", n->label, nm);
@@ -1277,11 +1320,35 @@ static int resize_prep(rt_sess_t *s, rt_node_t *n, mp_errctx_t *err)
                      "%s: %lld scales for %d axes", n->label, (long long)sv->n, n_axes);
         memcpy(scales, sv->cdata, (size_t)n_axes * sizeof *scales);
     }
+    /* tf_crop_and_resize: roi (input 1) holds the starts then the ends of the axes, as
+     * fractions of each input length less one */
+    if (crop) {
+        const rt_val_t *rv = RT_HAS(n, 1) ? RT_IN(s, n, 1) : NULL;
+        MP_RETURN_IF(rv == NULL || rv->n != 2 * n_axes, MP_EINVAL,
+                     "%s: tf_crop_and_resize needs roi with %d values", n->label, 2 * n_axes);
+        MP_RETURN_IF(rv->cdata == NULL, MP_EUNSUPPORTED,
+                     "%s: roi (input 1, '%s') must be known before the run", n->label, rv->name);
+        MP_RETURN_IF(mp__rt_convert(MP_DT_F32, roi, rv->dt, rv->cdata, rv->n) < 0,
+                     MP_EUNSUPPORTED, "%s: roi of type %s", n->label, mp_dtype_name(rv->dt));
+    }
     r = calloc(1, sizeof *r);
     MP_RETURN_IF(r == NULL, MP_ENOMEM, "out of memory");
     n->p = r;
     r->rank = x->rank;
     r->linear = mode[0] == 'l';
+    r->cubic = mode[0] == 'c';
+    r->ev = mp__rt_attr_float(n, "extrapolation_value", 0.0f);
+    const double cubic_a = mp__rt_attr_float(n, "cubic_coeff_a", -0.75f);
+    const int exclude = mp__rt_attr_int(n, "exclude_outside", 0) != 0;
+    float r0[MP_MAX_DIMS], r1[MP_MAX_DIMS];
+    for (int d = 0; d < x->rank; d++) {
+        r0[d] = 0.0f;
+        r1[d] = 1.0f;
+    }
+    for (int i = 0; crop && i < n_axes; i++) {
+        r0[axes[i]] = roi[i];
+        r1[axes[i]] = roi[n_axes + i];
+    }
     for (int d = 0; d < x->rank; d++) {
         r->in[d] = r->out[d] = x->dims[d];
     }
@@ -1310,25 +1377,49 @@ static int resize_prep(rt_sess_t *s, rt_node_t *n, mp_errctx_t *err)
         r->i0[d] = malloc(((size_t)O + 1) * sizeof(int64_t));
         r->i1[d] = malloc(((size_t)O + 1) * sizeof(int64_t));
         r->w1[d] = malloc(((size_t)O + 1) * sizeof(float));
-        MP_RETURN_IF(!r->i0[d] || !r->i1[d] || !r->w1[d], MP_ENOMEM, "out of memory");
+        r->ext[d] = calloc((size_t)O + 1, 1);
+        MP_RETURN_IF(!r->i0[d] || !r->i1[d] || !r->w1[d] || !r->ext[d], MP_ENOMEM,
+                     "out of memory");
+        if (r->cubic) {
+            r->ci[d] = malloc(((size_t)O + 1) * 4 * sizeof(int64_t));
+            r->cw[d] = malloc(((size_t)O + 1) * 4 * sizeof(float));
+            MP_RETURN_IF(!r->ci[d] || !r->cw[d], MP_ENOMEM, "out of memory");
+        }
         int identity = I == O;
+        /* the resized length before flooring, as ONNX's reference takes it */
+        const float L = (float)I * sc[d];
         for (int64_t o = 0; o < O; o++) {
             const float xo = (float)o;
             float xi;
-            if (strcmp(ctm, "half_pixel") == 0) {
+            if (crop) {
+                xi = O > 1 ? r0[d] * (float)(I - 1) + xo * (r1[d] - r0[d]) * (float)(I - 1) /
+                                                           (L - 1.0f)
+                           : 0.5f * (r0[d] + r1[d]) * (float)(I - 1);
+                /* outside the input: extrapolation_value, as TensorFlow's CropAndResize */
+                r->ext[d][o] = xi < 0.0f || xi > (float)(I - 1);
+                identity &= !r->ext[d][o];
+                xi = r->ext[d][o] ? 0.0f : xi;
+            } else if (strcmp(ctm, "half_pixel") == 0) {
                 xi = (xo + 0.5f) / sc[d] - 0.5f;
             } else if (strcmp(ctm, "pytorch_half_pixel") == 0) {
                 xi = O > 1 ? (xo + 0.5f) / sc[d] - 0.5f : 0.0f;
             } else if (strcmp(ctm, "align_corners") == 0) {
-                /* the resized length before flooring, as ONNX's reference takes it */
-                const float L = (float)I * sc[d];
                 xi = O == 1 ? 0.0f : xo * (float)(I - 1) / (L - 1.0f);
             } else if (strcmp(ctm, "asymmetric") == 0) {
                 xi = xo / sc[d];
             } else {
                 xi = (xo + 0.5f) / sc[d];
             }
-            if (r->linear) {
+            if (r->cubic) {
+                int64_t *ix = r->ci[d] + 4 * o;
+                float *w = r->cw[d] + 4 * o;
+                cubic_taps(xi, I, cubic_a, exclude, ix, w);
+                for (int t = 0; t < 4; t++) {
+                    identity &= ix[t] == o ? w[t] == 1.0f : w[t] == 0.0f;
+                }
+                r->i0[d][o] = r->i1[d][o] = o; /* only for the identity test below */
+                r->w1[d][o] = 0.0f;
+            } else if (r->linear) {
                 xi = xi < 0.0f ? 0.0f : xi > (float)(I - 1) ? (float)(I - 1) : xi;
                 const int64_t a = (int64_t)floorf(xi);
                 r->i0[d][o] = a;
@@ -1397,7 +1488,21 @@ static int resize_run(const rt_exec_t *e, const rt_node_t *n, mp_errctx_t *err)
                 const float *a = xs + r->i0[d][j] * inner, *b = xs + r->i1[d][j] * inner;
                 const float w = r->w1[d][j];
                 float *yo = ys + j * inner;
-                if (!r->linear || w == 0.0f) {
+                if (r->ext[d][j]) {
+                    for (int64_t i = 0; i < inner; i++) {
+                        yo[i] = r->ev;
+                    }
+                } else if (r->cubic) {
+                    const int64_t *ix = r->ci[d] + 4 * j;
+                    const float *cw = r->cw[d] + 4 * j;
+                    for (int64_t i = 0; i < inner; i++) {
+                        float acc = 0.0f;
+                        for (int t = 0; t < 4; t++) {
+                            acc += cw[t] * xs[ix[t] * inner + i];
+                        }
+                        yo[i] = acc;
+                    }
+                } else if (!r->linear || w == 0.0f) {
                     memcpy(yo, a, (size_t)inner * sizeof *yo);
                 } else {
                     /* a + w (b - a): exactly a where a == b, so flat regions stay flat and

@@ -857,6 +857,92 @@ START_TEST(test_batchnorm_training)
 }
 END_TEST
 
+/* Resize tf_crop_and_resize: the source coordinate start * (I - 1) + o * (end - start) *
+ * (I - 1) / (O - 1) from roi (a constant), extrapolation_value outside the input; roi read only
+ * at the run, or missing, is refused. */
+START_TEST(test_resize_crop)
+{
+    const float x[4] = {0, 10, 20, 30}, roi[4] = {0, 0.5f, 1, 1.5f};
+    const int64_t xd[] = {1, 4}, sizes[2] = {1, 3}, two[] = {2}, four[] = {4};
+
+    for (int k = 0; k < 3; k++) {
+        graph_t g = {0};
+        float y[3];
+        float *outs[] = {y};
+        mp_errctx_t err = {0};
+        g_in(&g, "x", 2, xd);
+        if (k == 1) {
+            g_in(&g, "roi", 1, four);
+        } else {
+            g_init(&g, "roi", MP_DT_F32, 1, four, roi);
+        }
+        g_init(&g, "sizes", MP_DT_I64, 1, two, sizes);
+        g_node(&g, "Resize", k == 2 ? "x - - sizes" : "x roi - sizes", "y",
+               (const char *[]){"s:mode=linear",
+                                "s:coordinate_transformation_mode=tf_crop_and_resize",
+                                "f:extrapolation_value=-1", NULL});
+        g_out(&g, "y");
+        const float *in[] = {x, roi};
+        const int rc = run_outs(&g, 13, in, outs, 1, &err);
+        if (k == 1) {
+            ck_assert_int_eq(rc, MP_EUNSUPPORTED);
+            ck_assert_str_eq(err.msg,
+                             "Resize #0: roi (input 1, 'roi') must be known before the run");
+            continue;
+        }
+        if (k == 2) {
+            ck_assert_int_eq(rc, MP_EINVAL);
+            ck_assert_str_eq(err.msg, "Resize #0: tf_crop_and_resize needs roi with 4 values");
+            continue;
+        }
+        ck_assert_msg(rc == 0, "%s", err.msg);
+        /* dim 1: 0.5 * 3 + o * 1 * 3 / 2 = 1.5, 3, 4.5 (outside [0, 3]) */
+        expect_vals(y, (const float[]){15, 30, -1}, 3, 1e-6f);
+    }
+}
+END_TEST
+
+/* Resize cubic, asymmetric 2x on the impulse {0, 0, 1, 0}: the taps are the 4 positions around
+ * o / 2 (edge values beyond the ends), weighted by the cubic convolution with A = -0.75 at
+ * ratio 0.5: -0.09375, 0.59375, 0.59375, -0.09375 (at an integer coordinate the input itself).
+ * With A = -0.5 (-0.0625, 0.5625, 0.5625, -0.0625) and exclude_outside the taps outside the
+ * input drop and the rest are divided by their sum: 1.0625 at o = 1 and 5, 0.5 at o = 7. An
+ * unknown mode is refused. */
+START_TEST(test_resize_cubic)
+{
+    const float x[4] = {0, 0, 1, 0}, sc = 2;
+    const int64_t xd[] = {4}, one[] = {1};
+    const float want[2][8] = {{0, -0.09375f, 0, 0.59375f, 1, 0.59375f, 0, -0.09375f},
+                              {0, -1.0f / 17, 0, 0.5625f, 1, 9.0f / 17, 0, -0.125f}};
+
+    for (int k = 0; k < 3; k++) {
+        graph_t g = {0};
+        float y[8];
+        float *outs[] = {y};
+        mp_errctx_t err = {0};
+        g_in(&g, "x", 1, xd);
+        g_init(&g, "sc", MP_DT_F32, 1, one, &sc);
+        g_node(&g, "Resize", "x - sc", "y",
+               k == 0   ? (const char *[]){"s:mode=cubic",
+                                           "s:coordinate_transformation_mode=asymmetric", NULL}
+               : k == 1 ? (const char *[]){"s:mode=cubic",
+                                           "s:coordinate_transformation_mode=asymmetric",
+                                           "f:cubic_coeff_a=-0.5", "i:exclude_outside=1", NULL}
+                        : (const char *[]){"s:mode=bicubic", NULL});
+        g_out(&g, "y");
+        const float *in[] = {x};
+        const int rc = run_outs(&g, 13, in, outs, 1, &err);
+        if (k == 2) {
+            ck_assert_int_eq(rc, MP_EINVAL);
+            ck_assert_str_eq(err.msg, "Resize #0: mode 'bicubic' (nearest, linear or cubic)");
+            continue;
+        }
+        ck_assert_msg(rc == 0, "%s", err.msg);
+        expect_vals(y, want[k], 8, 1e-6f);
+    }
+}
+END_TEST
+
 /* ---- shape inference errors --------------------------------------------------------------- */
 
 START_TEST(test_refusals)
@@ -1734,6 +1820,8 @@ static Suite *runtime_suite(void)
     tcase_add_test(ops, test_maxpool_int8);
     tcase_add_test(ops, test_clip_int);
     tcase_add_test(ops, test_batchnorm_training);
+    tcase_add_test(ops, test_resize_crop);
+    tcase_add_test(ops, test_resize_cubic);
     tcase_add_test(shape, test_broadcast_refused);
     tcase_add_test(shape, test_refusals);
     tcase_add_test(plan, test_plan_chain_reuses);
