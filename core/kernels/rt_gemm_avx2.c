@@ -253,3 +253,37 @@ void mp_kern_wx_bias_f32_avx2(size_t M, size_t P, size_t K, const float *w, size
         mp_kern_wx_bias_f32_ref(M, P - p, K, w, ldw, x + p, ldx, bias, out + p, ldo);
     }
 }
+
+/* max2x2: 8 outputs per step; the even and odd lanes of each row's 16 inputs (shufps, then
+ * vpermpd to put the 128-bit halves in order), then _ref's steps as compares and blends. The
+ * last < 8 outputs run as _ref. */
+static inline __m256 max_nan8(__m256 acc, __m256 v)
+{
+    const __m256 take = _mm256_or_ps(_mm256_cmp_ps(v, acc, _CMP_GT_OQ),
+                                     _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+    return _mm256_blendv_ps(acc, v, take);
+}
+
+static inline void deinterleave8(const float *x, __m256 *ev, __m256 *od)
+{
+    const __m256 lo = _mm256_loadu_ps(x), hi = _mm256_loadu_ps(x + 8);
+    *ev = _mm256_castpd_ps(_mm256_permute4x64_pd(
+        _mm256_castps_pd(_mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0))), 0xd8));
+    *od = _mm256_castpd_ps(_mm256_permute4x64_pd(
+        _mm256_castps_pd(_mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1))), 0xd8));
+}
+
+void mp_kern_max2x2_f32_avx2(size_t n, const float *x0, const float *x1, float *y)
+{
+    size_t i = 0;
+
+    for (; i + 8 <= n; i += 8) {
+        __m256 a_ev, a_od, b_ev, b_od;
+        deinterleave8(x0 + 2 * i, &a_ev, &a_od);
+        deinterleave8(x1 + 2 * i, &b_ev, &b_od);
+        __m256 acc = max_nan8(a_ev, a_od);
+        acc = max_nan8(acc, b_ev);
+        _mm256_storeu_ps(y + i, max_nan8(acc, b_od));
+    }
+    mp_kern_max2x2_f32_ref(n - i, x0 + 2 * i, x1 + 2 * i, y + i);
+}

@@ -95,6 +95,7 @@ struct rt_node {
     int needed;                  /* the outputs depend on it */
     int folded;                  /* run at creation; its outputs are constants */
     rt_wsrc_t wsrc;              /* Gemm/MatMul/Conv: a compressed weight read directly */
+    int relu;                    /* Conv/Gemm: a Relu fused into output 0 (rt_session.c) */
 };
 
 struct mp_session {
@@ -130,6 +131,9 @@ struct mp_session {
     int *mirror, *mirror_src;
     size_t n_mirror;
 };
+
+/* Relu as the Relu operator computes it (x > 0 ? x : 0; NaN and -0 give +0), y may be x. */
+void mp__rt_relu(float *y, const float *x, int64_t n);
 
 /* ---- values (rt_graph.c) ------------------------------------------------------------------ */
 

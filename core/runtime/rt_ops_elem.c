@@ -175,6 +175,13 @@ static void clip_int_run(const rt_exec_t *e, const rt_node_t *n, mp_dtype_t dt, 
     }
 }
 
+void mp__rt_relu(float *y, const float *x, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) {
+        y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+    }
+}
+
 static int unary_run(const rt_exec_t *e, const rt_node_t *n, mp_errctx_t *err)
 {
     const unary_t *u = n->p;
@@ -191,9 +198,7 @@ static int unary_run(const rt_exec_t *e, const rt_node_t *n, mp_errctx_t *err)
     }
     switch (u->kind) {
     case U_RELU:
-        for (int64_t i = 0; i < len; i++) {
-            y[i] = x[i] > 0.0f ? x[i] : 0.0f;
-        }
+        mp__rt_relu(y, x, len);
         break;
     case U_LEAKY:
         for (int64_t i = 0; i < len; i++) {

@@ -230,13 +230,68 @@ static void valid_cols(const spatial_t *sp, int64_t off, int64_t *lo, int64_t *h
     *lo = *lo > *hi ? *hi : *lo;
 }
 
+/* im2col of a 2-D convolution with stride 1 that keeps the width (out[2] == in[2]: "same"
+ * padding across), where a column row is the input plane shifted: for each (channel, kh, kw)
+ * the rows of valid input are one contiguous copy, then the columns that fell off an edge are
+ * zeroed row by row. Output rows without input are zero; they lie at the same places for every
+ * image and group of a run, so they are written only when zero_rows (the first unfolding into
+ * this workspace of the run). Same values as the general loop, one memcpy per column row
+ * instead of one per output row. */
+static void im2col_same_width(const conv_t *c, const float *x, float *col, int zero_rows)
+{
+    const spatial_t *sp = &c->sp;
+    const int64_t P = c->P, W = sp->in[2], H = sp->in[1], OH = sp->out[1];
+    int64_t row = 0;
+
+    for (int64_t ch = 0; ch < c->Cg; ch++) {
+        const float *xc = x + ch * sp_in(sp);
+        for (int64_t kh = 0; kh < sp->k[1]; kh++) {
+            const int64_t dh = kh * sp->d[1] - sp->pb[1]; /* ih = oh + dh */
+            int64_t oh_lo = dh < 0 ? -dh : 0, oh_hi = H - dh < OH ? H - dh : OH;
+            oh_hi = oh_hi < oh_lo ? oh_lo : oh_hi;
+            for (int64_t kw = 0; kw < sp->k[2]; kw++, row++) {
+                const int64_t off = kw * sp->d[2] - sp->pb[2]; /* iw = ow + off */
+                const int64_t len = (oh_hi - oh_lo) * W;
+                float *dst = col + row * P;
+                if (zero_rows) {
+                    memset(dst, 0, (size_t)(oh_lo * W) * sizeof *dst);
+                    memset(dst + oh_hi * W, 0, (size_t)((OH - oh_hi) * W) * sizeof *dst);
+                }
+                if (len == 0) {
+                    continue;
+                }
+                dst += oh_lo * W;
+                const float *src = xc + (oh_lo + dh) * W + off;
+                const int64_t a = off < 0 ? -off : 0, z = off > 0 ? off : 0;
+                if (a + z < len) {
+                    memcpy(dst + a, src + a, (size_t)(len - a - z) * sizeof *dst);
+                }
+                /* a column at a time down the rows: strided stores, not a memset call per row */
+                for (int64_t j = 0; j < W; j++) {
+                    if (j < a || j >= W - z) {
+                        for (int64_t r = 0; r < oh_hi - oh_lo; r++) {
+                            dst[r * W + j] = 0.0f;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /* im2col into columns, a row of the output at a time: zeros for the padding, then a strided
  * copy of the valid input columns (no bounds test per element). */
-static void im2col_cols(const conv_t *c, const float *x, float *col)
+static void im2col_cols(const conv_t *c, const float *x, float *col, int first)
 {
     const spatial_t *sp = &c->sp;
     const int64_t P = c->P, OW = sp->out[2];
     int64_t row = 0;
+
+    if (sp->in[0] == 1 && sp->out[0] == 1 && sp->k[0] == 1 && sp->s[1] == 1 && sp->s[2] == 1 &&
+        OW == sp->in[2] && sp->out[1] > 0) {
+        im2col_same_width(c, x, col, first);
+        return;
+    }
 
     for (int64_t ch = 0; ch < c->Cg; ch++) {
         const float *xc = x + ch * sp_in(sp);
@@ -279,15 +334,16 @@ static void im2col_cols(const conv_t *c, const float *x, float *col)
 }
 
 /* col[row][p] (rows: c, kd, kh, kw in weight order; p: output position), or col[p][row] when
- * by_rows, from one group's input channels. */
-static void im2col(const conv_t *c, const float *x, float *col, int by_rows)
+ * by_rows, from one group's input channels. first: the first unfolding of this run into col
+ * (nothing written there yet that the geometry keeps). */
+static void im2col(const conv_t *c, const float *x, float *col, int by_rows, int first)
 {
     const spatial_t *sp = &c->sp;
     const int64_t P = c->P, K = c->K;
     int64_t row = 0;
 
     if (!by_rows) {
-        im2col_cols(c, x, col);
+        im2col_cols(c, x, col, first);
         return;
     }
     for (int64_t ch = 0; ch < c->Cg; ch++) {
@@ -429,9 +485,13 @@ static int conv_run(const rt_exec_t *e, const rt_node_t *n, mp_errctx_t *err)
                 float *col = e->ws;
                 void *lws = col + c->K * P + (16 - (c->K * P) % 16) % 16;
                 const int rows = mp__rt_lin_wants_rows(c->lin);
-                im2col(c, xg, col, rows);
+                im2col(c, xg, col, rows, b == 0 && g == 0);
                 mp__rt_lin_apply(c->lin, w_rt, (int)g, P, col, rows ? c->K : P, !rows, yg, P, 1,
                                  bg, lws);
+            }
+            if (n->relu) {
+                /* a fused Relu, over this group's outputs while they are in cache */
+                mp__rt_relu(yg, yg, c->Mg * P);
             }
         }
     }
@@ -692,6 +752,9 @@ static int gemm_run(const rt_exec_t *e, const rt_node_t *n, mp_errctx_t *err)
             }
         }
     }
+    if (n->relu) {
+        mp__rt_relu(y, y, g->M * g->N);
+    }
     return 0;
 }
 
@@ -870,10 +933,11 @@ static inline float max_nan(float acc, float v)
 }
 
 /* MaxPool when no window reaches the padding: no clipping and no count per output, and the
- * common 2x2 stride-2 window of a row pair read as four loads. Same maxima in the same order as
- * the general loop. */
+ * common 2x2 stride-2 window over a row pair by the rt_gemm family's max2x2 (vectorised, the
+ * same bits). Same maxima in the same order as the general loop. */
 static void maxpool_inside(const spatial_t *sp, int64_t planes, const float *x, float *y)
 {
+    const mp_kern_rt_table_t *kt = mp__kern_rt();
     const int64_t IP = sp_in(sp), OW = sp->out[2];
     const int two = sp->k[0] == 1 && sp->k[1] == 2 && sp->k[2] == 2 && sp->s[1] == 2 &&
                     sp->s[2] == 2;
@@ -885,13 +949,7 @@ static void maxpool_inside(const spatial_t *sp, int64_t planes, const float *x, 
             for (int64_t o1 = 0; o1 < sp->out[1]; o1++, yc += OW) {
                 const float *x0 = xc + (o0 * sp->s[0] * sp->in[1] + o1 * sp->s[1]) * sp->in[2];
                 if (two) {
-                    const float *x1 = x0 + sp->in[2];
-                    for (int64_t ow = 0; ow < OW; ow++) {
-                        float acc = max_nan(-INFINITY, x0[2 * ow]);
-                        acc = max_nan(acc, x0[2 * ow + 1]);
-                        acc = max_nan(acc, x1[2 * ow]);
-                        yc[ow] = max_nan(acc, x1[2 * ow + 1]);
-                    }
+                    kt->max2x2((size_t)OW, x0, x0 + sp->in[2], yc);
                     continue;
                 }
                 for (int64_t ow = 0; ow < OW; ow++) {

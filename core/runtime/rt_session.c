@@ -232,6 +232,44 @@ static void prune_steps(rt_sess_t *s)
     }
 }
 
+/* Fuse a Relu into the Conv or Gemm that produces its input, when that Relu is the input's only
+ * reader and the input is no graph output: the producer applies the Relu to its output as it
+ * writes it (mp__rt_relu, the Relu operator's own loop, so the same bits), and the Relu step
+ * becomes a view of it. This saves a pass over the tensor; a Conv applies it per image and
+ * group, while the output is in cache. */
+static void fuse_relu(rt_sess_t *s)
+{
+    for (size_t t = 0; t < s->n_steps; t++) {
+        rt_node_t *n = &s->nodes[s->steps[t]];
+        int v, reads = 0;
+        if (strcmp(n->op_type, "Relu") != 0 || n->view || n->n_in < 1 || n->n_out < 1 ||
+            (v = n->in[0]) < 0 || n->out[0] < 0) {
+            continue;
+        }
+        const rt_val_t *x = &s->vals[v];
+        if (x->dt != MP_DT_F32 || x->output >= 0 || x->input >= 0 || x->cdata != NULL ||
+            x->alias >= 0 || x->producer < 0) {
+            continue;
+        }
+        rt_node_t *p = &s->nodes[x->producer];
+        if ((strcmp(p->op_type, "Conv") != 0 && strcmp(p->op_type, "Gemm") != 0) || p->folded ||
+            p->view || p->relu || p->out[0] != v) {
+            continue;
+        }
+        for (size_t u = 0; u < s->n_steps; u++) {
+            const rt_node_t *r = &s->nodes[s->steps[u]];
+            for (int i = 0; i < r->n_in; i++) {
+                reads += r->in[i] == v;
+            }
+        }
+        if (reads == 1) {
+            p->relu = 1;
+            n->view = 1;
+            s->vals[n->out[0]].alias = v;
+        }
+    }
+}
+
 /* Prep every needed node in order, folding those whose inputs are all constant (every op of
  * the runtime is deterministic, so folding never changes a result). */
 static int prepare(rt_sess_t *s, mp_errctx_t *err)
@@ -291,6 +329,7 @@ static int prepare(rt_sess_t *s, mp_errctx_t *err)
         }
     }
     prune_steps(s);
+    fuse_relu(s);
     return 0;
 }
 

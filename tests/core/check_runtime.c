@@ -678,6 +678,64 @@ static int run_outs(graph_t *gr, int opset, const float *const *in, float **outs
     return rc;
 }
 
+/* Conv -> Relu: the Relu is fused into the Conv (its step a view, the Conv flagged) exactly when
+ * the Conv's output has no other reader and is no graph output; every way, the values are the
+ * unfused ones. x 1x1x3x3 = -4..4, w 3x3 ones, pad 1: the 3x3 window sums. */
+START_TEST(test_relu_fusion)
+{
+    static const float x[9] = {-4, -3, -2, -1, 0, 1, 2, 3, 4};
+    static const float sums[9] = {-8, -9, -4, -3, 0, 3, 4, 9, 8};
+    const int64_t xd[] = {1, 1, 3, 3}, wd[] = {1, 1, 3, 3};
+    float w[9];
+    for (int i = 0; i < 9; i++) {
+        w[i] = 1.0f;
+    }
+    /* 0: Relu alone reads the Conv; 1: the Conv's output is a graph output too; 2: an Add reads
+     * it as well (y + relu(y)) */
+    for (int shape = 0; shape < 3; shape++) {
+        graph_t g = {0};
+        buf_t keep;
+        float r[9], second[9];
+        float *outs[] = {r, second};
+        mp_errctx_t err = {0};
+        mp_session_t *sess = NULL;
+        g_in(&g, "x", 4, xd);
+        g_init(&g, "w", MP_DT_F32, 4, wd, w);
+        g_node(&g, "Conv", "x w", "y", (const char *[]){"I:pads=1,1,1,1", NULL});
+        g_node(&g, "Relu", "y", "r", NULL);
+        if (shape == 2) {
+            g_node(&g, "Add", "y r", "s", NULL);
+        }
+        g_out(&g, "r");
+        if (shape > 0) {
+            g_out(&g, shape == 1 ? "y" : "s");
+        }
+        mp_model_t *m = g_model(&g, 13, &keep);
+        ck_assert_int_eq(mp_session_new(m, 1, &sess, &err), 0);
+        const float *in[] = {x};
+        ck_assert_msg(mp_session_run(sess, in, outs, &err) == 0, "%s", err.msg);
+        int fused = 0;
+        for (size_t k = 0; k < sess->n_nodes; k++) {
+            fused += sess->nodes[k].relu;
+        }
+        ck_assert_int_eq(fused, shape == 0);
+        for (int i = 0; i < 9; i++) {
+            const float relu = sums[i] > 0 ? sums[i] : 0.0f;
+            ck_assert_float_eq(r[i], relu);
+            if (shape > 0) {
+                const float want = shape == 1 ? sums[i] : sums[i] + relu;
+                ck_assert_float_eq(second[i], want);
+            }
+        }
+        mp_errctx_t perr = {0};
+        ck_assert_msg(mp__rt_plan_check(sess, &perr) == 0, "%s", perr.msg);
+        mp_session_free(sess);
+        mp_model_free(m);
+        free(keep.p);
+    }
+}
+END_TEST
+
 /* MaxPool's Indices: the position of each window's maximum in the whole input flattened,
  * row-major (storage_order 0) or column-major within the plane (1), plane c adding c * H * W. */
 START_TEST(test_maxpool_indices)
@@ -1817,6 +1875,7 @@ static Suite *runtime_suite(void)
     tcase_add_test(ops, test_quant_dequant);
     tcase_add_test(ops, test_gather_out_of_range);
     tcase_add_test(ops, test_maxpool_indices);
+    tcase_add_test(ops, test_relu_fusion);
     tcase_add_test(ops, test_maxpool_int8);
     tcase_add_test(ops, test_clip_int);
     tcase_add_test(ops, test_batchnorm_training);

@@ -291,6 +291,49 @@ START_TEST(test_dw_plane_exact)
 }
 END_TEST
 
+/* A 2x2 max pool row: the same bits as _ref for 1 to 40 outputs (vector steps and every tail),
+ * over values that include NaN, both zeros, infinities and ties; the rows are exactly 2n long,
+ * so a variant reading past them is caught under ASan. */
+START_TEST(test_max2x2_exact)
+{
+    const mp_kern_rt_table_t *ref = mp__kern_rt_for("ref");
+    const mp_kern_rt_table_t *t = mp__kern_rt_for(isas[_i]);
+    static const float special[] = {NAN, -NAN, 0.0f, -0.0f, INFINITY, -INFINITY, 1.0f, 1.0f};
+    float want[40], got[40];
+
+    if (t == NULL) {
+        return;
+    }
+    for (size_t n = 1; n <= 40; n++) {
+        /* dense: random values with a special one here and there; sparse: specials only, so
+         * windows hold two NaNs of either sign, or both zeros, in every order */
+        for (int dense = 0; dense < 2; dense++) {
+            float *x0 = malloc(2 * n * sizeof *x0), *x1 = malloc(2 * n * sizeof *x1);
+            ck_assert(x0 != NULL && x1 != NULL);
+            for (size_t i = 0; i < 2 * n; i++) {
+                x0[i] = dense && (i + n) % 5 ? next_f() : special[(i * 3 + n) % 8];
+                x1[i] = dense && (i + 2 * n) % 7 ? next_f() : special[(i + n) % 8];
+            }
+            ref->max2x2(n, x0, x1, want);
+            t->max2x2(n, x0, x1, got);
+            ck_assert_msg(memcmp(got, want, n * sizeof *got) == 0,
+                          "%s max2x2 n %zu (%s) differs from _ref", t->isa, n,
+                          dense ? "dense" : "specials");
+            free(x0);
+            free(x1);
+        }
+    }
+    /* the reference itself: a NaN anywhere wins; the first of two zeros stays */
+    {
+        const float a0[4] = {1.0f, 3.0f, -0.0f, 0.0f}, a1[4] = {2.0f, NAN, 0.0f, -1.0f};
+        float y[2];
+        ref->max2x2(2, a0, a1, y);
+        ck_assert(isnan(y[0]));
+        ck_assert(y[1] == 0.0f && signbit(y[1]));
+    }
+}
+END_TEST
+
 static Suite *kernels_suite(void)
 {
     Suite *s = suite_create("runtime_kernels");
@@ -301,6 +344,7 @@ static Suite *kernels_suite(void)
     tcase_add_loop_test(tc, test_cb_gemv_close, 0, 2);
     tcase_add_loop_test(tc, test_wx_bias_close, 0, 2);
     tcase_add_loop_test(tc, test_dw_plane_exact, 0, 2);
+    tcase_add_loop_test(tc, test_max2x2_exact, 0, 2);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
     return s;
