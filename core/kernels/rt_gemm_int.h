@@ -29,7 +29,9 @@
  * - max2x2: one output row of a 2x2 stride-2 max pool whose windows lie inside the input: y[i] =
  *   the maximum of x0[2i], x0[2i+1], x1[2i], x1[2i+1] for i < n, taken in that order by
  *   acc = (v > acc || v is NaN) ? v : acc from the first (so a NaN wins and stays, and of +0 and
- *   -0 the first seen is kept); every variant gives the same bits as _ref.
+ *   -0 the first seen is kept); with relu, each v is first v > 0 ? v : 0 (Relu's own formula:
+ *   NaN and -0 become +0), i.e. the pool of a Relu's output. Every variant gives the same bits
+ *   as _ref.
  *
  * The table for the ISA the core runs with (mp_kern_isa()) is mp__kern_rt(); tests reach each
  * variant with mp__kern_rt_for().
@@ -63,7 +65,7 @@ typedef struct mp_kern_rt_table {
                     size_t ldx, const float *bias, float *out, size_t ldo);
     void (*dw_plane)(const struct mp_kern_dw_geom *g, const float *x, const float *w, float bias,
                      float *y);
-    void (*max2x2)(size_t n, const float *x0, const float *x1, float *y);
+    void (*max2x2)(size_t n, const float *x0, const float *x1, int relu, float *y);
 } mp_kern_rt_table_t;
 
 #define MP__KERN_RT_DECLARE(isa)                                                                   \
@@ -80,7 +82,7 @@ typedef struct mp_kern_rt_table {
                                    size_t ldo);                                                    \
     void mp_kern_dw_plane_f32_##isa(const mp_kern_dw_geom_t *g, const float *x, const float *w,   \
                                     float bias, float *y);                                         \
-    void mp_kern_max2x2_f32_##isa(size_t n, const float *x0, const float *x1, float *y);
+    void mp_kern_max2x2_f32_##isa(size_t n, const float *x0, const float *x1, int relu, float *y);
 
 MP__KERN_RT_DECLARE(ref)
 MP__KERN_RT_DECLARE(avx2)

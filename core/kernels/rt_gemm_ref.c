@@ -102,13 +102,18 @@ static inline float max_nan(float acc, float v)
     return v > acc || v != v ? v : acc;
 }
 
-void mp_kern_max2x2_f32_ref(size_t n, const float *x0, const float *x1, float *y)
+static inline float relu_if(int relu, float v)
+{
+    return relu ? (v > 0.0f ? v : 0.0f) : v;
+}
+
+void mp_kern_max2x2_f32_ref(size_t n, const float *x0, const float *x1, int relu, float *y)
 {
     for (size_t i = 0; i < n; i++) {
-        float acc = x0[2 * i];
-        acc = max_nan(acc, x0[2 * i + 1]);
-        acc = max_nan(acc, x1[2 * i]);
-        y[i] = max_nan(acc, x1[2 * i + 1]);
+        float acc = relu_if(relu, x0[2 * i]);
+        acc = max_nan(acc, relu_if(relu, x0[2 * i + 1]));
+        acc = max_nan(acc, relu_if(relu, x1[2 * i]));
+        y[i] = max_nan(acc, relu_if(relu, x1[2 * i + 1]));
     }
 }
 

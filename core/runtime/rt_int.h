@@ -96,6 +96,9 @@ struct rt_node {
     int folded;                  /* run at creation; its outputs are constants */
     rt_wsrc_t wsrc;              /* Gemm/MatMul/Conv: a compressed weight read directly */
     int relu;                    /* Conv/Gemm: a Relu fused into output 0 (rt_session.c) */
+    int pool;                    /* Conv: 1 + the id of a 2x2 MaxPool it runs per image, else 0 */
+    int by_step;                 /* 1 + the step that computes this node's outputs (a fused
+                                  * MaxPool, run by its Conv), else 0: the plan defines them there */
 };
 
 struct mp_session {
@@ -131,6 +134,10 @@ struct mp_session {
     int *mirror, *mirror_src;
     size_t n_mirror;
 };
+
+/* 1 if node n is a MaxPool a Conv can run per image (rt_ops_nn.c): F32, 2x2 windows at stride
+ * 2 inside a 2-D input, no Indices output. */
+int mp__rt_pool2_fusable(const rt_node_t *n);
 
 /* Relu as the Relu operator computes it (x > 0 ? x : 0; NaN and -0 give +0), y may be x. */
 void mp__rt_relu(float *y, const float *x, int64_t n);

@@ -445,6 +445,9 @@ static void depthwise_padded(const conv_t *c, const mp_kern_rt_table_t *kt, cons
     kt->dw_plane(&g, pad, w, bias, y);
 }
 
+static void pool_fused(const rt_exec_t *e, const rt_node_t *pool, int64_t b, const float *y,
+                       int relu);
+
 static int conv_run(const rt_exec_t *e, const rt_node_t *n, mp_errctx_t *err)
 {
     const conv_t *c = n->p;
@@ -489,10 +492,15 @@ static int conv_run(const rt_exec_t *e, const rt_node_t *n, mp_errctx_t *err)
                 mp__rt_lin_apply(c->lin, w_rt, (int)g, P, col, rows ? c->K : P, !rows, yg, P, 1,
                                  bg, lws);
             }
-            if (n->relu) {
+            if (n->relu && !n->pool) {
                 /* a fused Relu, over this group's outputs while they are in cache */
                 mp__rt_relu(yg, yg, c->Mg * P);
             }
+        }
+        if (n->pool) {
+            /* a fused MaxPool 2x2 (and the Relu before it, if fused too), over this image's
+             * outputs while they are in cache */
+            pool_fused(e, &e->s->nodes[n->pool - 1], b, y + b * c->M * P, n->relu);
         }
     }
     return 0;
@@ -926,6 +934,18 @@ static int pool_prep(rt_sess_t *s, rt_node_t *n, mp_errctx_t *err, int max)
     return mp__rt_out_shape(s, n, 0, x->dt, x->rank, od, err);
 }
 
+static int pool_two(const spatial_t *sp)
+{
+    return sp->k[0] == 1 && sp->k[1] == 2 && sp->k[2] == 2 && sp->s[1] == 2 && sp->s[2] == 2;
+}
+
+int mp__rt_pool2_fusable(const rt_node_t *n)
+{
+    const pool_t *p = n->p;
+    return strcmp(n->op_type, "MaxPool") == 0 && p != NULL && p->inside && pool_two(&p->sp) &&
+           p->sp.nsp == 2;
+}
+
 /* The running maximum as ONNX wants it: a NaN wins and stays. */
 static inline float max_nan(float acc, float v)
 {
@@ -935,12 +955,12 @@ static inline float max_nan(float acc, float v)
 /* MaxPool when no window reaches the padding: no clipping and no count per output, and the
  * common 2x2 stride-2 window over a row pair by the rt_gemm family's max2x2 (vectorised, the
  * same bits). Same maxima in the same order as the general loop. */
-static void maxpool_inside(const spatial_t *sp, int64_t planes, const float *x, float *y)
+static void maxpool_inside(const spatial_t *sp, int64_t planes, const float *x, int relu,
+                           float *y)
 {
     const mp_kern_rt_table_t *kt = mp__kern_rt();
     const int64_t IP = sp_in(sp), OW = sp->out[2];
-    const int two = sp->k[0] == 1 && sp->k[1] == 2 && sp->k[2] == 2 && sp->s[1] == 2 &&
-                    sp->s[2] == 2;
+    const int two = pool_two(sp);
 
     for (int64_t c = 0; c < planes; c++) {
         const float *xc = x + c * IP;
@@ -949,7 +969,7 @@ static void maxpool_inside(const spatial_t *sp, int64_t planes, const float *x, 
             for (int64_t o1 = 0; o1 < sp->out[1]; o1++, yc += OW) {
                 const float *x0 = xc + (o0 * sp->s[0] * sp->in[1] + o1 * sp->s[1]) * sp->in[2];
                 if (two) {
-                    kt->max2x2((size_t)OW, x0, x0 + sp->in[2], yc);
+                    kt->max2x2((size_t)OW, x0, x0 + sp->in[2], relu, yc);
                     continue;
                 }
                 for (int64_t ow = 0; ow < OW; ow++) {
@@ -968,6 +988,18 @@ static void maxpool_inside(const spatial_t *sp, int64_t planes, const float *x, 
             }
         }
     }
+}
+
+/* Image b of a MaxPool run by the Conv producing its input (rt_session.c fuses them): y is
+ * that image's output planes, relu whether a fused Relu lies between (then applied here, on
+ * the fly: the pool is the only reader); the same maxima as the MaxPool step would give. */
+static void pool_fused(const rt_exec_t *e, const rt_node_t *pool, int64_t b, const float *y,
+                       int relu)
+{
+    const pool_t *p = pool->p;
+    const rt_val_t *x = RT_IN(e->s, pool, 0);
+    float *out = RT_OPTR(e, pool, 0);
+    maxpool_inside(&p->sp, x->dims[1], y, relu, out + b * x->dims[1] * sp_out(&p->sp));
 }
 
 static int maxpool_prep(rt_sess_t *s, rt_node_t *n, mp_errctx_t *err)
@@ -1079,8 +1111,11 @@ static int pool_run(const rt_exec_t *e, const rt_node_t *n, mp_errctx_t *err)
         maxpool_arg(p, xv->dt, planes, x, y, p->indices ? RT_OPTR(e, n, 1) : NULL);
         return 0;
     }
+    if (n->by_step) {
+        return 0; /* computed by the Conv before it */
+    }
     if (p->inside) {
-        maxpool_inside(sp, planes, x, y);
+        maxpool_inside(sp, planes, x, 0, y);
         return 0;
     }
     for (int64_t c = 0; c < planes; c++) {

@@ -79,7 +79,7 @@ int mp__rt_plan(rt_sess_t *s, mp_errctx_t *err)
         for (int o = 0; o < n->n_out; o++) {
             if (n->out[o] >= 0) {
                 rt_val_t *v = &s->vals[n->out[o]];
-                v->def = (int)t;
+                v->def = n->by_step ? n->by_step - 1 : (int)t; /* a fused step's: its producer's */
                 v->last = v->last < (int)t ? (int)t : v->last;
                 v->in_arena = v->cdata == NULL && v->alias < 0;
             }

@@ -270,6 +270,60 @@ static void fuse_relu(rt_sess_t *s)
     }
 }
 
+/* Readers of value v among the steps, views followed: the steps that read v or a view of it,
+ * views not counted; -1 when v or a view of it is a graph output. *reader: the last found. */
+static int readers(const rt_sess_t *s, int v, int *reader)
+{
+    int count = 0;
+
+    if (s->vals[v].output >= 0) {
+        return -1;
+    }
+    for (size_t u = 0; u < s->n_steps; u++) {
+        const rt_node_t *r = &s->nodes[s->steps[u]];
+        for (int i = 0; i < r->n_in; i++) {
+            if (r->in[i] != v) {
+                continue;
+            }
+            if (r->view) {
+                const int c = readers(s, r->out[0], reader);
+                if (c < 0) {
+                    return -1;
+                }
+                count += c;
+            } else {
+                count++;
+                *reader = s->steps[u];
+            }
+        }
+    }
+    return count;
+}
+
+/* Fuse a 2x2 stride-2 MaxPool into the Conv producing its input (through a fused Relu's view or
+ * directly), when it is that output's only reader and nothing of it is a graph output: the Conv
+ * pools each image as soon as it is computed, while it is in cache, and the MaxPool step does
+ * nothing; the plan defines the pooled output at the Conv's step, so nothing the Conv still
+ * reads can share its bytes. */
+static void fuse_pool(rt_sess_t *s)
+{
+    for (size_t t = 0; t < s->n_steps; t++) {
+        rt_node_t *c = &s->nodes[s->steps[t]];
+        int pool = -1;
+        if (strcmp(c->op_type, "Conv") != 0 || c->folded || c->pool || c->n_out < 1 ||
+            c->out[0] < 0 || s->vals[c->out[0]].rank != 4 ||
+            readers(s, c->out[0], &pool) != 1) {
+            continue;
+        }
+        rt_node_t *p = &s->nodes[pool];
+        if (!mp__rt_pool2_fusable(p) || p->by_step || p->folded) {
+            continue;
+        }
+        c->pool = pool + 1;
+        p->by_step = (int)t + 1;
+    }
+}
+
 /* Prep every needed node in order, folding those whose inputs are all constant (every op of
  * the runtime is deterministic, so folding never changes a result). */
 static int prepare(rt_sess_t *s, mp_errctx_t *err)
@@ -330,6 +384,7 @@ static int prepare(rt_sess_t *s, mp_errctx_t *err)
     }
     prune_steps(s);
     fuse_relu(s);
+    fuse_pool(s);
     return 0;
 }
 

@@ -736,6 +736,69 @@ START_TEST(test_relu_fusion)
 }
 END_TEST
 
+/* Conv (-> Relu) -> MaxPool 2x2: the pool is run by the Conv per image exactly when it is the
+ * Conv's output's only reader and nothing of it is a graph output, with the Relu applied on the
+ * fly when fused too; the values are the unfused ones and the plan stays sound (the pooled
+ * output defined at the Conv's step). x 1x1x4x4 = -8..7, w 3x3 ones, pad 1. */
+START_TEST(test_pool_fusion)
+{
+    static const float sums[16] = {-22, -30, -24, -14, -21, -27, -18, -9,
+                                   3,   9,   18,  15,  10,  18,  24,  18};
+    static const float pooled[2][4] = {{-21, -9, 18, 24}, {0, 0, 18, 24}}; /* without, with Relu */
+    const int64_t xd[] = {1, 1, 4, 4}, wd[] = {1, 1, 3, 3};
+    float x[16], w[9];
+    for (int i = 0; i < 16; i++) {
+        x[i] = (float)(i - 8);
+    }
+    for (int i = 0; i < 9; i++) {
+        w[i] = 1.0f;
+    }
+    /* 0: Conv -> Relu -> MaxPool, both fused; 1: Conv -> MaxPool; 2: the Relu's output is a
+     * graph output too, so only the Relu is fused */
+    for (int shape = 0; shape < 3; shape++) {
+        const int relu = shape != 1;
+        graph_t g = {0};
+        buf_t keep;
+        float y[4], r[16];
+        float *outs[] = {y, r};
+        mp_errctx_t err = {0};
+        mp_session_t *sess = NULL;
+        g_in(&g, "x", 4, xd);
+        g_init(&g, "w", MP_DT_F32, 4, wd, w);
+        g_node(&g, "Conv", "x w", "c", (const char *[]){"I:pads=1,1,1,1", NULL});
+        if (relu) {
+            g_node(&g, "Relu", "c", "r", NULL);
+        }
+        g_node(&g, "MaxPool", relu ? "r" : "c", "y",
+               (const char *[]){"I:kernel_shape=2,2", "I:strides=2,2", NULL});
+        g_out(&g, "y");
+        if (shape == 2) {
+            g_out(&g, "r");
+        }
+        mp_model_t *m = g_model(&g, 13, &keep);
+        ck_assert_int_eq(mp_session_new(m, 1, &sess, &err), 0);
+        const float *in[] = {x};
+        ck_assert_msg(mp_session_run(sess, in, outs, &err) == 0, "%s", err.msg);
+        int pools = 0, by_step = 0;
+        for (size_t k = 0; k < sess->n_nodes; k++) {
+            pools += sess->nodes[k].pool != 0;
+            by_step += sess->nodes[k].by_step != 0;
+        }
+        ck_assert_int_eq(pools, shape != 2);
+        ck_assert_int_eq(by_step, shape != 2);
+        expect_vals(y, pooled[relu], 4, 0);
+        for (int i = 0; shape == 2 && i < 16; i++) {
+            ck_assert_float_eq(r[i], sums[i] > 0 ? sums[i] : 0.0f);
+        }
+        mp_errctx_t perr = {0};
+        ck_assert_msg(mp__rt_plan_check(sess, &perr) == 0, "%s", perr.msg);
+        mp_session_free(sess);
+        mp_model_free(m);
+        free(keep.p);
+    }
+}
+END_TEST
+
 /* MaxPool's Indices: the position of each window's maximum in the whole input flattened,
  * row-major (storage_order 0) or column-major within the plane (1), plane c adding c * H * W. */
 START_TEST(test_maxpool_indices)
@@ -1876,6 +1939,7 @@ static Suite *runtime_suite(void)
     tcase_add_test(ops, test_gather_out_of_range);
     tcase_add_test(ops, test_maxpool_indices);
     tcase_add_test(ops, test_relu_fusion);
+    tcase_add_test(ops, test_pool_fusion);
     tcase_add_test(ops, test_maxpool_int8);
     tcase_add_test(ops, test_clip_int);
     tcase_add_test(ops, test_batchnorm_training);

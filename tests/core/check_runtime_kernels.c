@@ -314,22 +314,31 @@ START_TEST(test_max2x2_exact)
                 x0[i] = dense && (i + n) % 5 ? next_f() : special[(i * 3 + n) % 8];
                 x1[i] = dense && (i + 2 * n) % 7 ? next_f() : special[(i + n) % 8];
             }
-            ref->max2x2(n, x0, x1, want);
-            t->max2x2(n, x0, x1, got);
-            ck_assert_msg(memcmp(got, want, n * sizeof *got) == 0,
-                          "%s max2x2 n %zu (%s) differs from _ref", t->isa, n,
-                          dense ? "dense" : "specials");
+            for (int relu = 0; relu < 2; relu++) {
+                ref->max2x2(n, x0, x1, relu, want);
+                t->max2x2(n, x0, x1, relu, got);
+                ck_assert_msg(memcmp(got, want, n * sizeof *got) == 0,
+                              "%s max2x2 n %zu (%s%s) differs from _ref", t->isa, n,
+                              dense ? "dense" : "specials", relu ? ", relu" : "");
+            }
             free(x0);
             free(x1);
         }
     }
-    /* the reference itself: a NaN anywhere wins; the first of two zeros stays */
+    /* the reference itself: a NaN anywhere wins; the first of two zeros stays; after a Relu,
+     * NaN and -0 are +0 */
     {
         const float a0[4] = {1.0f, 3.0f, -0.0f, 0.0f}, a1[4] = {2.0f, NAN, 0.0f, -1.0f};
+        const float c0[2] = {-0.0f, NAN}, c1[2] = {-2.0f, -1.0f};
         float y[2];
-        ref->max2x2(2, a0, a1, y);
+        ref->max2x2(2, a0, a1, 0, y);
         ck_assert(isnan(y[0]));
         ck_assert(y[1] == 0.0f && signbit(y[1]));
+        ref->max2x2(2, a0, a1, 1, y);
+        ck_assert_float_eq(y[0], 3.0f);
+        ck_assert(y[1] == 0.0f && !signbit(y[1]));
+        ref->max2x2(1, c0, c1, 1, y);
+        ck_assert(y[0] == 0.0f && !signbit(y[0]));
     }
 }
 END_TEST
