@@ -254,7 +254,7 @@ void mp_kern_wx_bias_f32_avx2(size_t M, size_t P, size_t K, const float *w, size
     }
 }
 
-/* max2x2: 8 outputs per step; the even and odd lanes of each row's 16 inputs (shufps, then
+/* max2x2: row by row, 8 outputs per step; the even and odd lanes of each row's 16 inputs (shufps, then
  * vpermpd to put the 128-bit halves in order), then _ref's steps as compares and blends; with
  * relu, each input is first max(v, +0) (maxps returns +0, its second operand, for NaN and -0,
  * as v > 0 ? v : 0 does), after which a plain maxps chain is exact. The last < 8 outputs run as
@@ -279,20 +279,24 @@ static inline void deinterleave8(const float *x, int relu, __m256 *ev, __m256 *o
         _mm256_castps_pd(_mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1))), 0xd8));
 }
 
-void mp_kern_max2x2_f32_avx2(size_t n, const float *x0, const float *x1, int relu, float *y)
+void mp_kern_max2x2_f32_avx2(size_t rows, size_t n, const float *x, size_t ldx, int relu,
+                             float *y)
 {
-    size_t i = 0;
-
-    for (; i + 8 <= n; i += 8) {
-        __m256 a_ev, a_od, b_ev, b_od, acc;
-        deinterleave8(x0 + 2 * i, relu, &a_ev, &a_od);
-        deinterleave8(x1 + 2 * i, relu, &b_ev, &b_od);
-        if (relu) {
-            acc = _mm256_max_ps(_mm256_max_ps(a_ev, a_od), _mm256_max_ps(b_ev, b_od));
-        } else {
-            acc = max_nan8(max_nan8(max_nan8(a_ev, a_od), b_ev), b_od);
+    for (size_t r = 0; r < rows; r++) {
+        const float *x0 = x + 2 * r * ldx, *x1 = x0 + ldx;
+        float *yr = y + r * n;
+        size_t i = 0;
+        for (; i + 8 <= n; i += 8) {
+            __m256 a_ev, a_od, b_ev, b_od, acc;
+            deinterleave8(x0 + 2 * i, relu, &a_ev, &a_od);
+            deinterleave8(x1 + 2 * i, relu, &b_ev, &b_od);
+            if (relu) {
+                acc = _mm256_max_ps(_mm256_max_ps(a_ev, a_od), _mm256_max_ps(b_ev, b_od));
+            } else {
+                acc = max_nan8(max_nan8(max_nan8(a_ev, a_od), b_ev), b_od);
+            }
+            _mm256_storeu_ps(yr + i, acc);
         }
-        _mm256_storeu_ps(y + i, acc);
+        mp_kern_max2x2_row_ref(n - i, x0 + 2 * i, x1 + 2 * i, relu, yr + i);
     }
-    mp_kern_max2x2_f32_ref(n - i, x0 + 2 * i, x1 + 2 * i, relu, y + i);
 }

@@ -296,7 +296,7 @@ void mp_kern_wx_bias_f32_avx512(size_t M, size_t P, size_t K, const float *w, si
     }
 }
 
-/* max2x2: 16 outputs per step; the even and odd lanes of each row's 32 inputs (vpermt2ps),
+/* max2x2: row by row, 16 outputs per step; the even and odd lanes of each row's 32 inputs (vpermt2ps),
  * then _ref's steps as compare masks and blends (v > acc ordered, or v unordered). With relu,
  * each input is first max(v, +0) (maxps returns its second operand, +0, for NaN and for -0,
  * as v > 0 ? v : 0 does). The last step's loads and store are masked to the 2n inputs and n
@@ -308,7 +308,8 @@ static inline __m512 max_nan16(__m512 acc, __m512 v)
     return _mm512_mask_blend_ps(take, acc, v);
 }
 
-void mp_kern_max2x2_f32_avx512(size_t n, const float *x0, const float *x1, int relu, float *y)
+void mp_kern_max2x2_f32_avx512(size_t rows, size_t n, const float *x, size_t ldx, int relu,
+                               float *y)
 {
     const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28,
                                            30);
@@ -316,32 +317,36 @@ void mp_kern_max2x2_f32_avx512(size_t n, const float *x0, const float *x1, int r
                                           31);
     const __m512 zero = _mm512_setzero_ps();
 
-    for (size_t i = 0; i < n; i += 16) {
-        const size_t cnt = n - i < 16 ? n - i : 16, len = 2 * cnt;
-        const __mmask16 m = (__mmask16)((1u << cnt) - 1);
-        const __mmask16 m0 = (__mmask16)(len >= 16 ? 0xffffu : (1u << len) - 1);
-        const __mmask16 m1 = (__mmask16)(len > 16 ? (1u << (len - 16)) - 1 : 0);
-        __m512 a0 = _mm512_maskz_loadu_ps(m0, x0 + 2 * i);
-        __m512 a1 = _mm512_maskz_loadu_ps(m1, x0 + 2 * i + 16);
-        __m512 b0 = _mm512_maskz_loadu_ps(m0, x1 + 2 * i);
-        __m512 b1 = _mm512_maskz_loadu_ps(m1, x1 + 2 * i + 16);
-        __m512 acc;
-        if (relu) {
-            /* no NaN and no -0 is left: the running maximum is maxps */
-            a0 = _mm512_max_ps(a0, zero);
-            a1 = _mm512_max_ps(a1, zero);
-            b0 = _mm512_max_ps(b0, zero);
-            b1 = _mm512_max_ps(b1, zero);
-            acc = _mm512_max_ps(_mm512_permutex2var_ps(a0, even, a1),
-                                _mm512_permutex2var_ps(a0, odd, a1));
-            acc = _mm512_max_ps(acc, _mm512_permutex2var_ps(b0, even, b1));
-            acc = _mm512_max_ps(acc, _mm512_permutex2var_ps(b0, odd, b1));
-        } else {
-            acc = _mm512_permutex2var_ps(a0, even, a1);
-            acc = max_nan16(acc, _mm512_permutex2var_ps(a0, odd, a1));
-            acc = max_nan16(acc, _mm512_permutex2var_ps(b0, even, b1));
-            acc = max_nan16(acc, _mm512_permutex2var_ps(b0, odd, b1));
+    for (size_t r = 0; r < rows; r++) {
+        const float *x0 = x + 2 * r * ldx, *x1 = x0 + ldx;
+        float *yr = y + r * n;
+        for (size_t i = 0; i < n; i += 16) {
+            const size_t cnt = n - i < 16 ? n - i : 16, len = 2 * cnt;
+            const __mmask16 m = (__mmask16)((1u << cnt) - 1);
+            const __mmask16 m0 = (__mmask16)(len >= 16 ? 0xffffu : (1u << len) - 1);
+            const __mmask16 m1 = (__mmask16)(len > 16 ? (1u << (len - 16)) - 1 : 0);
+            __m512 a0 = _mm512_maskz_loadu_ps(m0, x0 + 2 * i);
+            __m512 a1 = _mm512_maskz_loadu_ps(m1, x0 + 2 * i + 16);
+            __m512 b0 = _mm512_maskz_loadu_ps(m0, x1 + 2 * i);
+            __m512 b1 = _mm512_maskz_loadu_ps(m1, x1 + 2 * i + 16);
+            __m512 acc;
+            if (relu) {
+                /* no NaN and no -0 is left: the running maximum is maxps */
+                a0 = _mm512_max_ps(a0, zero);
+                a1 = _mm512_max_ps(a1, zero);
+                b0 = _mm512_max_ps(b0, zero);
+                b1 = _mm512_max_ps(b1, zero);
+                acc = _mm512_max_ps(_mm512_permutex2var_ps(a0, even, a1),
+                                    _mm512_permutex2var_ps(a0, odd, a1));
+                acc = _mm512_max_ps(acc, _mm512_permutex2var_ps(b0, even, b1));
+                acc = _mm512_max_ps(acc, _mm512_permutex2var_ps(b0, odd, b1));
+            } else {
+                acc = _mm512_permutex2var_ps(a0, even, a1);
+                acc = max_nan16(acc, _mm512_permutex2var_ps(a0, odd, a1));
+                acc = max_nan16(acc, _mm512_permutex2var_ps(b0, even, b1));
+                acc = max_nan16(acc, _mm512_permutex2var_ps(b0, odd, b1));
+            }
+            _mm512_mask_storeu_ps(yr + i, m, acc);
         }
-        _mm512_mask_storeu_ps(y + i, m, acc);
     }
 }

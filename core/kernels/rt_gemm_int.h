@@ -26,7 +26,8 @@
  *   holds its padding: y[r*ow + i] = bias + sum_{a < g->kh, b < g->kw} w[a*kw + b] *
  *   x[(r*sh + a*dh)*ldx + i*sw + b*dw] for r < oh, i < ow, each product rounded and added in
  *   tap order (a, then b; no fused multiply-add), so every variant gives the same bits as _ref.
- * - max2x2: one output row of a 2x2 stride-2 max pool whose windows lie inside the input: y[i] =
+ * - max2x2: rows output rows of a 2x2 stride-2 max pool whose windows lie inside the input: with
+ *   x0 = x + 2r*ldx and x1 = x0 + ldx (the input row pair of output row r < rows), y[r*n + i] =
  *   the maximum of x0[2i], x0[2i+1], x1[2i], x1[2i+1] for i < n, taken in that order by
  *   acc = (v > acc || v is NaN) ? v : acc from the first (so a NaN wins and stays, and of +0 and
  *   -0 the first seen is kept); with relu, each v is first v > 0 ? v : 0 (Relu's own formula:
@@ -65,7 +66,7 @@ typedef struct mp_kern_rt_table {
                     size_t ldx, const float *bias, float *out, size_t ldo);
     void (*dw_plane)(const struct mp_kern_dw_geom *g, const float *x, const float *w, float bias,
                      float *y);
-    void (*max2x2)(size_t n, const float *x0, const float *x1, int relu, float *y);
+    void (*max2x2)(size_t rows, size_t n, const float *x, size_t ldx, int relu, float *y);
 } mp_kern_rt_table_t;
 
 #define MP__KERN_RT_DECLARE(isa)                                                                   \
@@ -82,11 +83,15 @@ typedef struct mp_kern_rt_table {
                                    size_t ldo);                                                    \
     void mp_kern_dw_plane_f32_##isa(const mp_kern_dw_geom_t *g, const float *x, const float *w,   \
                                     float bias, float *y);                                         \
-    void mp_kern_max2x2_f32_##isa(size_t n, const float *x0, const float *x1, int relu, float *y);
+    void mp_kern_max2x2_f32_##isa(size_t rows, size_t n, const float *x, size_t ldx, int relu,     \
+                                  float *y);
 
 MP__KERN_RT_DECLARE(ref)
 MP__KERN_RT_DECLARE(avx2)
 MP__KERN_RT_DECLARE(avx512)
+
+/* One output row of max2x2 by the reference (x0, x1: its input rows), for variants' tails. */
+void mp_kern_max2x2_row_ref(size_t n, const float *x0, const float *x1, int relu, float *y);
 
 /* 1 if the CPU has AVX-512 VNNI (the avx512 s8_gemm uses vpdpbusd then). */
 int mp__kern_rt_has_vnni(void);

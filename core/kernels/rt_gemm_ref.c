@@ -107,13 +107,21 @@ static inline float relu_if(int relu, float v)
     return relu ? (v > 0.0f ? v : 0.0f) : v;
 }
 
-void mp_kern_max2x2_f32_ref(size_t n, const float *x0, const float *x1, int relu, float *y)
+/* One output row of max2x2 (the variants' tails too). */
+void mp_kern_max2x2_row_ref(size_t n, const float *x0, const float *x1, int relu, float *y)
 {
     for (size_t i = 0; i < n; i++) {
         float acc = relu_if(relu, x0[2 * i]);
         acc = max_nan(acc, relu_if(relu, x0[2 * i + 1]));
         acc = max_nan(acc, relu_if(relu, x1[2 * i]));
         y[i] = max_nan(acc, relu_if(relu, x1[2 * i + 1]));
+    }
+}
+
+void mp_kern_max2x2_f32_ref(size_t rows, size_t n, const float *x, size_t ldx, int relu, float *y)
+{
+    for (size_t r = 0; r < rows; r++) {
+        mp_kern_max2x2_row_ref(n, x + 2 * r * ldx, x + (2 * r + 1) * ldx, relu, y + r * n);
     }
 }
 

@@ -955,6 +955,8 @@ static inline float max_nan(float acc, float v)
 /* MaxPool when no window reaches the padding: no clipping and no count per output, and the
  * common 2x2 stride-2 window over a row pair by the rt_gemm family's max2x2 (vectorised, the
  * same bits). Same maxima in the same order as the general loop. */
+/* relu (a fused Relu before the pool, applied to each input): only for the 2x2 stride-2 window,
+ * the one pool a Conv runs (mp__rt_pool2_fusable). */
 static void maxpool_inside(const spatial_t *sp, int64_t planes, const float *x, int relu,
                            float *y)
 {
@@ -966,12 +968,15 @@ static void maxpool_inside(const spatial_t *sp, int64_t planes, const float *x, 
         const float *xc = x + c * IP;
         float *yc = y + c * sp_out(sp);
         for (int64_t o0 = 0; o0 < sp->out[0]; o0++) {
+            if (two) {
+                /* the plane's output rows in one call */
+                kt->max2x2((size_t)sp->out[1], (size_t)OW, xc + o0 * sp->s[0] * sp->in[1] * sp->in[2],
+                           (size_t)sp->in[2], relu, yc);
+                yc += sp->out[1] * OW;
+                continue;
+            }
             for (int64_t o1 = 0; o1 < sp->out[1]; o1++, yc += OW) {
                 const float *x0 = xc + (o0 * sp->s[0] * sp->in[1] + o1 * sp->s[1]) * sp->in[2];
-                if (two) {
-                    kt->max2x2((size_t)OW, x0, x0 + sp->in[2], relu, yc);
-                    continue;
-                }
                 for (int64_t ow = 0; ow < OW; ow++) {
                     float acc = -INFINITY;
                     for (int64_t a = 0; a < sp->k[0]; a++) {

@@ -291,53 +291,58 @@ START_TEST(test_dw_plane_exact)
 }
 END_TEST
 
-/* A 2x2 max pool row: the same bits as _ref for 1 to 40 outputs (vector steps and every tail),
- * over values that include NaN, both zeros, infinities and ties; the rows are exactly 2n long,
- * so a variant reading past them is caught under ASan. */
+/* A 2x2 max pool over a plane: the same bits as _ref for 1 to 40 outputs a row (vector steps
+ * and every tail) and 1 or 3 output rows whose input rows are ldx = 2n + 3 apart, over values
+ * that include NaN of both signs, both zeros, infinities and ties, with and without the Relu;
+ * the last input row is exactly 2n long, so a variant reading past it is caught under ASan. */
 START_TEST(test_max2x2_exact)
 {
     const mp_kern_rt_table_t *ref = mp__kern_rt_for("ref");
     const mp_kern_rt_table_t *t = mp__kern_rt_for(isas[_i]);
     static const float special[] = {NAN, -NAN, 0.0f, -0.0f, INFINITY, -INFINITY, 1.0f, 1.0f};
-    float want[40], got[40];
+    float want[3 * 40], got[3 * 40];
 
     if (t == NULL) {
         return;
     }
     for (size_t n = 1; n <= 40; n++) {
-        /* dense: random values with a special one here and there; sparse: specials only, so
-         * windows hold two NaNs of either sign, or both zeros, in every order */
-        for (int dense = 0; dense < 2; dense++) {
-            float *x0 = malloc(2 * n * sizeof *x0), *x1 = malloc(2 * n * sizeof *x1);
-            ck_assert(x0 != NULL && x1 != NULL);
-            for (size_t i = 0; i < 2 * n; i++) {
-                x0[i] = dense && (i + n) % 5 ? next_f() : special[(i * 3 + n) % 8];
-                x1[i] = dense && (i + 2 * n) % 7 ? next_f() : special[(i + n) % 8];
+        for (size_t rows = 1; rows <= 3; rows += 2) {
+            const size_t ldx = 2 * n + 3, len = (2 * rows - 1) * ldx + 2 * n;
+            /* dense: random values with a special one here and there; sparse: specials only,
+             * so windows hold two NaNs of either sign, or both zeros, in every order */
+            for (int dense = 0; dense < 2; dense++) {
+                float *x = malloc(len * sizeof *x);
+                ck_assert_ptr_nonnull(x);
+                for (size_t i = 0; i < len; i++) {
+                    const size_t row = i / ldx;
+                    x[i] = dense && (i + n + row) % 5 ? next_f()
+                           : row % 2                   ? special[(i + n) % 8]
+                                                       : special[(i * 3 + n) % 8];
+                }
+                for (int relu = 0; relu < 2; relu++) {
+                    ref->max2x2(rows, n, x, ldx, relu, want);
+                    t->max2x2(rows, n, x, ldx, relu, got);
+                    ck_assert_msg(memcmp(got, want, rows * n * sizeof *got) == 0,
+                                  "%s max2x2 rows %zu n %zu (%s%s) differs from _ref", t->isa,
+                                  rows, n, dense ? "dense" : "specials", relu ? ", relu" : "");
+                }
+                free(x);
             }
-            for (int relu = 0; relu < 2; relu++) {
-                ref->max2x2(n, x0, x1, relu, want);
-                t->max2x2(n, x0, x1, relu, got);
-                ck_assert_msg(memcmp(got, want, n * sizeof *got) == 0,
-                              "%s max2x2 n %zu (%s%s) differs from _ref", t->isa, n,
-                              dense ? "dense" : "specials", relu ? ", relu" : "");
-            }
-            free(x0);
-            free(x1);
         }
     }
-    /* the reference itself: a NaN anywhere wins; the first of two zeros stays; after a Relu,
-     * NaN and -0 are +0 */
+    /* the reference itself, rows {1, 3, -0, 0} and {2, NaN, 0, -1}: a NaN anywhere wins; the
+     * first of two zeros stays; after a Relu, NaN and -0 are +0 */
     {
-        const float a0[4] = {1.0f, 3.0f, -0.0f, 0.0f}, a1[4] = {2.0f, NAN, 0.0f, -1.0f};
-        const float c0[2] = {-0.0f, NAN}, c1[2] = {-2.0f, -1.0f};
+        const float a[8] = {1.0f, 3.0f, -0.0f, 0.0f, 2.0f, NAN, 0.0f, -1.0f};
+        const float c[4] = {-0.0f, NAN, -2.0f, -1.0f};
         float y[2];
-        ref->max2x2(2, a0, a1, 0, y);
+        ref->max2x2(1, 2, a, 4, 0, y);
         ck_assert(isnan(y[0]));
         ck_assert(y[1] == 0.0f && signbit(y[1]));
-        ref->max2x2(2, a0, a1, 1, y);
+        ref->max2x2(1, 2, a, 4, 1, y);
         ck_assert_float_eq(y[0], 3.0f);
         ck_assert(y[1] == 0.0f && !signbit(y[1]));
-        ref->max2x2(1, c0, c1, 1, y);
+        ref->max2x2(1, 1, c, 2, 1, y);
         ck_assert(y[0] == 0.0f && !signbit(y[0]));
     }
 }
