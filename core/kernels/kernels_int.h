@@ -56,7 +56,8 @@ static inline double mp__kern_fold_lanes(double *lane)
 }
 
 /* err_sums_f32's loop from the reference, for the variants' last elements: adds element i of
- * (w, w2, n) to lane i mod MP_KERN_LANES of sig and noi (n counted from a multiple of the lanes). */
+ * (w, w2, n) to lane i mod MP_KERN_LANES of sig and noi (n counted from a multiple of the
+ * lanes). */
 void mp_kern_err_lanes_f32_ref(const float *w, const float *w2, size_t n, double *sig, double *noi);
 
 MP__KERN_DECLARE(ref)

@@ -254,11 +254,11 @@ void mp_kern_wx_bias_f32_avx2(size_t M, size_t P, size_t K, const float *w, size
     }
 }
 
-/* max2x2: row by row, 8 outputs per step; the even and odd lanes of each row's 16 inputs (shufps, then
- * vpermpd to put the 128-bit halves in order), then _ref's steps as compares and blends; with
- * relu, each input is first max(v, +0) (maxps returns +0, its second operand, for NaN and -0,
- * as v > 0 ? v : 0 does), after which a plain maxps chain is exact. The last < 8 outputs run as
- * _ref. */
+/* max2x2: row by row, 8 outputs per step; the even and odd lanes of each row's 16 inputs
+ * (shufps, then vpermpd to put the 128-bit halves in order), then _ref's steps as compares and
+ * blends; with relu, each input is first max(v, +0) (maxps returns +0, its second operand, for
+ * NaN and -0, as v > 0 ? v : 0 does), after which a plain maxps chain is exact. The last < 8
+ * outputs of a row run as _ref. */
 static inline __m256 max_nan8(__m256 acc, __m256 v)
 {
     const __m256 take = _mm256_or_ps(_mm256_cmp_ps(v, acc, _CMP_GT_OQ),

@@ -296,11 +296,11 @@ void mp_kern_wx_bias_f32_avx512(size_t M, size_t P, size_t K, const float *w, si
     }
 }
 
-/* max2x2: row by row, 16 outputs per step; the even and odd lanes of each row's 32 inputs (vpermt2ps),
- * then _ref's steps as compare masks and blends (v > acc ordered, or v unordered). With relu,
- * each input is first max(v, +0) (maxps returns its second operand, +0, for NaN and for -0,
- * as v > 0 ? v : 0 does). The last step's loads and store are masked to the 2n inputs and n
- * outputs. */
+/* max2x2: row by row, 16 outputs per step; the even and odd lanes of each row's 32 inputs
+ * (vpermt2ps), then _ref's steps as compare masks and blends (v > acc ordered, or v
+ * unordered). With relu, each input is first max(v, +0) (maxps returns its second operand, +0,
+ * for NaN and for -0, as v > 0 ? v : 0 does). The last step's loads and store are masked to
+ * the 2n inputs and n outputs. */
 static inline __m512 max_nan16(__m512 acc, __m512 v)
 {
     const __mmask16 take = _mm512_cmp_ps_mask(v, acc, _CMP_GT_OQ) |

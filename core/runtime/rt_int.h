@@ -98,7 +98,8 @@ struct rt_node {
     int relu;                    /* Conv/Gemm: a Relu fused into output 0 (rt_session.c) */
     int pool;                    /* Conv: 1 + the id of a 2x2 MaxPool it runs per image, else 0 */
     int by_step;                 /* 1 + the step that computes this node's outputs (a fused
-                                  * MaxPool, run by its Conv), else 0: the plan defines them there */
+                                  * MaxPool, run by its Conv), else 0; the plan defines them
+                                  * there */
 };
 
 struct mp_session {

@@ -9,8 +9,11 @@
  * channel per group) run a direct loop instead, since a product per channel would be tiny: over
  * 2 spatial dims each input plane is copied into a zero-padded plane in the workspace and the
  * rt_gemm family's dw_plane computes the output plane with no clipping (the same sums in the
- * same order as the clipped loop, which serves 3-D kernels). MaxPool windows that never reach
- * the padding run without clipping either.
+ * same order as the clipped loop, which serves 3-D kernels). im2col of a 2-D stride-1
+ * convolution that keeps the width copies each column row as one shifted block. MaxPool windows
+ * that never reach the padding run without clipping either, 2x2 at stride 2 through the
+ * rt_gemm family's max2x2, which a Conv also calls per image when the pool is fused into it
+ * (rt_session.c).
  * Output sizes follow the ONNX formulas (auto_pad SAME_UPPER puts the odd pad at the end,
  * SAME_LOWER at the start; ceil_mode drops a last window that would start in the end padding).
  * Everything runs on F32, except MaxPool, which takes I8/U8 too and gives the Indices output
@@ -970,8 +973,8 @@ static void maxpool_inside(const spatial_t *sp, int64_t planes, const float *x, 
         for (int64_t o0 = 0; o0 < sp->out[0]; o0++) {
             if (two) {
                 /* the plane's output rows in one call */
-                kt->max2x2((size_t)sp->out[1], (size_t)OW, xc + o0 * sp->s[0] * sp->in[1] * sp->in[2],
-                           (size_t)sp->in[2], relu, yc);
+                const float *xp = xc + o0 * sp->s[0] * sp->in[1] * sp->in[2];
+                kt->max2x2((size_t)sp->out[1], (size_t)OW, xp, (size_t)sp->in[2], relu, yc);
                 yc += sp->out[1] * OW;
                 continue;
             }

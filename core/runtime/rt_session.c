@@ -5,7 +5,12 @@
  * names of all such ops at once; each node's prep infers its outputs; a node whose inputs are
  * all constant runs right away and its outputs become constants (constant folding, which is
  * how shape arithmetic such as Shape -> Gather -> Concat -> Reshape is resolved before any
- * run). The remaining nodes are the steps; rt_plan.c places their tensors in one arena,
+ * run). The remaining nodes are the steps. Two fusions follow, each only where nothing else
+ * reads the intermediate tensor and it is no graph output: a Relu after a Conv or Gemm is
+ * applied by that op (its step becomes a view), and a 2x2 stride-2 MaxPool after a Conv (or
+ * after such a Relu) is run by the Conv image by image while the image is in cache, the Relu
+ * then applied on the fly; the values are the unfused ones bit for bit. rt_plan.c places the
+ * steps' tensors in one arena,
  * allocated here once. mp_session_run then only binds pointers and calls the steps' kernels:
  * no allocation, no shape work. OpenBLAS is set to one thread (see modelpress.h). The branches
  * of an If are sessions too, built by rt_if.c through mp__rt_session_finish and run by
