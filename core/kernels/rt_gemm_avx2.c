@@ -300,3 +300,17 @@ void mp_kern_max2x2_f32_avx2(size_t rows, size_t n, const float *x, size_t ldx, 
         mp_kern_max2x2_row_ref(n - i, x0 + 2 * i, x1 + 2 * i, relu, yr + i);
     }
 }
+
+/* stride2: 8 outputs per step from 16 inputs (shufps, then vpermpd), while the step's last
+ * input, x[2i + 15], is one _ref reads too (i + 8 < n); the rest as _ref. */
+void mp_kern_stride2_f32_avx2(size_t n, const float *x, float *y)
+{
+    size_t i = 0;
+
+    for (; i + 8 < n; i += 8) {
+        __m256 ev, od;
+        deinterleave8(x + 2 * i, 0, &ev, &od);
+        _mm256_storeu_ps(y + i, ev);
+    }
+    mp_kern_stride2_f32_ref(n - i, x + 2 * i, y + i);
+}

@@ -350,3 +350,21 @@ void mp_kern_max2x2_f32_avx512(size_t rows, size_t n, const float *x, size_t ldx
         }
     }
 }
+
+/* stride2: 16 outputs per step, the even lanes of 32 inputs (vpermt2ps); the last step's loads
+ * are masked to the 2n - 1 inputs read and its store to the n outputs. */
+void mp_kern_stride2_f32_avx512(size_t n, const float *x, float *y)
+{
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28,
+                                           30);
+
+    for (size_t i = 0; i < n; i += 16) {
+        const size_t cnt = n - i < 16 ? n - i : 16, len = 2 * cnt - 1;
+        const __mmask16 m = (__mmask16)((1u << cnt) - 1);
+        const __mmask16 m0 = (__mmask16)(len >= 16 ? 0xffffu : (1u << len) - 1);
+        const __mmask16 m1 = (__mmask16)(len > 16 ? (1u << (len - 16)) - 1 : 0);
+        const __m512 a = _mm512_maskz_loadu_ps(m0, x + 2 * i);
+        const __m512 b = _mm512_maskz_loadu_ps(m1, x + 2 * i + 16);
+        _mm512_mask_storeu_ps(y + i, m, _mm512_permutex2var_ps(a, even, b));
+    }
+}

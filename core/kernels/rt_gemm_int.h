@@ -35,6 +35,9 @@
  *   NaN and -0 become +0), i.e. the pool of a Relu's output. Every variant gives the same bits
  *   as _ref.
  *
+ * - stride2: y[i] = x[2i] for i < n (reads x[0] to x[2n - 2] only): every other input column,
+ *   as im2col of a stride-2 convolution copies them. A copy: every variant gives the same bits.
+ *
  * The table for the ISA the core runs with (mp_kern_isa()) is mp__kern_rt(); tests reach each
  * variant with mp__kern_rt_for().
  */
@@ -68,6 +71,7 @@ typedef struct mp_kern_rt_table {
     void (*dw_plane)(const struct mp_kern_dw_geom *g, const float *x, const float *w, float bias,
                      float *y);
     void (*max2x2)(size_t rows, size_t n, const float *x, size_t ldx, int relu, float *y);
+    void (*stride2)(size_t n, const float *x, float *y);
 } mp_kern_rt_table_t;
 
 #define MP__KERN_RT_DECLARE(isa)                                                                   \
@@ -85,7 +89,8 @@ typedef struct mp_kern_rt_table {
     void mp_kern_dw_plane_f32_##isa(const mp_kern_dw_geom_t *g, const float *x, const float *w,   \
                                     float bias, float *y);                                         \
     void mp_kern_max2x2_f32_##isa(size_t rows, size_t n, const float *x, size_t ldx, int relu,     \
-                                  float *y);
+                                  float *y);                                                       \
+    void mp_kern_stride2_f32_##isa(size_t n, const float *x, float *y);
 
 MP__KERN_RT_DECLARE(ref)
 MP__KERN_RT_DECLARE(avx2)

@@ -125,11 +125,19 @@ void mp_kern_max2x2_f32_ref(size_t rows, size_t n, const float *x, size_t ldx, i
     }
 }
 
+void mp_kern_stride2_f32_ref(size_t n, const float *x, float *y)
+{
+    for (size_t i = 0; i < n; i++) {
+        y[i] = x[2 * i];
+    }
+}
+
 #define TABLE(name, s8)                                                                            \
     {                                                                                              \
         .isa = #name, .s8_gemm = mp_kern_s8_gemm_##s8, .csr_mm = mp_kern_csr_mm_f32_##name,        \
         .cb_gemv = mp_kern_cb_gemv_f32_##name, .dw_plane = mp_kern_dw_plane_f32_##name,            \
         .wx_bias = mp_kern_wx_bias_f32_##name, .max2x2 = mp_kern_max2x2_f32_##name,                \
+        .stride2 = mp_kern_stride2_f32_##name,                                                     \
     }
 
 static mp_kern_rt_table_t tables[] = {TABLE(ref, ref), TABLE(avx2, avx2), TABLE(avx512, avx512)};

@@ -286,6 +286,7 @@ static void im2col_same_width(const conv_t *c, const float *x, float *col, int z
  * copy of the valid input columns (no bounds test per element). */
 static void im2col_cols(const conv_t *c, const float *x, float *col, int first)
 {
+    const mp_kern_rt_table_t *kt = mp__kern_rt();
     const spatial_t *sp = &c->sp;
     const int64_t P = c->P, OW = sp->out[2];
     int64_t row = 0;
@@ -320,6 +321,8 @@ static void im2col_cols(const conv_t *c, const float *x, float *col, int first)
                             }
                             if (sp->s[2] == 1) {
                                 memcpy(d + lo, xr + lo, (size_t)(hi - lo) * sizeof *d);
+                            } else if (sp->s[2] == 2) {
+                                kt->stride2((size_t)(hi - lo), xr + 2 * lo, d + lo);
                             } else {
                                 for (int64_t ow = lo; ow < hi; ow++) {
                                     d[ow] = xr[ow * sp->s[2]];

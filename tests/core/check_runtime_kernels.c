@@ -348,6 +348,34 @@ START_TEST(test_max2x2_exact)
 }
 END_TEST
 
+/* Every other element: the same values as _ref for 1 to 40 outputs, reading no further than
+ * x[2n - 2] (the input is exactly that long, for ASan). */
+START_TEST(test_stride2_exact)
+{
+    const mp_kern_rt_table_t *ref = mp__kern_rt_for("ref");
+    const mp_kern_rt_table_t *t = mp__kern_rt_for(isas[_i]);
+    float want[40], got[40];
+
+    if (t == NULL) {
+        return;
+    }
+    for (size_t n = 1; n <= 40; n++) {
+        float *x = malloc((2 * n - 1) * sizeof *x);
+        ck_assert_ptr_nonnull(x);
+        for (size_t i = 0; i < 2 * n - 1; i++) {
+            x[i] = next_f();
+        }
+        ref->stride2(n, x, want);
+        t->stride2(n, x, got);
+        ck_assert_msg(memcmp(got, want, n * sizeof *got) == 0, "%s stride2 n %zu", t->isa, n);
+        for (size_t i = 0; i < n; i++) {
+            ck_assert(memcmp(&want[i], &x[2 * i], sizeof *x) == 0);
+        }
+        free(x);
+    }
+}
+END_TEST
+
 static Suite *kernels_suite(void)
 {
     Suite *s = suite_create("runtime_kernels");
@@ -359,6 +387,7 @@ static Suite *kernels_suite(void)
     tcase_add_loop_test(tc, test_wx_bias_close, 0, 2);
     tcase_add_loop_test(tc, test_dw_plane_exact, 0, 2);
     tcase_add_loop_test(tc, test_max2x2_exact, 0, 2);
+    tcase_add_loop_test(tc, test_stride2_exact, 0, 2);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
     return s;
