@@ -678,30 +678,57 @@ static int run_outs(graph_t *gr, int opset, const float *const *in, float **outs
     return rc;
 }
 
+/* The start of the fusion tests' graphs: input x of shape xd through a 3x3 Conv of ones with
+ * padding 1, into value out. */
+static void conv3_ones(graph_t *g, const int64_t *xd, const char *out)
+{
+    static const float w[9] = {1, 1, 1, 1, 1, 1, 1, 1, 1};
+    const int64_t wd[] = {1, 1, 3, 3};
+    g_in(g, "x", 4, xd);
+    g_init(g, "w", MP_DT_F32, 4, wd, w);
+    g_node(g, "Conv", "x w", out, (const char *[]){"I:pads=1,1,1,1", NULL});
+}
+
+/* Build g's model, run it once on x into outs, and count the nodes the session fused:
+ * fused[0] Relus applied by their Conv or Gemm, fused[1] Convs running a MaxPool, fused[2]
+ * MaxPools run by their Conv; then check the plan and free everything. */
+static void run_fused(graph_t *g, const float *x, float **outs, int fused[3])
+{
+    buf_t keep;
+    mp_errctx_t err = {0}, perr = {0};
+    mp_session_t *sess = NULL;
+    mp_model_t *m = g_model(g, 13, &keep);
+    const float *in[] = {x};
+    ck_assert_int_eq(mp_session_new(m, 1, &sess, &err), 0);
+    ck_assert_msg(mp_session_run(sess, in, outs, &err) == 0, "%s", err.msg);
+    fused[0] = fused[1] = fused[2] = 0;
+    for (size_t k = 0; k < sess->n_nodes; k++) {
+        fused[0] += sess->nodes[k].relu;
+        fused[1] += sess->nodes[k].pool != 0;
+        fused[2] += sess->nodes[k].by_step != 0;
+    }
+    ck_assert_msg(mp__rt_plan_check(sess, &perr) == 0, "%s", perr.msg);
+    mp_session_free(sess);
+    mp_model_free(m);
+    free(keep.p);
+}
+
 /* Conv -> Relu: the Relu is fused into the Conv (its step a view, the Conv flagged) exactly when
  * the Conv's output has no other reader and is no graph output; every way, the values are the
- * unfused ones. x 1x1x3x3 = -4..4, w 3x3 ones, pad 1: the 3x3 window sums. */
+ * unfused ones. x 1x1x3x3 = -4..4: the 3x3 window sums. */
 START_TEST(test_relu_fusion)
 {
     static const float x[9] = {-4, -3, -2, -1, 0, 1, 2, 3, 4};
     static const float sums[9] = {-8, -9, -4, -3, 0, 3, 4, 9, 8};
-    const int64_t xd[] = {1, 1, 3, 3}, wd[] = {1, 1, 3, 3};
-    float w[9];
-    for (int i = 0; i < 9; i++) {
-        w[i] = 1.0f;
-    }
+    const int64_t xd[] = {1, 1, 3, 3};
     /* 0: Relu alone reads the Conv; 1: the Conv's output is a graph output too; 2: an Add reads
      * it as well (y + relu(y)) */
     for (int shape = 0; shape < 3; shape++) {
         graph_t g = {0};
-        buf_t keep;
         float r[9], second[9];
         float *outs[] = {r, second};
-        mp_errctx_t err = {0};
-        mp_session_t *sess = NULL;
-        g_in(&g, "x", 4, xd);
-        g_init(&g, "w", MP_DT_F32, 4, wd, w);
-        g_node(&g, "Conv", "x w", "y", (const char *[]){"I:pads=1,1,1,1", NULL});
+        int fused[3];
+        conv3_ones(&g, xd, "y");
         g_node(&g, "Relu", "y", "r", NULL);
         if (shape == 2) {
             g_node(&g, "Add", "y r", "s", NULL);
@@ -710,15 +737,8 @@ START_TEST(test_relu_fusion)
         if (shape > 0) {
             g_out(&g, shape == 1 ? "y" : "s");
         }
-        mp_model_t *m = g_model(&g, 13, &keep);
-        ck_assert_int_eq(mp_session_new(m, 1, &sess, &err), 0);
-        const float *in[] = {x};
-        ck_assert_msg(mp_session_run(sess, in, outs, &err) == 0, "%s", err.msg);
-        int fused = 0;
-        for (size_t k = 0; k < sess->n_nodes; k++) {
-            fused += sess->nodes[k].relu;
-        }
-        ck_assert_int_eq(fused, shape == 0);
+        run_fused(&g, x, outs, fused);
+        ck_assert_int_eq(fused[0], shape == 0);
         for (int i = 0; i < 9; i++) {
             const float relu = sums[i] > 0 ? sums[i] : 0.0f;
             ck_assert_float_eq(r[i], relu);
@@ -727,11 +747,6 @@ START_TEST(test_relu_fusion)
                 ck_assert_float_eq(second[i], want);
             }
         }
-        mp_errctx_t perr = {0};
-        ck_assert_msg(mp__rt_plan_check(sess, &perr) == 0, "%s", perr.msg);
-        mp_session_free(sess);
-        mp_model_free(m);
-        free(keep.p);
     }
 }
 END_TEST
@@ -739,33 +754,26 @@ END_TEST
 /* Conv (-> Relu) -> MaxPool 2x2: the pool is run by the Conv per image exactly when it is the
  * Conv's output's only reader and nothing of it is a graph output, with the Relu applied on the
  * fly when fused too; the values are the unfused ones and the plan stays sound (the pooled
- * output defined at the Conv's step). x 1x1x4x4 = -8..7, w 3x3 ones, pad 1. */
+ * output defined at the Conv's step). x 1x1x4x4 = -8..7. */
 START_TEST(test_pool_fusion)
 {
     static const float sums[16] = {-22, -30, -24, -14, -21, -27, -18, -9,
                                    3,   9,   18,  15,  10,  18,  24,  18};
     static const float pooled[2][4] = {{-21, -9, 18, 24}, {0, 0, 18, 24}}; /* without, with Relu */
-    const int64_t xd[] = {1, 1, 4, 4}, wd[] = {1, 1, 3, 3};
-    float x[16], w[9];
+    const int64_t xd[] = {1, 1, 4, 4};
+    float x[16];
     for (int i = 0; i < 16; i++) {
         x[i] = (float)(i - 8);
-    }
-    for (int i = 0; i < 9; i++) {
-        w[i] = 1.0f;
     }
     /* 0: Conv -> Relu -> MaxPool, both fused; 1: Conv -> MaxPool; 2: the Relu's output is a
      * graph output too, so only the Relu is fused */
     for (int shape = 0; shape < 3; shape++) {
         const int relu = shape != 1;
         graph_t g = {0};
-        buf_t keep;
         float y[4], r[16];
         float *outs[] = {y, r};
-        mp_errctx_t err = {0};
-        mp_session_t *sess = NULL;
-        g_in(&g, "x", 4, xd);
-        g_init(&g, "w", MP_DT_F32, 4, wd, w);
-        g_node(&g, "Conv", "x w", "c", (const char *[]){"I:pads=1,1,1,1", NULL});
+        int fused[3];
+        conv3_ones(&g, xd, "c");
         if (relu) {
             g_node(&g, "Relu", "c", "r", NULL);
         }
@@ -775,26 +783,14 @@ START_TEST(test_pool_fusion)
         if (shape == 2) {
             g_out(&g, "r");
         }
-        mp_model_t *m = g_model(&g, 13, &keep);
-        ck_assert_int_eq(mp_session_new(m, 1, &sess, &err), 0);
-        const float *in[] = {x};
-        ck_assert_msg(mp_session_run(sess, in, outs, &err) == 0, "%s", err.msg);
-        int pools = 0, by_step = 0;
-        for (size_t k = 0; k < sess->n_nodes; k++) {
-            pools += sess->nodes[k].pool != 0;
-            by_step += sess->nodes[k].by_step != 0;
-        }
-        ck_assert_int_eq(pools, shape != 2);
-        ck_assert_int_eq(by_step, shape != 2);
+        run_fused(&g, x, outs, fused);
+        ck_assert_int_eq(fused[0], relu);
+        ck_assert_int_eq(fused[1], shape != 2);
+        ck_assert_int_eq(fused[2], shape != 2);
         expect_vals(y, pooled[relu], 4, 0);
         for (int i = 0; shape == 2 && i < 16; i++) {
             ck_assert_float_eq(r[i], sums[i] > 0 ? sums[i] : 0.0f);
         }
-        mp_errctx_t perr = {0};
-        ck_assert_msg(mp__rt_plan_check(sess, &perr) == 0, "%s", perr.msg);
-        mp_session_free(sess);
-        mp_model_free(m);
-        free(keep.p);
     }
 }
 END_TEST
