@@ -1,5 +1,5 @@
 /* rt_gemm_int.h — the "rt_gemm" kernel family: the runtime's hot loops (the compressed linear
- * layers, small-K products, depthwise planes and the 2x2 max pool).
+ * layers, small-K products, depthwise planes, the 2x2 max pool and im2col's stride-2 copy).
  *
  * Each kernel has a portable reference in rt_gemm_ref.c (the specification) and AVX2 and
  * AVX-512 variants in rt_gemm_avx2.c and rt_gemm_avx512.c. Kernels never allocate and never
