@@ -110,7 +110,9 @@ rt_lin_kind_t mp__rt_lin_kind(const rt_lin_t *l)
 
 int mp__rt_lin_wants_rows(const rt_lin_t *l)
 {
-    return l->kind == RT_LIN_INT8 || l->kind == RT_LIN_CODEBOOK;
+    /* int8 takes columns too: apply_int8 transposes them into its workspace in one pass, which
+     * is cheaper than unfolding into rows element by element */
+    return l->kind == RT_LIN_CODEBOOK;
 }
 
 void mp__rt_weight_shape(const rt_sess_t *s, const rt_node_t *n, int *rank, int64_t *dims)
@@ -368,12 +370,19 @@ size_t mp__rt_lin_ws_bytes(const rt_lin_t *l, int64_t rows)
     }
 }
 
+/* b = a^T in 16 x 16 tiles, so that the strided side of each tile stays in a few cache lines */
 static void transpose(const float *a, int64_t rows, int64_t cols, int64_t lda, float *b,
                       int64_t ldb)
 {
-    for (int64_t i = 0; i < rows; i++) {
-        for (int64_t j = 0; j < cols; j++) {
-            b[j * ldb + i] = a[i * lda + j];
+    for (int64_t i0 = 0; i0 < rows; i0 += 16) {
+        const int64_t i1 = i0 + 16 < rows ? i0 + 16 : rows;
+        for (int64_t j0 = 0; j0 < cols; j0 += 16) {
+            const int64_t j1 = j0 + 16 < cols ? j0 + 16 : cols;
+            for (int64_t j = j0; j < j1; j++) {
+                for (int64_t i = i0; i < i1; i++) {
+                    b[j * ldb + i] = a[i * lda + j];
+                }
+            }
         }
     }
 }
@@ -470,29 +479,30 @@ static void apply_int8(const rt_lin_t *l, int g, int64_t rows, const float *x, i
         const float inv = amax > 0.0f && amax <= 3.0e38f ? 127.0f / amax : 0.0f;
         sx[r] = inv > 0.0f ? amax / 127.0f : 0.0f;
         kt->quant_i8_f32(xr, (size_t)K, inv, q);
-        sq[r] = 0;
-        sz[r] = 0;
+        int64_t s_q = 0, s_z = 0;
         for (int64_t k = 0; k < K; k++) {
-            sq[r] += q[k];
-            if (l->zk != NULL) {
-                sz[r] += (int64_t)q[k] * l->zk[k];
-            }
-        }
-        for (int64_t k = 0; k < K; k++) {
+            s_q += q[k];
             xu[r * K + k] = (uint8_t)(q[k] ^ 0x80); /* q + 128 as an unsigned byte */
         }
+        for (int64_t k = 0; l->zk != NULL && k < K; k++) {
+            s_z += (int64_t)q[k] * l->zk[k];
+        }
+        sq[r] = s_q;
+        sz[r] = s_z;
     }
     mp__kern_rt()->s8_gemm((size_t)rows, (size_t)N, (size_t)K, xu, (size_t)K,
                            l->w8 + (size_t)(g * N * K), (size_t)K, l->wsum + g * N, acc,
                            (size_t)N);
-    for (int64_t r = 0; r < rows; r++) {
-        for (int64_t c = 0; c < N; c++) {
+    /* the loop along y's memory: rows of outputs, or columns (yt: a Conv's [N][rows]) */
+    for (int64_t a = 0; a < (yt ? N : rows); a++) {
+        for (int64_t b = 0; b < (yt ? rows : N); b++) {
+            const int64_t r = yt ? b : a, c = yt ? a : b;
             const int64_t d = (int64_t)acc[r * N + c] + (int64_t)zn[c] * sq[r] + sz[r];
             float v = (float)d * (sx[r] * wscale[c]);
             if (bias != NULL) {
                 v += bias[c];
             }
-            y[yt ? c * ldy + r : r * ldy + c] = v;
+            y[a * ldy + b] = v;
         }
     }
 }
