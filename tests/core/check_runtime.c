@@ -256,6 +256,14 @@ static void expect_vals(const float *got, const float *want, int n, float tol)
     }
 }
 
+/* A run refused as it should be: rc is code, and err's message is msg (part: contains it). */
+static void expect_refused(int rc, const mp_errctx_t *err, int code, const char *msg, int part)
+{
+    ck_assert_int_eq(rc, code);
+    ck_assert_msg(part ? strstr(err->msg, msg) != NULL : strcmp(err->msg, msg) == 0,
+                  "refused with \"%s\", not \"%s\"", err->msg, msg);
+}
+
 static void expect_shape(const int64_t *got, int grank, const int64_t *want, int rank)
 {
     ck_assert_int_eq(grank, rank);
@@ -822,8 +830,7 @@ START_TEST(test_maxpool_indices)
         const float *in[] = {x};
         const int rc = run_outs(&g, 12, in, outs, 2, &err);
         if (order == 2) {
-            ck_assert_int_eq(rc, MP_EINVAL);
-            ck_assert_str_eq(err.msg, "MaxPool #0: storage_order 2 (0 or 1)");
+            expect_refused(rc, &err, MP_EINVAL, "MaxPool #0: storage_order 2 (0 or 1)", 0);
             continue;
         }
         ck_assert_msg(rc == 0, "%s", err.msg);
@@ -857,8 +864,8 @@ START_TEST(test_maxpool_int8)
         const float *in[] = {k == 1 ? xs : xu};
         const int rc = run_outs(&g, 12, in, outs, 1, &err);
         if (k >= 2) {
-            ck_assert_int_eq(rc, MP_EUNSUPPORTED);
-            ck_assert_ptr_nonnull(strstr(err.msg, "; the runtime runs this operator on F32 only"));
+            expect_refused(rc, &err, MP_EUNSUPPORTED,
+                           "; the runtime runs this operator on F32 only", 1);
             continue;
         }
         ck_assert_msg(rc == 0, "%s", err.msg);
@@ -904,13 +911,13 @@ START_TEST(test_clip_int)
         const float *in[] = {x, &five};
         const int rc = run_outs(&g, k == 4 ? 11 : 13, in, outs, 1, &err);
         if (k == 3) {
-            ck_assert_int_eq(rc, MP_EINVAL);
-            ck_assert_str_eq(err.msg, "Clip #0: bound 1 ('lo') must be one I8 value, as the input");
+            expect_refused(rc, &err, MP_EINVAL,
+                           "Clip #0: bound 1 ('lo') must be one I8 value, as the input", 0);
             continue;
         }
         if (k == 4) {
-            ck_assert_int_eq(rc, MP_EUNSUPPORTED);
-            ck_assert_ptr_nonnull(strstr(err.msg, "is I8; the runtime runs this operator on F32"));
+            expect_refused(rc, &err, MP_EUNSUPPORTED,
+                           "is I8; the runtime runs this operator on F32", 1);
             continue;
         }
         ck_assert_msg(rc == 0, "%s", err.msg);
@@ -954,14 +961,12 @@ START_TEST(test_batchnorm_training)
         const float *in[] = {x};
         const int rc = run_outs(&g, k == 1 ? 13 : 15, in, outs, 3, &err);
         if (k == 1) {
-            ck_assert_int_eq(rc, MP_EINVAL);
-            ck_assert_str_eq(err.msg,
-                             "BatchNormalization #0: training_mode needs opset 14 (this is 13)");
+            expect_refused(rc, &err, MP_EINVAL,
+                           "BatchNormalization #0: training_mode needs opset 14 (this is 13)", 0);
             continue;
         }
         if (k == 2) {
-            ck_assert_int_eq(rc, MP_EUNSUPPORTED);
-            ck_assert_ptr_nonnull(strstr(err.msg, "not supported without training_mode"));
+            expect_refused(rc, &err, MP_EUNSUPPORTED, "not supported without training_mode", 1);
             continue;
         }
         ck_assert_msg(rc == 0, "%s", err.msg);
@@ -1002,14 +1007,13 @@ START_TEST(test_resize_crop)
         const float *in[] = {x, roi};
         const int rc = run_outs(&g, 13, in, outs, 1, &err);
         if (k == 1) {
-            ck_assert_int_eq(rc, MP_EUNSUPPORTED);
-            ck_assert_str_eq(err.msg,
-                             "Resize #0: roi (input 1, 'roi') must be known before the run");
+            expect_refused(rc, &err, MP_EUNSUPPORTED,
+                           "Resize #0: roi (input 1, 'roi') must be known before the run", 0);
             continue;
         }
         if (k == 2) {
-            ck_assert_int_eq(rc, MP_EINVAL);
-            ck_assert_str_eq(err.msg, "Resize #0: tf_crop_and_resize needs roi with 4 values");
+            expect_refused(rc, &err, MP_EINVAL,
+                           "Resize #0: tf_crop_and_resize needs roi with 4 values", 0);
             continue;
         }
         ck_assert_msg(rc == 0, "%s", err.msg);
@@ -1050,8 +1054,8 @@ START_TEST(test_resize_cubic)
         const float *in[] = {x};
         const int rc = run_outs(&g, 13, in, outs, 1, &err);
         if (k == 2) {
-            ck_assert_int_eq(rc, MP_EINVAL);
-            ck_assert_str_eq(err.msg, "Resize #0: mode 'bicubic' (nearest, linear or cubic)");
+            expect_refused(rc, &err, MP_EINVAL,
+                           "Resize #0: mode 'bicubic' (nearest, linear or cubic)", 0);
             continue;
         }
         ck_assert_msg(rc == 0, "%s", err.msg);
@@ -1765,8 +1769,8 @@ START_TEST(test_legacy_gemm_broadcast)
         const float *in[] = {a};
         const int rc = run_model(&g, 6, in, y, NULL, NULL, &err);
         if (k == 1) {
-            ck_assert_int_eq(rc, MP_EINVAL);
-            ck_assert_str_eq(err.msg, "Gemm #0: at opset 6, C must be 2x2 without broadcast=1");
+            expect_refused(rc, &err, MP_EINVAL,
+                           "Gemm #0: at opset 6, C must be 2x2 without broadcast=1", 0);
             continue;
         }
         ck_assert_msg(rc == 0, "%s", err.msg);
@@ -1795,8 +1799,7 @@ START_TEST(test_legacy_prelu_channels)
         const float *in[] = {x};
         const int rc = run_model(&g, k == 2 ? 7 : 1 + 5 * k, in, y, NULL, NULL, &err);
         if (k == 2) {
-            ck_assert_int_eq(rc, MP_EINVAL);
-            ck_assert_ptr_nonnull(strstr(err.msg, "do not broadcast (dim 2: 2 vs 3)"));
+            expect_refused(rc, &err, MP_EINVAL, "do not broadcast (dim 2: 2 vs 3)", 1);
             continue;
         }
         ck_assert_msg(rc == 0, "%s", err.msg);
@@ -1834,9 +1837,8 @@ START_TEST(test_legacy_batchnorm)
         const float *in[] = {x};
         const int rc = run_model(&g, k == 0 ? 1 : 6, in, y, NULL, NULL, &err);
         if (k == 2) {
-            ck_assert_int_eq(rc, MP_EUNSUPPORTED);
-            ck_assert_str_eq(err.msg,
-                             "BatchNormalization #0: is_test 0 (training) is not supported");
+            expect_refused(rc, &err, MP_EUNSUPPORTED,
+                           "BatchNormalization #0: is_test 0 (training) is not supported", 0);
             continue;
         }
         ck_assert_msg(rc == 0, "%s", err.msg);
@@ -1881,9 +1883,10 @@ START_TEST(test_legacy_pad_cast_split)
         const float *in[] = {x};
         const int rc = run_model(&g, 5, in, y, NULL, NULL, &err);
         if (k == 1) {
-            ck_assert_int_eq(rc, MP_EUNSUPPORTED);
-            ck_assert_str_eq(err.msg, "Cast #0: cast to 'COMPLEX64' is not supported (Cast-1 "
-                                      "names a TensorProto data type)");
+            expect_refused(rc, &err, MP_EUNSUPPORTED,
+                           "Cast #0: cast to 'COMPLEX64' is not supported (Cast-1 "
+                           "names a TensorProto data type)",
+                           0);
             continue;
         }
         ck_assert_msg(rc == 0, "%s", err.msg);
